@@ -1,0 +1,1 @@
+"""The wire layer: credentials, one aiohttp session, and signed calls to the EAS API."""

@@ -1,0 +1,154 @@
+"""The EAS error table: which error code and HTTP status mean what.
+
+One place decides which ``scanner.errors`` class an API error becomes (``classify``), and the
+simulator answers with the same codes and statuses (the ``ErrorSpec`` constants), so both sides of
+the wire agree. Rules are tried in order; the first that matches wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from scanner.errors import (
+    ApiError,
+    AuthError,
+    BadRequestError,
+    NotFoundError,
+    ServerError,
+    ThrottledError,
+)
+
+__all__ = [
+    "CODE_RULES",
+    "STATUS_RULES",
+    "ErrorSpec",
+    "api_error",
+    "classify",
+    "error_body",
+]
+
+# (pattern, class): "X" matches the code X exactly, "X*" codes starting with X, "*X" ending with X.
+CODE_RULES: Final[tuple[tuple[str, type[ApiError]], ...]] = (
+    ("Throttling", ThrottledError),
+    ("Throttling.*", ThrottledError),
+    ("Rejected.Throttling", ThrottledError),
+    ("InvalidAccessKeyId*", AuthError),
+    ("SignatureDoesNotMatch", AuthError),
+    ("IncompleteSignature", AuthError),
+    ("MissingAuthorization", AuthError),
+    ("InvalidSecurityToken*", AuthError),
+    ("InvalidTimeStamp*", AuthError),
+    ("SignatureNonceUsed", AuthError),
+    ("Forbidden*", AuthError),
+    ("ServiceUnavailable", ServerError),
+    ("InternalError", ServerError),
+    ("*NotFound", NotFoundError),
+)
+
+# (lowest status, highest status, class), tried after the code rules.
+STATUS_RULES: Final[tuple[tuple[int, int, type[ApiError]], ...]] = (
+    (429, 429, ThrottledError),
+    (401, 401, AuthError),
+    (403, 403, AuthError),
+    (404, 404, NotFoundError),
+    (400, 499, BadRequestError),
+    (500, 599, ServerError),
+)
+
+
+def _matches(pattern: str, code: str) -> bool:
+    if pattern.endswith("*"):
+        return code.startswith(pattern[:-1])
+    if pattern.startswith("*"):
+        return code.endswith(pattern[1:])
+    return code == pattern
+
+
+def classify(status: int, code: str | None, *, retry_after: bool = False) -> type[ApiError]:
+    """The error class for an error response.
+
+    ``retry_after`` is whether the response carried ``x-acs-retry-after``: the SDK treats any such
+    response as throttling, whatever its code, and so do we.
+    """
+    if retry_after:
+        return ThrottledError
+    if code:
+        for pattern, cls in CODE_RULES:
+            if _matches(pattern, code):
+                return cls
+    for low, high, cls in STATUS_RULES:
+        if low <= status <= high:
+            return cls
+    return ServerError if status >= 500 else BadRequestError
+
+
+def api_error(
+    *,
+    status: int,
+    code: str | None,
+    message: str | None,
+    request_id: str | None = None,
+    retry_after_ms: int | None = None,
+    region: str | None = None,
+    action: str | None = None,
+    service: str | None = None,
+) -> ApiError:
+    """Build the right ``ApiError`` subclass for an error response."""
+    cls = classify(status, code, retry_after=retry_after_ms is not None)
+    return cls(
+        message or f"HTTP {status} with no error message",
+        region=region,
+        action=action,
+        service=service,
+        status=status,
+        code=code,
+        request_id=request_id,
+        retry_after_ms=retry_after_ms,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    """An error the EAS API answers with: its code, HTTP status and usual message."""
+
+    code: str
+    status: int
+    message: str
+
+    def body(self, request_id: str, message: str | None = None) -> dict[str, Any]:
+        return error_body(self.code, message or self.message, request_id)
+
+
+def error_body(code: str, message: str, request_id: str) -> dict[str, Any]:
+    """The JSON error shape of the EAS API."""
+    return {"RequestId": request_id, "Code": code, "Message": message}
+
+
+INVALID_PARAMETER: Final = ErrorSpec("InvalidParameter", 400, "The specified parameter is invalid.")
+SERVICE_NOT_FOUND: Final = ErrorSpec("InvalidService.NotFound", 404, "The specified service does not exist.")
+ROUTE_NOT_FOUND: Final = ErrorSpec("InvalidAction.NotFound", 404, "The specified API does not exist.")
+THROTTLING: Final = ErrorSpec("Throttling", 429, "Request was denied due to request throttling.")
+THROTTLING_USER: Final = ErrorSpec("Throttling.User", 400, "Request was denied due to user flow control.")
+INTERNAL_ERROR: Final = ErrorSpec(
+    "InternalError", 500, "The request processing has failed due to some unknown error."
+)
+SERVICE_UNAVAILABLE: Final = ErrorSpec(
+    "ServiceUnavailable", 503, "The request has failed due to a temporary failure of the server."
+)
+FORBIDDEN_RAM: Final = ErrorSpec(
+    "Forbidden.RAM",
+    403,
+    "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
+)
+INVALID_ACCESS_KEY_ID: Final = ErrorSpec(
+    "InvalidAccessKeyId.NotFound", 404, "Specified access key is not found."
+)
+SIGNATURE_DOES_NOT_MATCH: Final = ErrorSpec(
+    "SignatureDoesNotMatch", 400, "Specified signature is not matched with our calculation."
+)
+INVALID_SECURITY_TOKEN: Final = ErrorSpec(
+    "InvalidSecurityToken.MismatchWithAccessKey",
+    400,
+    "Specified SecurityToken mismatch with the AccessKey.",
+)

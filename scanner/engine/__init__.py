@@ -1,0 +1,1 @@
+"""Scheduling: fan-out, pagination, rate limits and retries. Knows nothing of HTTP."""

@@ -1,0 +1,167 @@
+"""The exceptions eas-fleet-scanner raises, and the data each one carries.
+
+Imports nothing from ``scanner``, so every layer (and the simulator) can use it.
+
+::
+
+    ScannerError
+    ├── ConfigError(ScannerError, ValueError)   bad arguments or configuration; never retried
+    ├── CredentialsError                        no usable credentials found, or unreadable
+    ├── UsageError(ScannerError, RuntimeError)  misuse: reopening a closed Scanner, scan() outside it
+    ├── ScanFailedError                         fatal for the whole scan (e.g. every region refused)
+    └── RequestError                            one API call failed: .region .action .service ...
+        ├── TransportError                      no usable HTTP response
+        │   ├── RequestTimeout                  connect/read/total timeout (incl. bare asyncio.TimeoutError)
+        │   └── NetworkError                    refused, reset, disconnected mid-response
+        ├── DecodeError                         a response that is not the JSON we expect
+        └── ApiError                            the API answered with an error: .status .code .message
+            ├── ThrottledError                  over a rate limit; .retry_after_ms when the server said
+            ├── ServerError                     5xx, InternalError, ServiceUnavailable: transient
+            ├── AuthError                       bad key, bad signature, permission denied: never retried
+            ├── NotFoundError                   the region or service is gone
+            └── BadRequestError                 any other 4xx: never retried
+
+Which code or status becomes which class is decided in one table, ``scanner.eas.faults``; whether a
+class is worth retrying is decided by the retry policy. Errors carry data, not just strings, and no
+error ever carries a secret.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "BadRequestError",
+    "ConfigError",
+    "CredentialsError",
+    "DecodeError",
+    "NetworkError",
+    "NotFoundError",
+    "RequestError",
+    "RequestTimeout",
+    "ScanFailedError",
+    "ScannerError",
+    "ServerError",
+    "ThrottledError",
+    "TransportError",
+    "UsageError",
+]
+
+
+class ScannerError(Exception):
+    """Base class of every error eas-fleet-scanner raises on purpose."""
+
+
+class ConfigError(ScannerError, ValueError):
+    """An argument, flag or configuration value is invalid. The message names it and the fix."""
+
+
+class CredentialsError(ScannerError):
+    """No credentials could be found or loaded. The message says where we looked."""
+
+
+class UsageError(ScannerError, RuntimeError):
+    """The library was used out of order (e.g. a closed Scanner reused)."""
+
+
+class ScanFailedError(ScannerError):
+    """The scan as a whole cannot produce anything useful (e.g. every region refused us)."""
+
+
+class RequestError(ScannerError):
+    """One API request failed.
+
+    Every request error names where it happened; API errors also carry what the server said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        region: str | None = None,
+        action: str | None = None,
+        service: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.region = region
+        self.action = action
+        self.service = service
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.retry_after_ms = retry_after_ms
+
+    @property
+    def kind(self) -> str:
+        """The short name of the failure, for summaries: the API code if any, else the class."""
+        return self.code or type(self).__name__
+
+    def __str__(self) -> str:
+        where = " ".join(
+            part
+            for part in (
+                self.action,
+                f"region={self.region}" if self.region else None,
+                f"service={self.service}" if self.service else None,
+            )
+            if part
+        )
+        detail = []
+        if self.status is not None:
+            detail.append(f"HTTP {self.status}")
+        if self.code:
+            detail.append(self.code)
+        if self.request_id:
+            detail.append(f"RequestId={self.request_id}")
+        text = self.message
+        if detail:
+            text = f"{text} ({', '.join(detail)})"
+        return f"{where}: {text}" if where else text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class TransportError(RequestError):
+    """No usable HTTP response arrived."""
+
+
+class RequestTimeout(TransportError):
+    """The request did not finish in time (connect, read or total timeout)."""
+
+
+class NetworkError(TransportError):
+    """The connection failed: refused, reset, or closed in the middle of a response."""
+
+
+class DecodeError(RequestError):
+    """The response body is not the JSON we expect: not JSON, truncated, or the wrong shape."""
+
+
+class ApiError(RequestError):
+    """The API answered with an error body or status."""
+
+
+class ThrottledError(ApiError):
+    """The request was over a rate limit. ``retry_after_ms`` is the server's hint, if it gave one."""
+
+
+class ServerError(ApiError):
+    """A transient server-side failure (5xx, InternalError, ServiceUnavailable)."""
+
+
+class AuthError(ApiError):
+    """Authentication or authorisation failed. Retrying cannot help."""
+
+
+class NotFoundError(ApiError):
+    """The target (region or service) does not exist, or no longer does."""
+
+
+class BadRequestError(ApiError):
+    """The request itself is wrong (any other 4xx). Retrying cannot help."""

@@ -1,0 +1,1 @@
+"""Output sinks (JSON Lines, CSV) and the run summary."""

@@ -1,0 +1,21 @@
+"""Test-wide isolation: no credentials leak in from the machine, and nothing leaves loopback.
+
+alibabacloud-credentials reads its environment variables once, at import, so they are set here,
+before anything imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_HOME = tempfile.mkdtemp(prefix="eas-scanner-test-home-")
+for _name in list(os.environ):
+    if _name.startswith(("ALIBABA_CLOUD_", "ALIBABACLOUD_", "ALICLOUD_")):
+        del os.environ[_name]
+os.environ["HOME"] = _HOME
+os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
+
+from tests import netguard  # noqa: E402
+
+netguard.install()
