@@ -1,0 +1,437 @@
+"""The scan itself: regions → services → instance pages → records. The only module that spawns tasks.
+
+Shape of one scan (every task lives in a task group owned by the one above it)::
+
+    ScanJob.run
+    └── per region: _scan_region
+        ├── _discover_services    ListServices, one page at a time, newest page first; feeds a small
+        │                         bounded stream, so discovery waits while services queue up
+        └── services_per_region × _service_worker
+            └── _list_instances   page 1, then pages 2..N at once (pages_per_listing workers),
+                                  then newest-first re-reads while the listing is inconsistent
+
+Every request passes, in order: its region's slot (``Concurrency.per_region``), its (region,
+action) rate limiter, a global slot (``Concurrency.total``), and is retried per request by the
+region's ``Retrier``. Records leave as one batch per page through a bounded memory stream: a slow
+consumer blocks ``send``, which holds the slots, which stops the fetching. Memory is bounded by
+(open listings × their dedup keys) + (buffered pages), whatever the fleet's size.
+
+Failures after retries are recorded, never raised: a failed region or service does not stop the
+others. Only fatal conditions end the scan early: credentials that cannot be loaded, a region list
+that cannot be read, every region refusing us, or any failure in fail-fast mode. They are kept in
+``ScanJob.fatal`` for the consumer to raise once the stream ends.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from scanner.clock import Clock
+from scanner.eas.models import Page
+from scanner.eas.params import Action, InstanceQuery, ServiceQuery
+from scanner.engine.config import Concurrency, Consistency, RetryPolicy
+from scanner.engine.pagination import ListingState, descending_pages
+from scanner.engine.ports import EasApi
+from scanner.engine.ratelimit import RateLimiters
+from scanner.engine.retry import Retrier, RetryBudget
+from scanner.engine.stats import Failure, LiveStats, ScanSummary, ServiceVerdict
+from scanner.errors import NotFoundError, RequestError, ScanFailedError, ThrottledError
+from scanner.records import service_summary, tag_instances
+
+__all__ = ["Batch", "ScanJob", "ScanPlan"]
+
+T = TypeVar("T")
+
+#: What flows to the consumer: the records of one page.
+Batch = list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPlan:
+    """What to scan. ``regions=None`` means every region DescribeRegions lists."""
+
+    regions: tuple[str, ...] | None
+    services: frozenset[str] | None
+    service_query: ServiceQuery
+    instance_query: InstanceQuery
+    home_region: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ServiceTarget:
+    name: str
+    summary: dict[str, Any]
+    estimate: int  # instances, from the service's TotalInstance: a progress denominator until page 1
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """A task group's error as the caller should see it: the error itself when it is one kind."""
+    leaves = _leaves(exc)
+    if leaves and all(type(leaf) is type(leaves[0]) for leaf in leaves):
+        return leaves[0]
+    return exc
+
+
+def _instance_query_for_scan(query: InstanceQuery) -> InstanceQuery:
+    # Oldest first, so new instances land at the end (see scanner.engine.pagination).
+    if query.sort is None and query.order is None:
+        return InstanceQuery(**{**_fields(query), "sort": "StartTime", "order": "asc"})
+    return query
+
+
+def _service_query_for_scan(query: ServiceQuery) -> ServiceQuery:
+    if query.sort is None and query.order is None:
+        return ServiceQuery(**{**_fields(query), "sort": "CreateTime", "order": "asc"})
+    return query
+
+
+def _fields(query: Any) -> dict[str, Any]:
+    return {name: getattr(query, name) for name in query.__dataclass_fields__}
+
+
+class ScanJob:
+    """One scan: produces batches into ``send`` and closes it when done. See the module docstring."""
+
+    def __init__(
+        self,
+        api: EasApi,
+        plan: ScanPlan,
+        send: MemoryObjectSendStream[Batch],
+        *,
+        concurrency: Concurrency,
+        consistency: Consistency,
+        retry_policy: RetryPolicy,
+        rate_limiters: RateLimiters,
+        clock: Clock,
+        rng: random.Random,
+        fail_fast: bool = False,
+    ) -> None:
+        self._api = api
+        self._plan = plan
+        self._send = send
+        self._concurrency = concurrency
+        self._page_size = consistency.page_size
+        self._max_passes = consistency.max_passes
+        self._retry_policy = retry_policy
+        self._rates = rate_limiters
+        self._clock = clock
+        self._rng = rng
+        self._fail_fast = fail_fast
+        self._instance_query = _instance_query_for_scan(plan.instance_query)
+        self._service_query = _service_query_for_scan(plan.service_query)
+
+        self.stats = LiveStats(clock.monotonic())
+        self.fatal: BaseException | None = None
+        self.cancelled = False
+        self.summary: ScanSummary | None = None
+        self.finished = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        self._global_slots = anyio.CapacityLimiter(concurrency.total)
+        self._region_slots: dict[str, anyio.CapacityLimiter] = {}
+        self._retriers: dict[str, Retrier] = {}
+        self._found_services: set[str] = set()
+
+    # --- the run -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the scan to its end. Raises only cancellation from outside; all else is recorded."""
+        try:
+            async with self._send:
+                with anyio.CancelScope() as self._scope:
+                    try:
+                        regions = await self._resolve_regions()
+                        async with anyio.create_task_group() as tg:
+                            for region in regions:
+                                tg.start_soon(self._scan_region, region)
+                    except Exception as exc:
+                        self._abort(_unwrap(exc))
+                self._check_every_region_refused()
+        except anyio.get_cancelled_exc_class():
+            self.cancelled = True  # stopped from outside (the Scanner closed, the caller cancelled)
+            raise
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        missing: tuple[str, ...] = ()
+        if self._plan.services is not None:
+            missing = tuple(sorted(self._plan.services - self._found_services))
+        self.summary = self.stats.summary(
+            self._clock.monotonic(),
+            cancelled=self.cancelled or self.fatal is not None,
+            missing_services=missing,
+        )
+        self.finished.set()
+
+    def _abort(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def stop(self) -> None:
+        """Stop producing (the consumer is gone or asked to stop). The summary says cancelled."""
+        self.cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _check_every_region_refused(self) -> None:
+        if self.fatal is not None or self.cancelled or not self.stats.regions:
+            return
+        regions = self.stats.regions
+        if all(not c.services_listed and c.error for c in regions.values()):
+            reasons = "; ".join(f"{name}: {c.error}" for name, c in regions.items())
+            self.fatal = ScanFailedError(f"every region failed, nothing could be listed ({reasons})")
+
+    async def _resolve_regions(self) -> tuple[str, ...]:
+        if self._plan.regions is not None:
+            return self._plan.regions
+        home = self._plan.home_region
+        try:
+            found = await self._request(
+                home, Action.DESCRIBE_REGIONS, lambda: self._api.describe_regions(home)
+            )
+        except RequestError as exc:
+            raise ScanFailedError(
+                f"could not list the account's regions (DescribeRegions via {home}): {exc}"
+            ) from exc
+        return tuple(region.region_id for region in found)
+
+    # --- one request ---------------------------------------------------------------------------
+
+    def _retrier(self, region: str) -> Retrier:
+        retrier = self._retriers.get(region)
+        if retrier is None:
+            retrier = self._retriers[region] = Retrier(
+                self._retry_policy,
+                RetryBudget(self._retry_policy.budget),
+                clock=self._clock,
+                rng=self._rng,
+                on_retry=self._count_retry,
+            )
+        return retrier
+
+    def _count_retry(self, exc: BaseException, delay: float) -> None:
+        self.stats.retries += 1
+
+    async def _request(self, region: str, action: str, call: Callable[[], Awaitable[T]]) -> T:
+        limiter = self._rates.get(region, action)
+        region_slots = self._region_slots.get(region)
+        if region_slots is None:
+            region_slots = self._region_slots[region] = anyio.CapacityLimiter(self._concurrency.per_region)
+        counters = self.stats.region(region)
+        stats = self.stats
+        global_slots = self._global_slots
+
+        async def attempt() -> T:
+            async with region_slots:
+                sent_at = await limiter.acquire()
+                async with global_slots:
+                    stats.requests += 1
+                    counters.requests += 1
+                    try:
+                        result = await call()
+                    except ThrottledError as exc:
+                        stats.throttled += 1
+                        limiter.on_throttle(sent_at, exc.retry_after_ms)
+                        raise
+            limiter.on_success(sent_at)
+            if isinstance(result, Page):
+                stats.bytes_received += result.body_bytes
+            return result
+
+        return await self._retrier(region).call(attempt)
+
+    def _services_page(self, region: str, number: int) -> Awaitable[Page]:
+        return self._request(
+            region,
+            Action.LIST_SERVICES,
+            lambda: self._api.list_services(
+                region, self._service_query, page_number=number, page_size=self._page_size
+            ),
+        )
+
+    def _instances_page(self, region: str, service: str, number: int) -> Awaitable[Page]:
+        return self._request(
+            region,
+            Action.LIST_SERVICE_INSTANCES,
+            lambda: self._api.list_service_instances(
+                region, service, self._instance_query, page_number=number, page_size=self._page_size
+            ),
+        )
+
+    def _record_failure(self, region: str, service: str | None, exc: RequestError) -> None:
+        failure = Failure(
+            region=region,
+            service=service,
+            code=exc.kind,
+            message=str(exc.message),
+            action=exc.action,
+        )
+        self.stats.fail(failure, region_level=service is None)
+        if self._fail_fast:
+            self._abort(exc)
+
+    # --- a region ------------------------------------------------------------------------------
+
+    async def _scan_region(self, region: str) -> None:
+        self.stats.region(region)
+        send, receive = anyio.create_memory_object_stream[_ServiceTarget](
+            self._concurrency.services_per_region
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._discover_services, region, send)
+            async with receive:
+                for _ in range(self._concurrency.services_per_region):
+                    tg.start_soon(self._service_worker, region, receive.clone())
+
+    async def _discover_services(self, region: str, send: MemoryObjectSendStream[_ServiceTarget]) -> None:
+        counters = self.stats.region(region)
+        state = ListingState("ServiceName", self._page_size)
+        async with send:
+            try:
+                first = await self._services_page(region, 1)
+            except RequestError as exc:
+                self._record_failure(region, None, exc)
+                return
+            counters.services_listed = True
+            self._note_service_total(region, first.total_count)
+            await self._offer(region, state.accept(first), send)
+            # Newest page first, page 1 last: see scanner.engine.pagination for why this order
+            # cannot miss a service that exists throughout.
+            later = list(descending_pages(first.total_count, self._page_size))
+            for number in later if len(later) > 1 else ():
+                try:
+                    page = await self._services_page(region, number)
+                except RequestError as exc:
+                    self._record_failure(region, None, exc)
+                    continue
+                self._note_service_total(region, page.total_count)
+                await self._offer(region, state.accept(page), send)
+
+    def _note_service_total(self, region: str, total: int) -> None:
+        if self._plan.services is None:
+            counters = self.stats.region(region)
+            counters.services_known = max(counters.services_known, total)
+
+    async def _offer(
+        self, region: str, services: list[dict[str, Any]], send: MemoryObjectSendStream[_ServiceTarget]
+    ) -> None:
+        counters = self.stats.region(region)
+        wanted = self._plan.services
+        for service in services:
+            name = service.get("ServiceName")
+            if not isinstance(name, str) or (wanted is not None and name not in wanted):
+                continue
+            self._found_services.add(name)
+            if wanted is not None:
+                counters.services_known += 1
+            estimate = service.get("TotalInstance")
+            estimate = estimate if isinstance(estimate, int) and estimate >= 0 else 0
+            counters.instances_known += estimate
+            await send.send(_ServiceTarget(name, service_summary(service), estimate))
+
+    async def _service_worker(self, region: str, receive: MemoryObjectReceiveStream[_ServiceTarget]) -> None:
+        async with receive:
+            async for target in receive:
+                await self._list_instances(region, target)
+
+    # --- one service ---------------------------------------------------------------------------
+
+    async def _list_instances(self, region: str, target: _ServiceTarget) -> None:
+        counters = self.stats.region(region)
+        known = target.estimate  # this listing's share of counters.instances_known
+
+        def set_known(value: int) -> None:
+            nonlocal known
+            counters.instances_known += value - known
+            known = value
+
+        state = ListingState("InstanceName", self._page_size)
+        error: RequestError | None = None
+        try:
+            first = await self._instances_page(region, target.name, 1)
+        except RequestError as exc:
+            error = exc
+        else:
+            set_known(first.total_count)
+            await self._emit(region, target, state.accept(first))
+            if first.page_count > 1:
+                error = await self._fetch_at_once(region, target, state, range(2, first.page_count + 1))
+            while error is None and not state.pass_consistent() and state.passes < self._max_passes:
+                state.start_pass()
+                set_known(max(state.last_total, state.emitted))
+                error = await self._fetch_in_order(
+                    region, target, state, descending_pages(state.last_total, self._page_size)
+                )
+
+        if isinstance(error, NotFoundError):
+            verdict = ServiceVerdict.DELETED
+        elif error is not None:
+            verdict = ServiceVerdict.FAILED
+            self._record_failure(region, target.name, error)
+        elif state.passes == 1:
+            verdict = ServiceVerdict.COMPLETE
+        elif state.pass_consistent():
+            verdict = ServiceVerdict.REREAD
+        else:
+            verdict = ServiceVerdict.UNSTABLE
+        set_known(state.emitted)
+        self.stats.service_done(region, target.name, verdict)
+
+    async def _fetch_at_once(
+        self, region: str, target: _ServiceTarget, state: ListingState, numbers: range
+    ) -> RequestError | None:
+        pending: Iterator[int] = iter(numbers)
+        failures: list[RequestError] = []
+
+        async def worker(scope: anyio.CancelScope) -> None:
+            for number in pending:
+                try:
+                    page = await self._instances_page(region, target.name, number)
+                except RequestError as exc:
+                    failures.append(exc)
+                    scope.cancel()  # the listing has failed; its other pages are moot
+                    return
+                await self._emit(region, target, state.accept(page))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(self._concurrency.pages_per_listing, len(numbers))):
+                tg.start_soon(worker, tg.cancel_scope)
+        return failures[0] if failures else None
+
+    async def _fetch_in_order(
+        self, region: str, target: _ServiceTarget, state: ListingState, numbers: Iterable[int]
+    ) -> RequestError | None:
+        for number in numbers:
+            try:
+                page = await self._instances_page(region, target.name, number)
+            except RequestError as exc:
+                return exc
+            await self._emit(region, target, state.accept(page))
+        return None
+
+    async def _emit(self, region: str, target: _ServiceTarget, items: list[dict[str, Any]]) -> None:
+        if not items:
+            return
+        batch = tag_instances(items, region, target.name, target.summary)
+        try:
+            await self._send.send(batch)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.stop()  # the consumer closed the stream: stop quietly
+            await anyio.lowlevel.checkpoint()  # delivers the cancellation now
+            return
+        self.stats.records += len(batch)
+        self.stats.region(region).instances_done += len(batch)

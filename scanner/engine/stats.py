@@ -1,0 +1,243 @@
+"""Live counters of a running scan, their read-only snapshots, and the final summary.
+
+Counters are plain attributes bumped from the event loop thread (no locks needed). Readers get
+frozen snapshots: ``ScanStatistics`` while the scan runs (for progress) and ``ScanSummary`` at
+the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Failure",
+    "LiveStats",
+    "RegionStatistics",
+    "RegionSummary",
+    "ScanStatistics",
+    "ScanSummary",
+    "ServiceVerdict",
+]
+
+
+class ServiceVerdict(StrEnum):
+    """How one service's instance listing ended."""
+
+    COMPLETE = "complete"  # read once, and nothing changed while it was read
+    REREAD = "reread"  # it changed while read; a newest-first re-read recovered every survivor
+    UNSTABLE = "unstable"  # still changing after every pass (survivors still guaranteed)
+    DELETED = "deleted"  # the service vanished (404) during the scan: not an error
+    FAILED = "failed"  # an error persisted after retries: instances may be missing
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Something that could not be listed after retries. ``service`` is None for a region's own."""
+
+    region: str
+    service: str | None
+    code: str
+    message: str
+    action: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"region": self.region, "service": self.service, "code": self.code, "message": self.message}
+
+
+@dataclass(slots=True)
+class _RegionCounters:
+    services_known: int = 0
+    services_done: int = 0
+    instances_known: int = 0
+    instances_done: int = 0
+    requests: int = 0
+    error: str | None = None
+    failed_services: int = 0
+    services_listed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RegionStatistics:
+    services_known: int
+    services_done: int
+    instances_known: int
+    instances_done: int
+    requests: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStatistics:
+    """A live snapshot, for progress displays. Totals grow as listings reveal their TotalCount."""
+
+    elapsed_s: float
+    requests: int
+    retries: int
+    throttled: int
+    bytes_received: int
+    records: int
+    failures: int
+    regions: dict[str, RegionStatistics]
+
+    @property
+    def services_known(self) -> int:
+        return sum(r.services_known for r in self.regions.values())
+
+    @property
+    def services_done(self) -> int:
+        return sum(r.services_done for r in self.regions.values())
+
+    @property
+    def instances_known(self) -> int:
+        return sum(r.instances_known for r in self.regions.values())
+
+    @property
+    def instances_done(self) -> int:
+        return sum(r.instances_done for r in self.regions.values())
+
+
+@dataclass(frozen=True, slots=True)
+class RegionSummary:
+    services: int
+    instances: int
+    complete: bool
+    error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "services": self.services,
+            "instances": self.instances,
+            "complete": self.complete,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSummary:
+    """How a scan ended. ``complete`` is True only if every region and service was fully listed."""
+
+    complete: bool
+    records: int
+    duration_s: float
+    requests: int
+    retries: int
+    throttled: int
+    regions: dict[str, RegionSummary]
+    failures: tuple[Failure, ...]
+    verdicts: dict[str, int] = field(default_factory=dict)
+    #: (region, service, verdict) of every service whose listing was not simply complete.
+    notable_services: tuple[tuple[str, str, str], ...] = ()
+    #: Services asked for by name that no scanned region has.
+    missing_services: tuple[str, ...] = ()
+    cancelled: bool = False
+    bytes_received: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written by ``eas-scan --summary``."""
+        return {
+            "complete": self.complete,
+            "records": self.records,
+            "duration_s": round(self.duration_s, 3),
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "regions": {name: region.to_dict() for name, region in self.regions.items()},
+            "failures": [failure.to_dict() for failure in self.failures],
+            "services": dict(self.verdicts),
+            "notable_services": [
+                {"region": region, "service": service, "verdict": verdict}
+                for region, service, verdict in self.notable_services
+            ],
+            "missing_services": list(self.missing_services),
+            "cancelled": self.cancelled,
+            "bytes_received": self.bytes_received,
+        }
+
+
+class LiveStats:
+    """The mutable counters behind ``ScanStatistics`` and ``ScanSummary``."""
+
+    def __init__(self, started_at: float) -> None:
+        self.started_at = started_at
+        self.requests = 0
+        self.retries = 0
+        self.throttled = 0
+        self.bytes_received = 0
+        self.records = 0
+        self.failures: list[Failure] = []
+        self.regions: dict[str, _RegionCounters] = {}
+        self.verdicts: dict[str, int] = {verdict.value: 0 for verdict in ServiceVerdict}
+        self.notable_services: list[tuple[str, str, str]] = []
+
+    def region(self, name: str) -> _RegionCounters:
+        counters = self.regions.get(name)
+        if counters is None:
+            counters = self.regions[name] = _RegionCounters()
+        return counters
+
+    def fail(self, failure: Failure, *, region_level: bool) -> None:
+        self.failures.append(failure)
+        counters = self.region(failure.region)
+        if region_level:
+            if counters.error is None:
+                counters.error = f"{failure.code}: {failure.message}"
+        else:
+            counters.failed_services += 1
+
+    def service_done(self, region: str, service: str, verdict: ServiceVerdict) -> None:
+        self.verdicts[verdict.value] += 1
+        self.region(region).services_done += 1
+        if verdict is not ServiceVerdict.COMPLETE:
+            self.notable_services.append((region, service, verdict.value))
+
+    def snapshot(self, now: float) -> ScanStatistics:
+        return ScanStatistics(
+            elapsed_s=now - self.started_at,
+            requests=self.requests,
+            retries=self.retries,
+            throttled=self.throttled,
+            bytes_received=self.bytes_received,
+            records=self.records,
+            failures=len(self.failures),
+            regions={
+                name: RegionStatistics(
+                    services_known=c.services_known,
+                    services_done=c.services_done,
+                    instances_known=c.instances_known,
+                    instances_done=c.instances_done,
+                    requests=c.requests,
+                    error=c.error,
+                )
+                for name, c in self.regions.items()
+            },
+        )
+
+    def summary(self, now: float, *, cancelled: bool, missing_services: tuple[str, ...]) -> ScanSummary:
+        regions = {}
+        for name, c in self.regions.items():
+            complete = c.error is None and c.failed_services == 0 and c.services_listed and not cancelled
+            error = c.error
+            if error is None and c.failed_services:
+                error = f"{c.failed_services} service(s) failed"
+            if error is None and cancelled:
+                error = "cancelled"
+            regions[name] = RegionSummary(
+                services=c.services_done, instances=c.instances_done, complete=complete, error=error
+            )
+        return ScanSummary(
+            complete=not cancelled and all(r.complete for r in regions.values()) and bool(regions),
+            records=self.records,
+            duration_s=now - self.started_at,
+            requests=self.requests,
+            retries=self.retries,
+            throttled=self.throttled,
+            regions=regions,
+            failures=tuple(self.failures),
+            verdicts=dict(self.verdicts),
+            notable_services=tuple(self.notable_services),
+            missing_services=missing_services,
+            cancelled=cancelled,
+            bytes_received=self.bytes_received,
+        )

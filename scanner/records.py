@@ -1,0 +1,62 @@
+"""Output records: each instance exactly as the API returned it, tagged with where it lives.
+
+A record is the instance's own JSON object (every field, untouched) plus three keys:
+``ClusterId`` (the region), ``ServiceName``, and ``Service``, an object with the service's
+identifying and state fields (``SERVICE_SUMMARY_FIELDS``). Tagging happens in place on the dict
+orjson decoded, so no record is copied; every record of a service shares one ``Service`` object.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+
+__all__ = [
+    "RECORD_TAGS",
+    "SERVICE_SUMMARY_FIELDS",
+    "encode_jsonl",
+    "service_summary",
+    "tag_instances",
+]
+
+#: The Service fields copied into every record (others are in ListServices, not repeated per instance).
+SERVICE_SUMMARY_FIELDS: Final[tuple[str, ...]] = (
+    "ServiceId",
+    "ServiceUid",
+    "Status",
+    "ServiceGroup",
+    "Resource",
+    "ResourceAlias",
+    "WorkspaceId",
+    "Labels",
+    "CreateTime",
+)
+
+#: The keys added to each instance to make a record.
+RECORD_TAGS: Final[tuple[str, ...]] = ("ClusterId", "ServiceName", "Service")
+
+
+def service_summary(service: dict[str, Any]) -> dict[str, Any]:
+    """The ``Service`` object of a record: the summary fields the service has."""
+    return {name: service[name] for name in SERVICE_SUMMARY_FIELDS if name in service}
+
+
+def tag_instances(
+    items: list[dict[str, Any]], cluster_id: str, service_name: str, summary: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Turn a page's instances into records, in place, and return them."""
+    for item in items:
+        item["ClusterId"] = cluster_id
+        item["ServiceName"] = service_name
+        item["Service"] = summary
+    return items
+
+
+_DUMPS = orjson.dumps
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+
+
+def encode_jsonl(records: list[dict[str, Any]]) -> bytes:
+    """Records as JSON Lines: one compact object per line, each ending in a newline."""
+    return b"".join([_DUMPS(record, option=_NEWLINE) for record in records])

@@ -1,0 +1,382 @@
+"""``Scanner``: the library's entry point and the composition root that builds the defaults.
+
+::
+
+    async with Scanner(credentials=StaticCredentials(ak, secret),
+                       endpoints={"cn-shanghai": "http://127.0.0.1:8001"}) as s:
+        stream = s.scan(regions=["cn-shanghai"])
+        async for record in stream:        # one dict per instance
+            ...
+        stream.summary                     # complete?, counts, failures
+
+A Scanner owns one HTTP session and one task group. ``scan()`` does not block: it starts the scan
+in that task group and returns a ``ScanStream`` to read records from. Leaving the ``async with``
+block stops any scan still running; so does closing its stream (``await stream.aclose()`` or
+``async with s.scan(...) as stream``).
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import random
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from scanner.clock import Clock, SystemClock
+from scanner.eas.endpoints import EndpointResolver, EndpointType, validate_region
+from scanner.eas.params import InstanceQuery, ServiceQuery
+from scanner.engine.config import Concurrency, Consistency, RateLimit, RetryPolicy
+from scanner.engine.ports import EasApi
+from scanner.engine.ratelimit import RateLimiters
+from scanner.engine.scheduler import Batch, ScanJob, ScanPlan
+from scanner.engine.stats import ScanStatistics, ScanSummary
+from scanner.errors import ConfigError, UsageError
+from scanner.records import encode_jsonl
+
+__all__ = ["DEFAULT_HOME_REGION", "BinarySink", "ScanStream", "Scanner"]
+
+#: Where DescribeRegions is asked when no endpoint override says otherwise.
+DEFAULT_HOME_REGION = "cn-shanghai"
+
+
+class _State(enum.Enum):
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+class BinarySink(Protocol):
+    """Anything with ``write(bytes)``, sync (a binary file) or async (an anyio file)."""
+
+    def write(self, data: bytes, /) -> Any: ...
+
+
+class ScanStream:
+    """The records of one scan, as an async iterator of dicts (one per instance).
+
+    Records arrive as the pages do, a page at a time through a small buffer, so a slow reader
+    slows the scan instead of filling memory. When the iteration ends, ``summary`` says whether the
+    inventory is complete. A fatal error (no credentials; every region refused; fail-fast) is
+    raised from the iteration once the records before it have been delivered.
+    """
+
+    def __init__(self, job: ScanJob, receive: MemoryObjectReceiveStream[Batch], clock: Clock) -> None:
+        self._job = job
+        self._receive = receive
+        self._clock = clock
+        self._batch: Batch = []
+        self._index = 0
+        self._raised = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        batch = self._batch
+        index = self._index
+        if index < len(batch):
+            self._index = index + 1
+            return batch[index]
+        batch = await self._next_batch()
+        self._batch = batch
+        self._index = 1
+        return batch[0]
+
+    async def _next_batch(self) -> Batch:
+        while True:
+            try:
+                batch = await self._receive.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                self._receive.close()
+                await self._end()
+                raise StopAsyncIteration from None
+            if batch:
+                return batch
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        """The records a page at a time (cheaper than one by one for bulk consumers)."""
+        if self._index < len(self._batch):
+            rest, self._batch = self._batch[self._index :], []
+            yield rest
+        while True:
+            try:
+                yield await self._next_batch()
+            except StopAsyncIteration:
+                return
+
+    async def write_to(self, sink: BinarySink) -> ScanSummary:
+        """Write every record to ``sink`` as JSON Lines (orjson), a page per write; return the summary."""
+        async for batch in self.batches():
+            written = sink.write(encode_jsonl(batch))
+            if inspect.isawaitable(written):
+                await written
+        return self.summary
+
+    async def _end(self) -> None:
+        await self._job.finished.wait()
+        fatal = self._job.fatal
+        if fatal is not None and not self._raised:
+            self._raised = True
+            raise fatal
+
+    @property
+    def finished(self) -> bool:
+        return self._job.summary is not None
+
+    @property
+    def summary(self) -> ScanSummary:
+        """How the scan ended: complete or not, counts, failures. Available once it has ended."""
+        summary = self._job.summary
+        if summary is None:
+            raise UsageError(
+                "the scan is still running: read the stream to its end (statistics() shows progress)"
+            )
+        return summary
+
+    @property
+    def fatal(self) -> BaseException | None:
+        """The error that ended the scan early, if any (also raised from the iteration)."""
+        return self._job.fatal
+
+    def statistics(self) -> ScanStatistics:
+        """A live snapshot of the scan's progress and counters."""
+        return self._job.stats.snapshot(self._clock.monotonic())
+
+    def close_nowait(self) -> None:
+        """Stop the scan and release the stream without waiting for the producers to end."""
+        if self._job.summary is None:
+            self._job.stop()
+        self._receive.close()
+
+    async def aclose(self) -> None:
+        """Stop the scan and drop what it has not delivered. The summary then says cancelled."""
+        if self._job.summary is None:
+            self._job.stop()
+        self._receive.close()
+        await self._job.finished.wait()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class Scanner:
+    """Scans PAI-EAS fleets. One HTTP session and one set of rate limiters per Scanner.
+
+    Every argument is keyword-only and optional:
+
+    - ``credentials``: a ``CredentialsProvider`` (e.g. ``StaticCredentials``); default: the
+      Alibaba Cloud default credential chain, with ``profile`` chosen from ``~/.aliyun/config.json``.
+    - ``endpoints``: region → base URL overrides (a simulator, a proxy). With overrides and no
+      ``regions`` given to ``scan``, the overridden regions are scanned.
+    - ``endpoint_type``: ``"public"`` (default) or ``"vpc"``.
+    - ``concurrency``, ``rate_limit``, ``retry``, ``timeouts``: the knobs (``Concurrency``,
+      ``RateLimit``, ``RetryPolicy``, ``Timeouts``); ``page_size`` and ``max_passes`` (``Consistency``).
+    - ``fail_fast``: raise the first failure instead of recording it and carrying on.
+    - ``clock``, ``rng``, ``api``: injection points for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        credentials: Any = None,
+        profile: str | None = None,
+        endpoints: Mapping[str, str] | None = None,
+        endpoint_type: EndpointType | str = EndpointType.PUBLIC,
+        allow_insecure_http: bool = False,
+        concurrency: Concurrency | None = None,
+        rate_limit: RateLimit | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Any = None,
+        page_size: int = 100,
+        max_passes: int = 3,
+        fail_fast: bool = False,
+        home_region: str | None = None,
+        buffer_pages: int = 8,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        api: EasApi | None = None,
+    ) -> None:
+        self._endpoints = EndpointResolver(
+            endpoints, endpoint_type=endpoint_type, allow_insecure_http=allow_insecure_http
+        )
+        self._credentials = credentials
+        self._profile = profile
+        self._concurrency = concurrency or Concurrency()
+        self._rate_limit = rate_limit or RateLimit()
+        self._retry = retry or RetryPolicy()
+        self._timeouts = timeouts
+        self._consistency = Consistency(page_size=page_size, max_passes=max_passes)
+        self._fail_fast = fail_fast
+        overridden = self._endpoints.overridden_regions
+        self._home_region = validate_region(
+            home_region or (overridden[0] if overridden else DEFAULT_HOME_REGION)
+        )
+        if isinstance(buffer_pages, bool) or not isinstance(buffer_pages, int) or buffer_pages < 1:
+            raise ConfigError(f"buffer_pages must be a positive integer, got {buffer_pages!r}")
+        self._buffer_pages = buffer_pages
+        self._clock: Clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._api = api
+        self._state = _State.UNOPENED
+        self._stack: AsyncExitStack | None = None
+        self._task_group: TaskGroup | None = None
+        self._rate_limiters: RateLimiters | None = None
+        self._streams: list[ScanStream] = []
+
+    def _build_client(self) -> EasApi:
+        from scanner.client.api import EasClient
+        from scanner.client.credentials import DefaultCredentials
+        from scanner.client.transport import ConnectionLimits
+
+        credentials = (
+            self._credentials if self._credentials is not None else DefaultCredentials(self._profile)
+        )
+        return EasClient(
+            credentials=credentials,
+            endpoints=self._endpoints,
+            timeouts=self._timeouts,
+            connection_limits=ConnectionLimits(
+                total=self._concurrency.total, per_host=self._concurrency.per_region
+            ),
+            clock=self._clock,
+        )
+
+    async def __aenter__(self) -> Self:
+        if self._state is _State.OPENED:
+            raise UsageError("Cannot open a Scanner instance more than once.")
+        if self._state is _State.CLOSED:
+            raise UsageError("Cannot reopen a Scanner instance, once it has been closed.")
+        stack = AsyncExitStack()
+        try:
+            if self._api is None:
+                client = self._build_client()
+                self._api = await stack.enter_async_context(client)  # type: ignore[arg-type]
+            self._rate_limiters = RateLimiters(self._rate_limit, self._clock)
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        self._state = _State.OPENED
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._state = _State.CLOSED
+        assert self._stack is not None
+        if self._task_group is not None:
+            # Scans nobody is reading any more must not keep the block open.
+            self._task_group.cancel_scope.cancel()
+        try:
+            await self._stack.__aexit__(exc_type, exc, tb)
+        finally:
+            for stream in self._streams:
+                stream.close_nowait()
+            self._streams.clear()
+
+    def scan(
+        self,
+        *,
+        regions: Sequence[str] | Literal["all"] | None = None,
+        services: Sequence[str] | None = None,
+        service_filter: str | None = None,
+        service_query: ServiceQuery | None = None,
+        filters: InstanceQuery | Mapping[str, Any] | None = None,
+        **instance_filters: Any,
+    ) -> ScanStream:
+        """Start a scan and return its stream of records.
+
+        - ``regions``: region ids, or ``"all"`` (DescribeRegions); default: the regions with
+          endpoint overrides if any, else all.
+        - ``services``: only these service names; ``service_filter``: ListServices' fuzzy name
+          filter; ``service_query``: any ListServices filter (a ``ServiceQuery``).
+        - ``filters`` / keyword arguments: ListServiceInstances filters (an ``InstanceQuery``, a
+          mapping, or keywords such as ``instance_status="Running"``, ``is_spot=True``).
+        """
+        if self._state is not _State.OPENED or self._task_group is None or self._api is None:
+            raise UsageError("scan() needs an open Scanner: use it inside `async with Scanner(...) as s:`")
+        assert self._rate_limiters is not None
+        plan = ScanPlan(
+            regions=self._plan_regions(regions),
+            services=self._plan_services(services),
+            service_query=self._plan_service_query(service_filter, service_query),
+            instance_query=self._plan_instance_query(filters, instance_filters),
+            home_region=self._home_region,
+        )
+        send, receive = anyio.create_memory_object_stream[Batch](self._buffer_pages)
+        job = ScanJob(
+            self._api,
+            plan,
+            send,
+            concurrency=self._concurrency,
+            consistency=self._consistency,
+            retry_policy=self._retry,
+            rate_limiters=self._rate_limiters,
+            clock=self._clock,
+            rng=self._rng,
+            fail_fast=self._fail_fast,
+        )
+        self._task_group.start_soon(job.run)
+        stream = ScanStream(job, receive, self._clock)
+        self._streams = [s for s in self._streams if not s.finished]
+        self._streams.append(stream)
+        return stream
+
+    def _plan_regions(self, regions: Sequence[str] | str | None) -> tuple[str, ...] | None:
+        if regions is None:
+            return self._endpoints.overridden_regions or None
+        if regions == "all":
+            return None
+        if isinstance(regions, str):
+            raise ConfigError(f"regions must be a list of region ids or 'all', got {regions!r}")
+        chosen = tuple(dict.fromkeys(validate_region(region) for region in regions))
+        if not chosen:
+            raise ConfigError("regions is empty: give at least one region id, or 'all'")
+        return chosen
+
+    @staticmethod
+    def _plan_services(services: Sequence[str] | None) -> frozenset[str] | None:
+        if services is None:
+            return None
+        if isinstance(services, str):
+            raise ConfigError(f"services must be a list of service names, got {services!r}")
+        names = frozenset(services)
+        if not names or not all(isinstance(name, str) and name for name in names):
+            raise ConfigError("services must be a non-empty list of non-empty service names")
+        return names
+
+    @staticmethod
+    def _plan_service_query(service_filter: str | None, query: ServiceQuery | None) -> ServiceQuery:
+        if query is None:
+            return ServiceQuery(filter=service_filter)
+        if service_filter is not None:
+            raise ConfigError("give service_filter or service_query, not both")
+        return query
+
+    @staticmethod
+    def _plan_instance_query(
+        filters: InstanceQuery | Mapping[str, Any] | None, keywords: Mapping[str, Any]
+    ) -> InstanceQuery:
+        if isinstance(filters, InstanceQuery):
+            if keywords:
+                raise ConfigError("give filters as an InstanceQuery or as keywords, not both")
+            return filters
+        merged = {**(filters or {}), **keywords}
+        try:
+            return InstanceQuery(**merged)
+        except TypeError as exc:
+            known = ", ".join(InstanceQuery.__dataclass_fields__)
+            raise ConfigError(f"unknown instance filter ({exc}); known filters: {known}") from None

@@ -1,0 +1,209 @@
+"""Retries: the retryable table, exact jittered delays, server hints, the budget, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from scanner.engine.config import RetryPolicy
+from scanner.engine.retry import Retrier, RetryBudget, is_retryable
+from scanner.errors import (
+    AuthError,
+    BadRequestError,
+    ConfigError,
+    CredentialsError,
+    DecodeError,
+    NetworkError,
+    NotFoundError,
+    RequestTimeout,
+    ServerError,
+    ThrottledError,
+)
+from scanner.testing import FakeClock
+
+
+class MaxRandom(random.Random):
+    def random(self) -> float:
+        return 1.0
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (ThrottledError("t"), True),
+        (ServerError("s"), True),
+        (RequestTimeout("t"), True),
+        (NetworkError("n"), True),
+        (DecodeError("d"), True),
+        (AuthError("a"), False),
+        (BadRequestError("b"), False),
+        (NotFoundError("n"), False),
+        (ConfigError("c"), False),
+        (CredentialsError("c"), False),
+        (ValueError("bug"), False),
+        (asyncio.CancelledError(), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_what_is_retryable(error: BaseException, retryable: bool) -> None:
+    assert is_retryable(error) is retryable
+
+
+class Flaky:
+    def __init__(self, failures: list[BaseException], result: str = "ok") -> None:
+        self.failures = list(failures)
+        self.calls = 0
+        self.result = result
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return self.result
+
+
+def retrier(policy: RetryPolicy, *, budget: int | None = None, rng: random.Random | None = None):
+    clock = FakeClock()
+    seen: list[tuple[str, float]] = []
+    r = Retrier(
+        policy,
+        RetryBudget(policy.budget if budget is None else budget),
+        clock=clock,
+        rng=rng or MaxRandom(),
+        on_retry=lambda exc, delay: seen.append((type(exc).__name__, delay)),
+    )
+    return r, clock, seen
+
+
+@pytest.mark.asyncio
+async def test_exponential_delays_capped_with_full_jitter_at_its_maximum() -> None:
+    policy = RetryPolicy(max_attempts=12, base_delay=0.1, max_delay=20.0, budget=10_000)
+    r, clock, seen = retrier(policy)
+    attempt = Flaky([ServerError("x")] * 11)
+    assert await r.call(attempt) == "ok"
+    assert attempt.calls == 12
+    assert clock.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 20.0, 20.0, 20.0])
+    assert [name for name, _ in seen] == ["ServerError"] * 11
+
+
+@pytest.mark.asyncio
+async def test_jitter_is_uniform_below_the_ceiling() -> None:
+    policy = RetryPolicy(max_attempts=2, base_delay=1.0, budget=10_000_000)
+    rng = random.Random(42)
+    delays = []
+    for _ in range(2000):
+        r, clock, _ = retrier(policy, rng=rng)
+        await r.call(Flaky([ServerError("x")]))
+        delays.extend(clock.sleeps)
+    assert all(0 <= d <= 1.0 for d in delays)
+    histogram = [sum(1 for d in delays if i / 4 <= d < (i + 1) / 4) for i in range(4)]
+    assert all(400 < count < 600 for count in histogram), histogram
+
+
+@pytest.mark.asyncio
+async def test_a_server_retry_after_hint_is_honoured() -> None:
+    policy = RetryPolicy(base_delay=0.1)
+    r, clock, _ = retrier(policy)
+    await r.call(Flaky([ThrottledError("slow", retry_after_ms=1500)]))
+    assert clock.sleeps == [1.5]
+
+
+@pytest.mark.asyncio
+async def test_retry_after_is_capped() -> None:
+    policy = RetryPolicy(max_retry_after=2.0)
+    r, clock, _ = retrier(policy)
+    await r.call(Flaky([ThrottledError("slow", retry_after_ms=3_600_000)]))
+    assert clock.sleeps == [2.0]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("error", [AuthError("a"), BadRequestError("b"), NotFoundError("n")])
+async def test_non_retryable_errors_fail_at_once(error: Exception) -> None:
+    r, clock, _ = retrier(RetryPolicy())
+    attempt = Flaky([error])
+    with pytest.raises(type(error)):
+        await r.call(attempt)
+    assert attempt.calls == 1
+    assert clock.sleeps == []
+
+
+@pytest.mark.asyncio
+async def test_gives_up_after_max_attempts_and_says_so() -> None:
+    r, _clock, _ = retrier(RetryPolicy(max_attempts=3))
+    attempt = Flaky([ServerError("a"), ServerError("b"), ServerError("c"), ServerError("d")])
+    with pytest.raises(ServerError) as caught:
+        await r.call(attempt)
+    assert attempt.calls == 3
+    assert str(caught.value) == "c"
+    assert "gave up after 3 attempts" in caught.value.__notes__[0]
+
+
+@pytest.mark.asyncio
+async def test_the_budget_stops_a_region_in_meltdown() -> None:
+    policy = RetryPolicy(max_attempts=10, retry_cost=5, timeout_cost=10, budget=20)
+    budget = RetryBudget(20)
+    r = Retrier(policy, budget, clock=FakeClock(), rng=MaxRandom())
+    attempt = Flaky([RequestTimeout("t"), ServerError("s"), ServerError("s"), ServerError("s")])
+    with pytest.raises(ServerError) as caught:
+        await r.call(attempt)
+    # timeout (10) + server (5) + server (5) = 20 spent; the 4th failure finds the budget empty.
+    assert attempt.calls == 4
+    assert budget.level == 0
+    assert "retry budget" in caught.value.__notes__[0]
+    # A request that then fails once gets no retry at all.
+    single = Flaky([ServerError("s")])
+    with pytest.raises(ServerError):
+        await r.call(single)
+    assert single.calls == 1
+
+
+@pytest.mark.asyncio
+async def test_successes_refill_the_budget() -> None:
+    policy = RetryPolicy(retry_cost=5, success_refund=1, budget=10)
+    budget = RetryBudget(10)
+    r = Retrier(policy, budget, clock=FakeClock(), rng=MaxRandom())
+    await r.call(Flaky([ServerError("s")]))
+    assert budget.level == 10  # spent 5, refunded by the retry's success
+    budget.try_spend(3)
+    await r.call(Flaky([]))
+    assert budget.level == 8
+    for _ in range(5):
+        await r.call(Flaky([]))
+    assert budget.level == 10  # never above capacity
+
+
+@pytest.mark.asyncio
+async def test_throttles_cost_little() -> None:
+    policy = RetryPolicy(max_attempts=20, throttle_cost=1, budget=10)
+    budget = RetryBudget(10)
+    r = Retrier(policy, budget, clock=FakeClock(), rng=MaxRandom())
+    await r.call(Flaky([ThrottledError("t")] * 9))
+    assert budget.level == 10
+
+
+@pytest.mark.asyncio
+async def test_cancellation_is_never_retried() -> None:
+    r, _clock, _ = retrier(RetryPolicy())
+    attempt = Flaky([asyncio.CancelledError()])
+    with pytest.raises(asyncio.CancelledError):
+        await r.call(attempt)
+    assert attempt.calls == 1
+
+
+@pytest.mark.asyncio
+async def test_cancellation_during_a_retry_propagates() -> None:
+    r, _, _ = retrier(RetryPolicy())
+    cancel_exc = asyncio.CancelledError
+    attempt = Flaky([ServerError("a"), cancel_exc()])
+    with pytest.raises(cancel_exc):
+        await r.call(attempt)
+    assert attempt.calls == 2
+
+
+def test_policy_validation() -> None:
+    with pytest.raises(ConfigError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ConfigError, match="budget"):
+        RetryPolicy(budget=-1)
