@@ -1,17 +1,491 @@
-"""The ``eas-scan`` command line. (Placeholder until the CLI issue lands.)"""
+"""``eas-scan``: batch inventory of PAI-EAS instances, for people and for cron.
+
+``eas-scan scan`` streams every instance as JSON Lines (or CSV) to stdout or a file, shows progress
+on a terminal, prints a summary, and exits 0 (complete), 3 (finished, incomplete), 2 (bad usage or
+configuration, before any request), 1 (fatal: no credentials, every region refused) or 130
+(interrupted). ``eas-scan simulate`` runs the embedded EAS simulator. Built on the public library
+API only.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import signal
 import sys
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
 
-from scanner import __version__
+import anyio
+import orjson
+from rich.console import Console
+
+from scanner import (
+    Concurrency,
+    ConfigError,
+    CredentialsError,
+    DefaultCredentials,
+    RateLimit,
+    RetryPolicy,
+    Scanner,
+    ScannerError,
+    ScanSummary,
+    StaticCredentials,
+    Timeouts,
+    __version__,
+)
+from scanner.eas.params import MAX_PAGE_SIZE, InstanceSort, Order, ResourceType, Role
+from scanner.output.progress import LogProgress, TerminalProgress, render_summary
+from scanner.output.sinks import OutputFile, check_writable, encoder_for
+
+__all__ = ["EXIT_COMPLETE", "EXIT_FATAL", "EXIT_INCOMPLETE", "EXIT_INTERRUPTED", "EXIT_USAGE", "main"]
+
+EXIT_COMPLETE = 0
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+EXIT_INCOMPLETE = 3
+EXIT_INTERRUPTED = 130
+
+PRESETS = ("small", "medium", "large")
+
+log = logging.getLogger("scanner.cli")
+
+SCAN_EXAMPLES = """\
+examples:
+  eas-scan scan --simulate                        try it on the embedded simulator (no account)
+  eas-scan scan --simulate medium -o fleet.jsonl  a bigger simulated fleet, to a file
+  eas-scan scan -o fleet.jsonl --summary run.json every region of the account in the environment
+  eas-scan scan --profile prod --regions cn-shanghai,cn-beijing --instance-status Running
+  eas-scan scan --services my-llm --format csv -o llm.csv
+  eas-scan scan --endpoint cn-shanghai=http://127.0.0.1:8001   a simulator or proxy
+
+credentials come from the Alibaba Cloud default chain: ALIBABA_CLOUD_ACCESS_KEY_ID,
+ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN), the aliyun CLI profile in
+~/.aliyun/config.json (--profile or ALIBABA_CLOUD_PROFILE), ~/.alibabacloud/credentials.ini, or an
+ECS RAM role. Secrets are never taken as flags.
+
+exit codes: 0 complete, 3 finished but incomplete, 2 bad usage or configuration,
+1 fatal (no credentials, every region refused), 130 interrupted.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with one-line errors that point at --help (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _csv_list(flag: str) -> Any:
+    def parse(text: str) -> list[str]:
+        items = [item.strip() for item in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"{flag} takes a comma-separated list without empty items")
+        return items
+
+    return parse
+
+
+def _positive(kind: type[int] | type[float], flag: str) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be positive, got {text!r}")
+        return value
+
+    return parse
+
+
+def _endpoint(text: str) -> tuple[str, str]:
+    region, sep, url = text.partition("=")
+    if not sep or not region.strip() or not url.strip():
+        raise argparse.ArgumentTypeError(
+            f"--endpoint takes REGION=URL (e.g. cn-shanghai=http://127.0.0.1:8001), got {text!r}"
+        )
+    return region.strip(), url.strip()
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise argparse.ArgumentTypeError(f"--is-spot takes true or false, got {text!r}")
+
+
+def _choices(values: Sequence[Any]) -> list[str]:
+    return [str(value) for value in values]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="eas-scan", description="Inventory every PAI-EAS service instance of an account.")
+    parser.add_argument("--version", action="version", version=f"eas-scan {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="{scan,simulate}", parser_class=_Parser)
+
+    scan = commands.add_parser(
+        "scan",
+        help="scan an account (or the simulator) and write every instance",
+        description="Scan every region and service and stream each instance as one record.",
+        epilog=SCAN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    where = scan.add_argument_group("what to scan")
+    where.add_argument(
+        "--regions", metavar="all|R1,R2", help="regions to scan (default: all, or the --endpoint ones)"
+    )
+    where.add_argument(
+        "--services", metavar="S1,S2", type=_csv_list("--services"), help="only these services"
+    )
+    where.add_argument("--service-filter", metavar="TEXT", help="only services whose name contains TEXT")
+    where.add_argument(
+        "--endpoint",
+        metavar="REGION=URL",
+        action="append",
+        type=_endpoint,
+        default=[],
+        help="send a region's requests to URL (a simulator, a proxy); repeatable",
+    )
+    where.add_argument("--endpoint-type", choices=["public", "vpc"], default="public", help="default: public")
+    where.add_argument("--profile", metavar="NAME", help="profile in ~/.aliyun/config.json")
+    where.add_argument(
+        "--simulate",
+        nargs="?",
+        const="small",
+        choices=PRESETS,
+        metavar="small|medium|large",
+        help="scan the embedded simulator instead of an account (default preset: small)",
+    )
+
+    filters = scan.add_argument_group("instance filters (ListServiceInstances parameters)")
+    filters.add_argument(
+        "--filter", metavar="TEXT", help="instance name, instance IP, host IP or instance type"
+    )
+    filters.add_argument("--instance-status", metavar="S", help="e.g. Running")
+    filters.add_argument("--instance-type", metavar="T", help="e.g. ecs.c7.large")
+    filters.add_argument("--instance-ip", metavar="IP")
+    filters.add_argument("--instance-name", metavar="N")
+    filters.add_argument("--host-ip", metavar="IP")
+    filters.add_argument("--resource-type", choices=_choices(list(ResourceType)))
+    filters.add_argument("--role", choices=_choices(list(Role)))
+    filters.add_argument("--is-spot", type=_bool, metavar="true|false")
+    filters.add_argument("--sort", choices=_choices(list(InstanceSort)), help="default: StartTime")
+    filters.add_argument("--order", choices=_choices(list(Order)), help="default: asc (new instances last)")
+    filters.add_argument(
+        "--page-size", type=_positive(int, "--page-size"), metavar="N", default=MAX_PAGE_SIZE, help="1-100"
+    )
+
+    knobs = scan.add_argument_group("speed and resilience")
+    knobs.add_argument(
+        "--concurrency",
+        type=_positive(int, "--concurrency"),
+        metavar="N",
+        help="requests in flight (default 64)",
+    )
+    knobs.add_argument(
+        "--rate-limit",
+        type=_positive(float, "--rate-limit"),
+        metavar="QPS",
+        help="ceiling per region and API (default: none, adapts to throttling)",
+    )
+    knobs.add_argument(
+        "--max-attempts", type=_positive(int, "--max-attempts"), metavar="N", help="per request (default 8)"
+    )
+    knobs.add_argument(
+        "--timeout", type=_positive(float, "--timeout"), metavar="SECONDS", help="per request (default 30)"
+    )
+
+    out = scan.add_argument_group("output")
+    out.add_argument(
+        "-o", "--output", metavar="FILE", type=Path, help="write records to FILE (default: stdout)"
+    )
+    out.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="default: jsonl")
+    out.add_argument("--summary", metavar="FILE", type=Path, help="also write the summary as JSON to FILE")
+    out.add_argument("--no-progress", action="store_true", help="no progress display")
+    out.add_argument("--quiet", action="store_true", help="no progress, no summary table: errors only")
+    out.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+
+    commands.add_parser(
+        "simulate",
+        help="run the embedded EAS simulator on loopback (see eas-scan simulate --help)",
+        add_help=False,
+    )
+    return parser
+
+
+@dataclass
+class ScanConfig:
+    """The validated form of ``eas-scan scan``'s flags."""
+
+    regions: list[str] | str | None
+    services: list[str] | None
+    service_filter: str | None
+    endpoints: dict[str, str]
+    endpoint_type: str
+    profile: str | None
+    simulate: str | None
+    instance_filters: dict[str, Any]
+    page_size: int
+    concurrency: Concurrency
+    rate_limit: RateLimit
+    retry: RetryPolicy
+    timeouts: Timeouts
+    output: Path | None
+    fmt: str
+    summary: Path | None
+    progress: bool
+    quiet: bool
+    verbose: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _config_from(args: argparse.Namespace) -> ScanConfig:
+    if args.simulate and args.endpoint:
+        raise ConfigError(
+            "--simulate and --endpoint cannot be combined: the simulator brings its own endpoints"
+        )
+    if args.simulate and args.profile:
+        raise ConfigError("--simulate and --profile cannot be combined: the simulator has its own keys")
+    regions: list[str] | str | None = None
+    if args.regions is not None:
+        regions = "all" if args.regions.strip() == "all" else _csv_list("--regions")(args.regions)
+    endpoints: dict[str, str] = {}
+    for region, url in args.endpoint:
+        if region in endpoints:
+            raise ConfigError(f"--endpoint gives {region} twice")
+        endpoints[region] = url
+    if args.page_size > MAX_PAGE_SIZE:
+        raise ConfigError(
+            f"--page-size must be at most {MAX_PAGE_SIZE} (the API's cap), got {args.page_size}"
+        )
+    filters = {
+        "filter": args.filter,
+        "instance_status": args.instance_status,
+        "instance_type": args.instance_type,
+        "instance_ip": args.instance_ip,
+        "instance_name": args.instance_name,
+        "host_ip": args.host_ip,
+        "resource_type": args.resource_type,
+        "role": args.role,
+        "is_spot": args.is_spot,
+        "sort": args.sort,
+        "order": args.order,
+    }
+    defaults = Concurrency()
+    concurrency = defaults
+    if args.concurrency is not None:
+        total = args.concurrency
+        concurrency = Concurrency(
+            total=total,
+            per_region=min(defaults.per_region, total),
+            pages_per_listing=min(defaults.pages_per_listing, total),
+            services_per_region=defaults.services_per_region,
+        )
+    timeouts = Timeouts()
+    if args.timeout is not None:
+        timeouts = Timeouts(
+            connect=min(timeouts.connect, args.timeout),
+            read=min(timeouts.read, args.timeout),
+            total=args.timeout,
+        )
+    if args.output is not None:
+        check_writable(args.output)
+    if args.summary is not None:
+        check_writable(args.summary)
+    return ScanConfig(
+        regions=regions,
+        services=args.services,
+        service_filter=args.service_filter,
+        endpoints=endpoints,
+        endpoint_type=args.endpoint_type,
+        profile=args.profile,
+        simulate=args.simulate,
+        instance_filters={k: v for k, v in filters.items() if v is not None},
+        page_size=args.page_size,
+        concurrency=concurrency,
+        rate_limit=RateLimit(requests_per_second=args.rate_limit),
+        retry=RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts else RetryPolicy(),
+        timeouts=timeouts,
+        output=args.output,
+        fmt=args.format,
+        summary=args.summary,
+        progress=not (args.no_progress or args.quiet),
+        quiet=args.quiet,
+        verbose=args.verbose,
+    )
+
+
+def _configure_logging(config: ScanConfig) -> None:
+    level = logging.WARNING if config.quiet else logging.DEBUG if config.verbose >= 2 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger("scanner")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+@dataclass
+class _Outcome:
+    code: int = EXIT_COMPLETE
+    summary: ScanSummary | None = None
+    interrupted: bool = False
+    fatal: ScannerError | None = None
+
+
+async def _watch_signals(on_signal: Any) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.warning("received %s: stopping", signal.Signals(signum).name)
+            on_signal()
+            return
+
+
+async def _scan(config: ScanConfig, output: OutputFile, stderr: Console) -> _Outcome:
+    outcome = _Outcome()
+    async with AsyncExitStack() as stack:
+        if config.simulate:
+            from scanner.simulator import Simulator
+
+            simulator = await stack.enter_async_context(Simulator(preset=config.simulate))
+            endpoints: dict[str, str] = dict(simulator.endpoints)
+            credentials: Any = StaticCredentials(simulator.access_key_id, simulator.access_key_secret)
+            log.info("simulator (%s) listening: %s", config.simulate, ", ".join(endpoints.values()))
+        else:
+            endpoints = config.endpoints
+            credentials = DefaultCredentials(config.profile)
+            await credentials.get_credentials()  # fail now, clearly, before any request
+
+        scanner = await stack.enter_async_context(
+            Scanner(
+                credentials=credentials,
+                endpoints=endpoints or None,
+                endpoint_type=config.endpoint_type,
+                concurrency=config.concurrency,
+                rate_limit=config.rate_limit,
+                retry=config.retry,
+                timeouts=config.timeouts,
+                page_size=config.page_size,
+            )
+        )
+        stream = scanner.scan(
+            regions=config.regions,
+            services=config.services,
+            service_filter=config.service_filter,
+            **config.instance_filters,
+        )
+        encoder = encoder_for(config.fmt)
+        output.write(encoder.header())
+
+        def interrupt() -> None:
+            outcome.interrupted = True
+            stream.close_nowait()
+
+        display: TerminalProgress | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, interrupt)
+            if config.progress and stderr.is_terminal:
+                display = TerminalProgress(stream.statistics, stderr)
+                display.__enter__()
+                tg.start_soon(display.run)
+            elif not config.quiet:
+                tg.start_soon(LogProgress(stream.statistics).run)
+            try:
+                async for batch in stream.batches():
+                    output.write(encoder.encode(batch))
+            except ScannerError as exc:  # fatal: raised once the records before it were delivered
+                outcome.fatal = exc
+            finally:
+                tg.cancel_scope.cancel()
+                if display is not None:
+                    display.__exit__(None, None, None)
+        outcome.summary = stream.summary
+        if outcome.fatal is not None:
+            outcome.code = EXIT_FATAL
+        elif outcome.interrupted:
+            outcome.code = EXIT_INTERRUPTED
+        elif outcome.summary.complete:
+            outcome.code = EXIT_COMPLETE
+        else:
+            outcome.code = EXIT_INCOMPLETE
+    return outcome
+
+
+def _write_summary(path: Path, summary: ScanSummary | None, code: int, error: str | None) -> None:
+    document: dict[str, Any] = (
+        summary.to_dict()
+        if summary is not None
+        else {"complete": False, "records": 0, "duration_s": 0.0, "requests": 0, "retries": 0,
+              "throttled": 0, "regions": {}, "failures": []}
+    )  # fmt: skip
+    document["exit_code"] = code
+    if error is not None:
+        document["error"] = error
+    if code == EXIT_INTERRUPTED:
+        document["complete"] = False
+    out = OutputFile(path)
+    out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    out.commit()
+
+
+def run_scan(args: argparse.Namespace, *, stdout: Any = None, stderr: Console | None = None) -> int:
+    err = stderr or Console(stderr=True)
+
+    def fail(code: int, message: str) -> int:
+        err.print(f"eas-scan: error: {message}", highlight=False, markup=False, soft_wrap=True)
+        return code
+
+    try:
+        config = _config_from(args)
+    except ConfigError as exc:
+        return fail(EXIT_USAGE, str(exc))
+    _configure_logging(config)
+    output = OutputFile(config.output, stream=stdout if stdout is not None else sys.stdout.buffer)
+
+    outcome = _Outcome()
+    error: str | None = None
+    try:
+        outcome = anyio.run(_scan, config, output, err)
+        if outcome.fatal is not None:
+            error = str(outcome.fatal)
+    except ConfigError as exc:
+        outcome.code, error = EXIT_USAGE, str(exc)
+    except CredentialsError as exc:
+        outcome.code, error = EXIT_FATAL, str(exc)
+    except ScannerError as exc:
+        outcome.code, error = EXIT_FATAL, str(exc)
+    except KeyboardInterrupt:
+        outcome.code, error = EXIT_INTERRUPTED, "interrupted"
+
+    if outcome.code in (EXIT_COMPLETE, EXIT_INCOMPLETE, EXIT_INTERRUPTED):
+        output.commit()
+    else:
+        output.discard()
+    if config.summary is not None:
+        _write_summary(config.summary, outcome.summary, outcome.code, error)
+    if outcome.summary is not None and not config.quiet:
+        render_summary(outcome.summary, err)
+    if error is not None:
+        return fail(outcome.code, error)
+    return outcome.code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args in (["--version"], ["-V"]):
-        print(f"eas-scan {__version__}")
-        return 0
-    print("eas-scan: the scan and simulate commands are not built yet", file=sys.stderr)
-    return 2
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["simulate"]:
+        from scanner.simulator.standalone import main as simulate_main
+
+        return simulate_main(args_list[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return run_scan(args)

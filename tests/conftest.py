@@ -6,10 +6,13 @@ before anything imports it.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _HOME = tempfile.mkdtemp(prefix="eas-scanner-test-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 for _name in list(os.environ):
     if _name.startswith(("ALIBABA_CLOUD_", "ALIBABACLOUD_", "ALICLOUD_")):
         del os.environ[_name]

@@ -91,7 +91,8 @@ class FakeEas:
 
     def add_instance(self, region: str, name: str) -> dict[str, Any]:
         service = self.regions[region][name]
-        instance = make_instance(name, 90000 + len(service.instances), next(self._counter))
+        serial = next(self._counter)
+        instance = make_instance(name, 90000 + serial, serial)
         service.instances.append(instance)
         return instance
 

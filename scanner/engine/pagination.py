@@ -86,24 +86,43 @@ class ListingState:
         """Record a page; return its items not emitted before (in page order)."""
         self._pass_totals.add(page.total_count)
         self.last_total = page.total_count
+        items = page.items
         key = self._key
+        names = [item.get(key) for item in items]
+        if None in names:
+            return self._accept_unkeyed(items, names)
         seen = self._seen
-        pass_seen = self._pass_seen
+        if self.passes > 1:
+            self._pass_seen.update(names)
+        distinct = set(names)
+        if len(distinct) == len(names) and seen.isdisjoint(distinct):
+            seen |= distinct  # the usual case: a page of new names, kept as it is
+            return items
         fresh = []
-        for item in page.items:
-            name = item.get(key)
+        for item, name in zip(items, names, strict=True):
+            if name not in seen:
+                seen.add(name)
+                fresh.append(item)
+        return fresh
+
+    def _accept_unkeyed(self, items: list[dict[str, Any]], names: list[Any]) -> list[dict[str, Any]]:
+        fresh = []
+        for item, name in zip(items, names, strict=True):
             if name is None:
                 self._pass_unkeyed += 1
                 if self.passes == 1:
                     self.unkeyed += 1
                     fresh.append(item)
                 continue
-            pass_seen.add(name)
-            if name not in seen:
-                seen.add(name)
+            if self.passes > 1:
+                self._pass_seen.add(name)
+            if name not in self._seen:
+                self._seen.add(name)
                 fresh.append(item)
         return fresh
 
     def pass_consistent(self) -> bool:
         """Whether the current pass saw one unchanging listing, read whole."""
-        return len(self._pass_totals) == 1 and len(self._pass_seen) + self._pass_unkeyed == self.last_total
+        # In pass 1 every name seen is a name seen in this pass, so the shared set is the count.
+        distinct = len(self._seen if self.passes == 1 else self._pass_seen)
+        return len(self._pass_totals) == 1 and distinct + self._pass_unkeyed == self.last_total

@@ -1,0 +1,151 @@
+"""Progress of a running scan, and its summary table, for people (rich) and for logs.
+
+On a terminal, a live display on stderr: regions, services and instances done of the totals the
+API's TotalCount revealed so far, requests per second, retries, throttles, elapsed time and ETA.
+Elsewhere (cron, CI, a pipe) one log line at a modest interval instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from scanner.engine.stats import ScanStatistics, ScanSummary
+
+__all__ = ["LogProgress", "TerminalProgress", "describe", "render_summary"]
+
+log = logging.getLogger("scanner.progress")
+
+StatisticsSource = Callable[[], ScanStatistics]
+
+
+def _rate(stats: ScanStatistics) -> float:
+    return stats.requests / stats.elapsed_s if stats.elapsed_s > 0 else 0.0
+
+
+def describe(stats: ScanStatistics) -> str:
+    """One line of progress, for logs."""
+    regions_done = sum(
+        1 for r in stats.regions.values() if r.services_known and r.services_done >= r.services_known
+    )
+    return (
+        f"regions {regions_done}/{len(stats.regions)}, services {stats.services_done:,}/"
+        f"{stats.services_known:,}, instances {stats.instances_done:,}/{stats.instances_known:,}, "
+        f"{_rate(stats):,.0f} req/s, {stats.retries:,} retries, {stats.throttled:,} throttled, "
+        f"{stats.failures:,} failures, {stats.elapsed_s:,.1f}s elapsed"
+    )
+
+
+class LogProgress:
+    """Logs a progress line every ``interval`` seconds while the scan runs."""
+
+    def __init__(self, source: StatisticsSource, *, interval: float = 10.0) -> None:
+        self._source = source
+        self._interval = interval
+
+    async def run(self) -> None:
+        while True:
+            await anyio.sleep(self._interval)
+            log.info("progress: %s", describe(self._source()))
+
+
+class TerminalProgress:
+    """A live rich display on a terminal, refreshed a few times a second."""
+
+    def __init__(self, source: StatisticsSource, console: Console, *, interval: float = 0.2) -> None:
+        self._source = source
+        self._interval = interval
+        self._progress = Progress(
+            TextColumn("[bold]{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            auto_refresh=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> TerminalProgress:
+        self._progress.start()
+        for name in ("regions", "services", "instances"):
+            self._tasks[name] = self._progress.add_task(name, total=None, detail="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.update()
+        self._progress.stop()
+
+    def update(self) -> None:
+        stats = self._source()
+        regions_done = sum(
+            1 for r in stats.regions.values() if r.services_known and r.services_done >= r.services_known
+        )
+        progress = self._progress
+        progress.update(
+            self._tasks["regions"], completed=regions_done, total=max(1, len(stats.regions)), detail=""
+        )
+        progress.update(
+            self._tasks["services"],
+            completed=stats.services_done,
+            total=stats.services_known or None,
+            detail="",
+        )
+        progress.update(
+            self._tasks["instances"],
+            completed=stats.instances_done,
+            total=stats.instances_known or None,
+            detail=(
+                f"{_rate(stats):,.0f} req/s  {stats.retries:,} retries  {stats.throttled:,} throttled"
+                + (f"  [red]{stats.failures:,} failures[/]" if stats.failures else "")
+            ),
+        )
+        progress.refresh()
+
+    async def run(self) -> None:
+        while True:
+            self.update()
+            await anyio.sleep(self._interval)
+
+
+def render_summary(summary: ScanSummary, console: Console) -> None:
+    """The end-of-scan table on stderr: per region, services, instances, and complete or why not."""
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    table.add_column("region")
+    table.add_column("services", justify="right")
+    table.add_column("instances", justify="right")
+    table.add_column("status")
+    for name, region in sorted(summary.regions.items()):
+        status = "[green]complete[/]" if region.complete else f"[red]incomplete[/]: {region.error}"
+        table.add_row(name, f"{region.services:,}", f"{region.instances:,}", status)
+    console.print(table)
+    verdict = "[green]complete[/]" if summary.complete else "[red bold]INCOMPLETE[/]"
+    console.print(
+        f"{verdict}: {summary.records:,} instances in {summary.duration_s:,.1f}s "
+        f"({summary.requests:,} requests, {summary.retries:,} retries, {summary.throttled:,} throttled)"
+    )
+    for failure in summary.failures[:20]:
+        where = failure.region + (f"/{failure.service}" if failure.service else "")
+        console.print(f"  [red]failed[/] {where}: {failure.code}: {failure.message}", highlight=False)
+    if len(summary.failures) > 20:
+        console.print(f"  ... and {len(summary.failures) - 20} more failures (see --summary)")
+    if summary.missing_services:
+        console.print(f"  not found in any region: {', '.join(summary.missing_services)}")
+    changed = summary.verdicts.get("reread", 0) + summary.verdicts.get("unstable", 0)
+    if changed:
+        console.print(f"  {changed} service(s) changed while listed and were re-read")
