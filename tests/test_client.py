@@ -169,6 +169,14 @@ async def test_each_request_gets_a_fresh_nonce_and_the_clock_time(mocked: aiores
     assert (first["x-acs-date"], second["x-acs-date"]) == (DATE, "2026-01-01T00:01:01Z")
 
 
+def test_the_client_package_exports_its_public_names() -> None:
+    import scanner.client
+
+    assert list(scanner.client.__all__) == sorted(scanner.client.__all__)
+    for name in scanner.client.__all__:
+        assert getattr(scanner.client, name) is not None
+
+
 def test_default_nonce_is_32_random_hex_digits() -> None:
     nonces = {random_nonce() for _ in range(100)}
     assert len(nonces) == 100

@@ -230,7 +230,7 @@ async def test_nothing_found_says_where_it_looked_and_how_to_fix(home: Path) -> 
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
         "ALIBABA_CLOUD_SECURITY_TOKEN",
         str(home / ".aliyun" / "config.json"),
-        "the file’s current",
+        "the one the file marks current",
         str(home / ".alibabacloud" / "credentials.ini"),
         "[default]",
         "ECS RAM role",
@@ -408,6 +408,19 @@ async def test_temporary_credentials_are_refreshed_a_margin_before_expiry() -> N
     results = await gather_credentials(provider, 20)
     assert source.fetches == 2
     assert {c.access_key_id for c in results} == {"STS.id-0002"}
+
+
+@pytest.mark.asyncio
+async def test_credentials_shorter_lived_than_the_margin_are_not_refetched_by_every_caller() -> None:
+    clock = FakeClock()
+    source = FakeSource(clock, lifetime=60.0)
+    provider = RefreshingCredentials(source, clock=clock, refresh_margin=180.0)
+    results = await gather_credentials(provider, 20)
+    assert source.fetches == 1
+    assert {c.access_key_id for c in results} == {"STS.id-0001"}
+    clock.advance(10.0)
+    await gather_credentials(provider, 20)
+    assert source.fetches == 2
 
 
 @pytest.mark.asyncio

@@ -47,8 +47,9 @@ DEFAULT_REFRESH_MARGIN: Final = 180.0
 #: Temporary credentials whose expiry we cannot see are re-fetched this often. Cheap: the
 #: library's providers cache them and renew them 15 minutes before they expire.
 DEFAULT_RECHECK_INTERVAL: Final = 300.0
-#: After a failed refresh, while the old credentials are still valid, wait this long before
-#: trying again, so that every request does not retry the refresh.
+#: After a failed refresh (or one that returned credentials already inside the margin), while
+#: the credentials held are still valid, wait this long before trying again, so that every
+#: request does not repeat the refresh.
 REFRESH_FAILURE_BACKOFF: Final = 10.0
 
 ENV_ACCESS_KEY_ID: Final = "ALIBABA_CLOUD_ACCESS_KEY_ID"
@@ -182,7 +183,6 @@ class RefreshingCredentials:
         self._cached: Credentials | None = None
         self._recheck_at = 0.0  # monotonic; for tokens without a visible expiry
         self._retry_at = 0.0  # monotonic; after a failed refresh
-        self.fetches = 0
 
     def _is_fresh(self, creds: Credentials) -> bool:
         if creds.security_token is None:
@@ -208,7 +208,6 @@ class RefreshingCredentials:
         return creds.expiration is not None and self._clock.wall().timestamp() >= creds.expiration
 
     async def _refresh(self, cached: Credentials | None) -> Credentials:
-        self.fetches += 1
         try:
             fresh = await self._source.get_credentials()
         except CredentialsError as exc:
@@ -219,6 +218,10 @@ class RefreshingCredentials:
             return cached
         self._cached = fresh
         self._recheck_at = self._clock.monotonic() + self._recheck_interval
+        if not self._is_fresh(fresh):
+            # Already inside the margin (a short-lived token): use it for a while rather than
+            # have every caller fetch again, one after another.
+            self._retry_at = self._clock.monotonic() + REFRESH_FAILURE_BACKOFF
         if cached is None:
             logger.debug("using credentials %r", fresh)
         return fresh
@@ -385,7 +388,8 @@ class _CliProfileSource(_LibrarySource):
         self._disabled = disabled
         self.profile_names: list[str] | None = None  # None: no usable file
         self.chosen: str | None = None
-        self.label = f"aliyun CLI profile file {path} (profile: {profile or 'the file’s current'})"
+        chosen = profile or "the one the file marks current"
+        self.label = f"aliyun CLI profile file {path} (profile: {chosen})"
 
     def _build(self) -> Any:
         from alibabacloud_credentials.provider import CLIProfileCredentialsProvider
