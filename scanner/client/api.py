@@ -277,7 +277,8 @@ def _split_query(params: dict[str, str]) -> tuple[str, str]:
     """Canonical query text before and after the paging parameters, each with its ``&``.
 
     No API parameter name sorts between ``PageNumber`` and ``PageSize``, so the paging pair
-    always sits together; ``test_client`` checks the result equals ``canonical_query``.
+    always sits together; ``tests/test_signer.py`` checks the result equals ``canonical_query``.
+    Query objects are frozen and treated as immutable (their cached encoding is reused).
     """
     low = {k: v for k, v in params.items() if k < "PageNumber"}
     high = {k: v for k, v in params.items() if k > "PageSize"}
