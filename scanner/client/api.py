@@ -1,0 +1,434 @@
+"""``EasClient``: one signed call to the EAS API and its decoded answer.
+
+Each method is one HTTP request: no retries, no pagination (the engine owns both). What the
+client does own is getting the request exactly right (parameters validated before anything is
+sent, the bytes on the wire equal to the bytes signed) and turning every answer into either a
+``Page`` or a ``RequestError`` that says where it happened (region, action, service) and what
+the server said (status, code, message, request id).
+
+Signing runs once per request, so whatever does not change between requests is computed once:
+the signer per (endpoint, action, credentials), the encoded query per query object, the path
+per service. ``benchmarks/signing.py`` measures the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, ParamSpec, Self, TypeVar
+
+import orjson
+
+from scanner.client.credentials import Credentials, CredentialsProvider
+from scanner.client.signer import RequestSigner
+from scanner.client.transport import ConnectionLimits, RawResponse, Timeouts, Transport, default_user_agent
+from scanner.clock import Clock, SystemClock
+from scanner.eas import faults
+from scanner.eas.endpoints import Endpoint, EndpointResolver
+from scanner.eas.models import Page, Region
+from scanner.eas.params import (
+    Action,
+    InstanceQuery,
+    Paging,
+    ServiceQuery,
+    regions_path,
+    service_instances_path,
+    services_path,
+)
+from scanner.eas.signing import canonical_query, format_date
+from scanner.errors import ApiError, ConfigError, DecodeError, RequestError, UsageError
+
+__all__ = ["ClientStatistics", "EasClient", "random_nonce"]
+
+_Query = TypeVar("_Query", InstanceQuery, ServiceQuery)
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+#: Caches keyed by caller-supplied values are cleared when they reach this size.
+_CACHE_LIMIT: Final = 4096
+
+
+def random_nonce() -> str:
+    """32 random hex digits, like ``uuid4().hex`` but a few times cheaper."""
+    return os.urandom(16).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStatistics:
+    """Counters since the client was created. ``errors`` counts the ``RequestError``\\ s raised."""
+
+    requests: int
+    bytes_received: int
+    errors: int
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+class EasClient:
+    """Signed calls to the PAI-EAS API (2021-07-01) over one connection pool.
+
+    ::
+
+        async with EasClient(credentials=DefaultCredentials()) as client:
+            page = await client.list_service_instances("cn-shanghai", "my-svc", instance_status="Running")
+
+    ``**filters`` are the field names of ``InstanceQuery`` / ``ServiceQuery`` and are validated
+    by building one (``ConfigError`` before anything is sent). Given both a ``query`` and
+    filters, the filters override the query's fields of the same name.
+    """
+
+    def __init__(
+        self,
+        *,
+        credentials: CredentialsProvider,
+        endpoints: EndpointResolver | None = None,
+        timeouts: Timeouts | None = None,
+        connection_limits: ConnectionLimits | None = None,
+        clock: Clock | None = None,
+        nonce_factory: Callable[[], str] | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        if user_agent is not None and (not isinstance(user_agent, str) or not user_agent.strip()):
+            raise ConfigError("user_agent must be a non-empty string")
+        self._credentials = credentials
+        self._endpoints = endpoints or EndpointResolver()
+        self._clock: Clock = clock or SystemClock()
+        self._nonce = nonce_factory or random_nonce
+        self.user_agent = user_agent or default_user_agent()
+        self._transport = Transport(timeouts=timeouts, limits=connection_limits)
+        self._state = _State.UNOPENED
+        self._signers: dict[tuple[str, str], RequestSigner] = {}
+        self._instance_paths: dict[tuple[str, str], str] = {}
+        self._query_parts: dict[int, tuple[object, str, str]] = {}
+        self._requests = 0
+        self._bytes_received = 0
+        self._errors = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state is _State.OPENED:
+            raise UsageError("Cannot open a client instance more than once.")
+        if self._state is _State.CLOSED:
+            raise UsageError("Cannot reopen a client instance, once it has been closed.")
+        await self._transport.__aenter__()
+        self._state = _State.OPENED
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._state = _State.CLOSED
+        await self._transport.aclose()
+
+    def _check_open(self) -> None:
+        if self._state is _State.UNOPENED:
+            raise UsageError("The client is not open: use `async with EasClient(...) as client`.")
+        if self._state is _State.CLOSED:
+            raise UsageError("The client has been closed.")
+
+    # --- operations ----------------------------------------------------------------------------
+
+    async def describe_regions(self, region: str = "cn-shanghai") -> list[Region]:
+        """The regions EAS is offered in, asked of ``region``'s endpoint (``DescribeRegions``)."""
+        action = Action.DESCRIBE_REGIONS.value
+        raw = await self._call(region, action, None, regions_path(), "")
+        return self._decode(_decode_regions, raw, region, action)
+
+    async def list_services(
+        self,
+        region: str,
+        query: ServiceQuery | None = None,
+        *,
+        page_number: int = 1,
+        page_size: int = 100,
+        **filters: Any,
+    ) -> Page:
+        """One page of the services in ``region`` (``ListServices``); items are ``Services``."""
+        built = _build_query(ServiceQuery, query, filters)
+        _check_paging(page_number, page_size)
+        action = Action.LIST_SERVICES.value
+        query_string = self._query_string(built, page_number, page_size)
+        raw = await self._call(region, action, None, services_path(), query_string)
+        return self._decode(_decode_page, raw, "Services", page_number, page_size, region, action, None)
+
+    async def list_service_instances(
+        self,
+        region: str,
+        service: str,
+        query: InstanceQuery | None = None,
+        *,
+        page_number: int = 1,
+        page_size: int = 100,
+        **filters: Any,
+    ) -> Page:
+        """One page of ``service``'s instances (``ListServiceInstances``); items are ``Instances``."""
+        if not isinstance(service, str) or not service:
+            raise ConfigError(f"service must be a non-empty service name, got {service!r}")
+        built = _build_query(InstanceQuery, query, filters)
+        _check_paging(page_number, page_size)
+        action = Action.LIST_SERVICE_INSTANCES.value
+        path = self._instances_path(region, service)
+        query_string = self._query_string(built, page_number, page_size)
+        raw = await self._call(region, action, service, path, query_string)
+        return self._decode(_decode_page, raw, "Instances", page_number, page_size, region, action, service)
+
+    def statistics(self) -> ClientStatistics:
+        return ClientStatistics(
+            requests=self._requests, bytes_received=self._bytes_received, errors=self._errors
+        )
+
+    # --- one request ---------------------------------------------------------------------------
+
+    async def _call(
+        self, region: str, action: str, service: str | None, path: str, query: str
+    ) -> RawResponse:
+        """Send one signed GET; return the response if it is 2xx, else raise its ``ApiError``."""
+        self._check_open()
+        endpoint = self._endpoints.resolve(region)  # ConfigError for a bad region id
+        credentials = await self._credentials.get_credentials()
+        url, headers = self._prepare(endpoint, action, path, query, credentials)
+        self._requests += 1
+        try:
+            raw = await self._transport.get(url, headers)
+        except RequestError as exc:  # the transport's errors know nothing of the target
+            exc.region, exc.action, exc.service = region, action, service
+            self._errors += 1
+            raise
+        self._bytes_received += len(raw.body)
+        if not 200 <= raw.status < 300:
+            self._errors += 1
+            raise _api_error(raw, region, action, service)
+        return raw
+
+    def _decode(self, decode: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return decode(*args, **kwargs)
+        except DecodeError:
+            self._errors += 1
+            raise
+
+    def _prepare(
+        self, endpoint: Endpoint, action: str, path: str, query: str, credentials: Credentials
+    ) -> tuple[str, dict[str, str]]:
+        """The URL and headers of one signed request: the hot path, kept lean."""
+        key = (endpoint.base_url, action)
+        signer = self._signers.get(key)
+        if signer is None or (signer.credentials is not credentials and signer.credentials != credentials):
+            signer = RequestSigner(
+                host=endpoint.host, action=action, user_agent=self.user_agent, credentials=credentials
+            )
+            self._signers[key] = signer
+        headers = signer.sign(path, query, format_date(self._clock.wall()), self._nonce())
+        url = f"{endpoint.base_url}{path}?{query}" if query else f"{endpoint.base_url}{path}"
+        return url, headers
+
+    def _instances_path(self, region: str, service: str) -> str:
+        key = (region, service)
+        path = self._instance_paths.get(key)
+        if path is None:
+            if len(self._instance_paths) >= _CACHE_LIMIT:
+                self._instance_paths.clear()
+            path = self._instance_paths[key] = service_instances_path(region, service)
+        return path
+
+    def _query_string(
+        self, query: InstanceQuery | ServiceQuery | None, page_number: int, page_size: int
+    ) -> str:
+        """The canonical (= wire) query: the query object's part is encoded once per object."""
+        if query is None:
+            before, after = "", ""
+        else:
+            # Keyed by identity (the object is kept alive in the value, so the id stays unique):
+            # hashing a query dataclass costs more than the lookup saves.
+            cached = self._query_parts.get(id(query))
+            if cached is None or cached[0] is not query:
+                if len(self._query_parts) >= _CACHE_LIMIT:
+                    self._query_parts.clear()
+                cached = (query, *_split_query(query.to_params()))
+                self._query_parts[id(query)] = cached
+            _, before, after = cached
+        return f"{before}PageNumber={page_number}&PageSize={page_size}{after}"
+
+    def __repr__(self) -> str:
+        return f"EasClient(state={self._state.value}, endpoints={self._endpoints!r})"
+
+
+def _check_paging(page_number: int, page_size: int) -> None:
+    # The common case without building a Paging (a frozen dataclass costs ~1.5 µs); anything
+    # unusual goes through Paging for its validation and error message.
+    if type(page_number) is not int or type(page_size) is not int or page_number < 1 or page_size < 1:
+        Paging(page_number, page_size)
+
+
+def _split_query(params: dict[str, str]) -> tuple[str, str]:
+    """Canonical query text before and after the paging parameters, each with its ``&``.
+
+    No API parameter name sorts between ``PageNumber`` and ``PageSize``, so the paging pair
+    always sits together; ``tests/test_signer.py`` checks the result equals ``canonical_query``.
+    Query objects are frozen and treated as immutable (their cached encoding is reused).
+    """
+    low = {k: v for k, v in params.items() if k < "PageNumber"}
+    high = {k: v for k, v in params.items() if k > "PageSize"}
+    if len(low) + len(high) != len(params):
+        raise ConfigError(f"unexpected query parameter among {sorted(params)}")
+    before = canonical_query(low) + "&" if low else ""
+    after = "&" + canonical_query(high) if high else ""
+    return before, after
+
+
+def _build_query(cls: type[_Query], query: _Query | None, filters: dict[str, Any]) -> _Query | None:
+    if query is not None and not isinstance(query, cls):
+        raise ConfigError(f"query must be a {cls.__name__}, got {type(query).__name__}")
+    if not filters:
+        return query
+    valid = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(filters) - valid)
+    if unknown:
+        raise ConfigError(
+            f"unknown {cls.__name__} filter(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+        )
+    return dataclasses.replace(query if query is not None else cls(), **filters)
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+
+def _first_str(data: dict[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def _snippet(body: bytes, limit: int = 160) -> str:
+    """A short, readable excerpt of a non-JSON body (an HTML error page, usually)."""
+    text = _SPACE.sub(" ", _TAG.sub(" ", body[: limit * 8].decode("utf-8", "replace"))).strip()
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def _api_error(raw: RawResponse, region: str, action: str, service: str | None) -> ApiError:
+    """The error for a non-2xx response; tolerates lower-case keys and a non-JSON body."""
+    code = message = request_id = None
+    try:
+        data = orjson.loads(raw.body)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        code = _first_str(data, "Code", "code")
+        message = _first_str(data, "Message", "message")
+        request_id = _first_str(data, "RequestId", "requestId", "requestid")
+    elif raw.body.strip():
+        message = f"HTTP {raw.status} with a non-JSON body: {_snippet(raw.body)}"
+    return faults.api_error(
+        status=raw.status,
+        code=code,
+        message=message,
+        request_id=request_id or raw.request_id,
+        retry_after_ms=raw.retry_after_ms,
+        region=region,
+        action=action,
+        service=service,
+    )
+
+
+def _decode_error(
+    problem: str,
+    raw: RawResponse,
+    data: dict[str, Any] | None,
+    region: str,
+    action: str,
+    service: str | None,
+) -> DecodeError:
+    request_id = _first_str(data, "RequestId") if data is not None else None
+    return DecodeError(
+        f"unexpected response: {problem}",
+        region=region,
+        action=action,
+        service=service,
+        status=raw.status,
+        request_id=request_id or raw.request_id,
+    )
+
+
+def _decode_object(raw: RawResponse, region: str, action: str, service: str | None) -> dict[str, Any]:
+    try:
+        data = orjson.loads(raw.body)
+    except orjson.JSONDecodeError as exc:
+        problem = f"the body is not valid JSON ({exc}; {len(raw.body)} bytes)"
+        raise _decode_error(problem, raw, None, region, action, service) from None
+    if type(data) is not dict:
+        raise _decode_error("the body is not a JSON object", raw, None, region, action, service)
+    return data
+
+
+def _decode_regions(raw: RawResponse, region: str, action: str) -> list[Region]:
+    data = _decode_object(raw, region, action, None)
+    regions = data.get("Regions")
+    if type(regions) is not list:
+        raise _decode_error("Regions is missing or not a list", raw, data, region, action, None)
+    result = []
+    for entry in regions:
+        region_id = entry.get("RegionId") if type(entry) is dict else None
+        if type(region_id) is not str or not region_id:
+            raise _decode_error("a Regions entry has no RegionId", raw, data, region, action, None)
+        name = entry.get("RegionName")
+        result.append(Region(region_id=region_id, region_name=name if type(name) is str else ""))
+    return result
+
+
+def _decode_page(
+    raw: RawResponse,
+    items_key: str,
+    page_number: int,
+    page_size: int,
+    region: str,
+    action: str,
+    service: str | None,
+) -> Page:
+    data = _decode_object(raw, region, action, service)
+
+    def fail(problem: str) -> DecodeError:
+        return _decode_error(problem, raw, data, region, action, service)
+
+    total = data.get("TotalCount")
+    if type(total) is not int or total < 0:
+        raise fail(f"TotalCount is missing or not a non-negative integer ({total!r})")
+    page_number = data.get("PageNumber", page_number)
+    page_size = data.get("PageSize", page_size)
+    if type(page_number) is not int or type(page_size) is not int:
+        raise fail(f"PageNumber/PageSize are not integers ({page_number!r}, {page_size!r})")
+    items = data.get(items_key)
+    if items is None:
+        # The API leaves out an empty list; that is only plausible when the page is empty.
+        if (page_number - 1) * page_size < total:
+            raise fail(f"no {items_key} list, but TotalCount={total} puts items on page {page_number}")
+        items = []
+    elif type(items) is not list or not all(type(item) is dict for item in items):
+        raise fail(f"{items_key} is not a list of objects")
+    request_id = data.get("RequestId")
+    return Page(
+        items=items,
+        total_count=total,
+        page_number=page_number,
+        page_size=page_size,
+        request_id=request_id if type(request_id) is str else (raw.request_id or ""),
+        body_bytes=len(raw.body),
+    )

@@ -1,0 +1,221 @@
+"""One aiohttp session, its connection pool and timeouts, and the edge where aiohttp errors stop.
+
+The only module that imports aiohttp's client. Every failure that is not an HTTP response leaves
+here as ``RequestTimeout`` or ``NetworkError``; no aiohttp or asyncio exception escapes, and
+cancellation is never caught. HTTP error statuses are *not* errors at this level: the caller gets
+the status and body and decides.
+"""
+
+from __future__ import annotations
+
+import enum
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Self
+
+import aiohttp
+import anyio
+import anyio.lowlevel
+from yarl import URL
+
+from scanner.errors import ConfigError, NetworkError, RequestTimeout, UsageError
+
+__all__ = [
+    "DEFAULT_CONNECTION_LIMITS",
+    "DEFAULT_TIMEOUTS",
+    "ConnectionLimits",
+    "RawResponse",
+    "Timeouts",
+    "Transport",
+    "default_user_agent",
+]
+
+#: How long an idle pooled connection is kept open for reuse.
+KEEPALIVE_SECONDS: Final = 30.0
+
+
+def _positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeouts:
+    """Seconds: to open a connection, between two reads of the response, and for the whole call."""
+
+    connect: float = 5.0
+    read: float = 10.0
+    total: float = 30.0
+
+    def __post_init__(self) -> None:
+        _positive("Timeouts.connect", self.connect)
+        _positive("Timeouts.read", self.read)
+        _positive("Timeouts.total", self.total)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionLimits:
+    """Open connections at most: in total, and per (host, port, tls)."""
+
+    total: int = 100
+    per_host: int = 32
+
+    def __post_init__(self) -> None:
+        for name, value in (("total", self.total), ("per_host", self.per_host)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ConnectionLimits.{name} must be a positive integer, got {value!r}")
+
+
+DEFAULT_TIMEOUTS: Final = Timeouts()
+DEFAULT_CONNECTION_LIMITS: Final = ConnectionLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """An HTTP response, whole: status, body, and the two headers the API layer needs."""
+
+    status: int
+    body: bytes
+    #: ``x-acs-retry-after``: the server's suggested wait in milliseconds, when valid.
+    retry_after_ms: int | None = None
+    #: ``x-acs-request-id``, when the gateway sent one (useful when the body is not JSON).
+    request_id: str | None = None
+
+
+def default_user_agent() -> str:
+    """``eas-fleet-scanner/<version> Python/<version> aiohttp/<version>``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("eas-fleet-scanner")
+    except PackageNotFoundError:  # a source tree that was never installed
+        ours = "0.0.0+unknown"
+    return f"eas-fleet-scanner/{ours} Python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
+
+
+def _parse_retry_after(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        millis = int(value.strip())
+    except ValueError:
+        return None
+    return millis if millis > 0 else None
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+class Transport:
+    """GET requests over one pooled, keep-alive ``aiohttp.ClientSession``.
+
+    Use as ``async with Transport(...) as transport``; the session is created on entry and
+    closed on exit, and a transport cannot be reopened.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeouts: Timeouts | None = None,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
+        self.timeouts = timeouts or DEFAULT_TIMEOUTS
+        self.limits = limits or DEFAULT_CONNECTION_LIMITS
+        self._session: aiohttp.ClientSession | None = None
+        self._state = _State.UNOPENED
+
+    async def __aenter__(self) -> Self:
+        if self._state is _State.OPENED:
+            raise UsageError("Cannot open a transport more than once.")
+        if self._state is _State.CLOSED:
+            raise UsageError("Cannot reopen a transport once it has been closed.")
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.total,
+            limit_per_host=self.limits.per_host,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=self.timeouts.total,
+                sock_connect=self.timeouts.connect,
+                sock_read=self.timeouts.read,
+            ),
+            # Headers are exactly what was signed; aiohttp adds only the unsigned framing ones.
+            skip_auto_headers=("User-Agent",),
+            raise_for_status=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        self._state = _State.OPENED
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session and its connections. Idempotent."""
+        session, self._session = self._session, None
+        self._state = _State.CLOSED
+        if session is not None:
+            with anyio.CancelScope(shield=True):
+                await session.close()
+                # aiohttp's "graceful shutdown": let the transports finish closing.
+                await anyio.lowlevel.checkpoint()
+
+    @property
+    def is_open(self) -> bool:
+        return self._state is _State.OPENED
+
+    async def get(self, url: str, headers: Mapping[str, str]) -> RawResponse:
+        """GET ``url`` (already percent-encoded; sent byte for byte) and read the whole body.
+
+        Raises ``RequestTimeout`` or ``NetworkError`` (without region/action; the caller adds
+        them). Redirects are not followed: they would resend signed headers elsewhere.
+        """
+        session = self._session
+        if session is None:
+            if self._state is _State.CLOSED:
+                raise UsageError("The transport has been closed.")
+            raise UsageError("The transport is not open: use `async with Transport() as transport`.")
+        try:
+            async with session.get(URL(url, encoded=True), headers=headers, allow_redirects=False) as resp:
+                body = await resp.read()
+                return RawResponse(
+                    status=resp.status,
+                    body=body,
+                    retry_after_ms=_parse_retry_after(resp.headers.get("x-acs-retry-after")),
+                    request_id=resp.headers.get("x-acs-request-id"),
+                )
+        except TimeoutError as exc:
+            # aiohttp's per-socket timeouts raise ServerTimeoutError, a TimeoutError subclass;
+            # its *total* timeout raises the bare builtin, which is not an aiohttp.ClientError.
+            raise RequestTimeout(_describe_timeout(exc, self.timeouts)) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise NetworkError(f"the connection closed before the whole response arrived: {exc}") from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise NetworkError(f"the server closed the connection: {exc}") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise NetworkError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NetworkError(f"{type(exc).__name__}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"Transport(state={self._state.value}, timeouts={self.timeouts!r}, limits={self.limits!r})"
+
+
+def _describe_timeout(exc: BaseException, timeouts: Timeouts) -> str:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"connecting took longer than {timeouts.connect:g}s"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return f"the server sent nothing for {timeouts.read:g}s"
+    return f"the request took longer than {timeouts.total:g}s"

@@ -1,0 +1,303 @@
+"""The transport: configuration, lifecycle, and every aiohttp/asyncio failure mapped at the edge."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import AsyncIterator
+
+import aiohttp
+import anyio
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aioresponses import aioresponses
+
+from scanner.client.transport import (
+    ConnectionLimits,
+    RawResponse,
+    Timeouts,
+    Transport,
+    default_user_agent,
+)
+from scanner.errors import ConfigError, NetworkError, RequestTimeout, TransportError, UsageError
+from tests.loopback import RawRequest, serve_app, serve_raw
+
+URL = "https://pai-eas.cn-shanghai.aliyuncs.com/api/v2/regions"
+
+
+@pytest.fixture
+def mocked() -> aioresponses:
+    with aioresponses() as mock:
+        yield mock
+
+
+@pytest_asyncio.fixture
+async def transport() -> AsyncIterator[Transport]:
+    async with Transport() as opened:
+        yield opened
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    assert Timeouts() == Timeouts(connect=5.0, read=10.0, total=30.0)
+    assert ConnectionLimits().total >= ConnectionLimits().per_host >= 1
+
+
+@pytest.mark.parametrize("field", ["connect", "read", "total"])
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), "5", True, None])
+def test_timeouts_must_be_positive_numbers(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"Timeouts.{field}"):
+        Timeouts(**{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["total", "per_host"])
+@pytest.mark.parametrize("value", [0, -3, 2.5, True])
+def test_connection_limits_must_be_positive_integers(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"ConnectionLimits.{field}"):
+        ConnectionLimits(**{field: value})  # type: ignore[arg-type]
+
+
+def test_user_agent_names_us_python_and_aiohttp() -> None:
+    agent = default_user_agent()
+    assert agent.startswith("eas-fleet-scanner/")
+    assert " Python/3." in agent
+    assert f" aiohttp/{aiohttp.__version__}" in agent
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_no_session_before_open_and_none_after_close() -> None:
+    transport = Transport()
+    assert transport._session is None  # created in __aenter__, never in __init__
+    with pytest.raises(UsageError, match="not open"):
+        await transport.get(URL, {})
+    async with transport:
+        assert transport.is_open
+        with pytest.raises(UsageError, match="more than once"):
+            await transport.__aenter__()
+    assert not transport.is_open
+    with pytest.raises(UsageError, match="closed"):
+        await transport.get(URL, {})
+    with pytest.raises(UsageError, match="reopen"):
+        await transport.__aenter__()
+    await transport.aclose()  # idempotent
+
+
+# --- responses (adapter tier) ----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_status_body_request_id_and_retry_after(transport: Transport, mocked: aioresponses) -> None:
+    mocked.get(
+        URL,
+        status=429,
+        body=b'{"Code":"Throttling"}',
+        headers={"x-acs-retry-after": "1500", "x-acs-request-id": "REQ-1"},
+    )
+    response = await transport.get(URL, {"accept": "application/json"})
+    assert response == RawResponse(429, b'{"Code":"Throttling"}', retry_after_ms=1500, request_id="REQ-1")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1500", 1500), (" 20 ", 20), ("abc", None), ("-5", None), ("0", None), ("1.5", None)],
+)
+async def test_retry_after_is_kept_only_when_valid(
+    transport: Transport, mocked: aioresponses, value: str, expected: int | None
+) -> None:
+    mocked.get(URL, status=503, body=b"", headers={"x-acs-retry-after": value})
+    assert (await transport.get(URL, {})).retry_after_ms == expected
+
+
+@pytest.mark.asyncio
+async def test_redirects_are_not_followed(transport: Transport, mocked: aioresponses) -> None:
+    mocked.get(URL, status=302, headers={"Location": "https://evil.example/steal"})
+    response = await transport.get(URL, {})
+    assert response.status == 302
+
+
+def _connection_key() -> object:
+    from aiohttp.client_reqrep import ConnectionKey
+
+    return ConnectionKey("pai-eas.cn-shanghai.aliyuncs.com", 443, True, True, None, None, None)
+
+
+FAILURES: list[tuple[str, BaseException, type[TransportError]]] = [
+    ("asyncio.TimeoutError (total timeout)", TimeoutError(), RequestTimeout),
+    ("builtin TimeoutError", TimeoutError(), RequestTimeout),
+    ("ServerTimeoutError", aiohttp.ServerTimeoutError("read timed out"), RequestTimeout),
+    ("ConnectionTimeoutError", aiohttp.ConnectionTimeoutError("connect timed out"), RequestTimeout),
+    ("SocketTimeoutError", aiohttp.SocketTimeoutError("sock_read"), RequestTimeout),
+    (
+        "connection refused",
+        aiohttp.ClientConnectorError(
+            _connection_key(), ConnectionRefusedError(errno.ECONNREFUSED, "refused")
+        ),  # type: ignore[arg-type]
+        NetworkError,
+    ),
+    ("connection reset", aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"), NetworkError),
+    ("bare ConnectionResetError", ConnectionResetError(errno.ECONNRESET, "reset"), NetworkError),
+    ("ServerDisconnectedError", aiohttp.ServerDisconnectedError(), NetworkError),
+    ("ClientPayloadError", aiohttp.ClientPayloadError("Response payload is not completed"), NetworkError),
+    ("other ClientError", aiohttp.ClientError("something odd"), NetworkError),
+    ("ClientConnectionError", aiohttp.ClientConnectionError("Connection refused: GET"), NetworkError),
+    ("OSError", OSError(errno.ENETUNREACH, "Network is unreachable"), NetworkError),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("name", "failure", "expected"), FAILURES, ids=[f[0] for f in FAILURES])
+async def test_every_failure_becomes_one_of_ours(
+    transport: Transport,
+    mocked: aioresponses,
+    name: str,
+    failure: BaseException,
+    expected: type[TransportError],
+) -> None:
+    mocked.get(URL, exception=failure)
+    with pytest.raises(TransportError) as caught:
+        await transport.get(URL, {})
+    assert type(caught.value) is expected
+    assert caught.value.__cause__ is failure
+    assert not isinstance(caught.value, aiohttp.ClientError | asyncio.TimeoutError)
+
+
+@pytest.mark.asyncio
+async def test_cancellation_is_never_swallowed(transport: Transport, mocked: aioresponses) -> None:
+    mocked.get(URL, exception=asyncio.CancelledError())
+    with pytest.raises(asyncio.CancelledError):
+        await transport.get(URL, {})
+
+
+# --- real sockets on loopback ----------------------------------------------------------------
+
+
+async def _ok(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}")
+    await writer.drain()
+
+
+@pytest.mark.asyncio
+async def test_one_session_and_keep_alive_across_requests() -> None:
+    async with serve_raw(_ok) as server, Transport() as transport:
+        session = transport._session
+        for _ in range(5):
+            response = await transport.get(f"{server.base_url}/api/v2/regions", {})
+            assert response.status == 200
+        assert transport._session is session
+    assert len(server.requests) == 5
+    assert len({r.peer_port for r in server.requests}) == 1
+
+
+@pytest.mark.asyncio
+async def test_the_url_goes_out_byte_for_byte() -> None:
+    target = (
+        "/api/v2/services/cn-shanghai/svc%20name%2Fx~y%2A%C3%A9%27/instances?Filter=a%2Bb%2A%27&IsSpot=true"
+    )
+    async with serve_raw(_ok) as server, Transport() as transport:
+        await transport.get(server.base_url + target, {"host": "example.test:1", "user-agent": "ua/1"})
+    (request,) = server.requests
+    assert request.target == target  # yarl did not turn %2A into * or %27 into '
+    sent = {name.lower(): value for name, value in request.headers}
+    assert sent["host"] == "example.test:1"
+    assert sent["user-agent"] == "ua/1"
+
+
+@pytest.mark.asyncio
+async def test_connection_limit_per_host_is_honoured() -> None:
+    in_flight = peak = 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/x", slow)
+    limits = ConnectionLimits(total=10, per_host=2)
+    async with (
+        serve_app(app) as base_url,
+        Transport(limits=limits) as transport,
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(8):
+            tg.start_soon(transport.get, f"{base_url}/x", {})
+    assert peak == 2
+
+
+@pytest.mark.asyncio
+async def test_a_server_slower_than_the_read_timeout_gives_request_timeout() -> None:
+    async def never(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(10)
+
+    async with serve_raw(never) as server, Transport(timeouts=Timeouts(read=0.1, total=5)) as transport:
+        with pytest.raises(RequestTimeout, match=r"sent nothing for 0\.1s"):
+            await transport.get(server.base_url + "/", {})
+
+
+@pytest.mark.asyncio
+async def test_the_total_timeout_gives_request_timeout() -> None:
+    async def trickle(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    timeouts = Timeouts(read=1.0, total=0.2)
+    async with serve_raw(trickle) as server, Transport(timeouts=timeouts) as transport:
+        with pytest.raises(RequestTimeout, match=r"longer than 0\.2s"):
+            await transport.get(server.base_url + "/", {})
+
+
+@pytest.mark.asyncio
+async def test_a_connection_closed_mid_body_gives_network_error() -> None:
+    async def hang_up(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"Instances": [')
+        await writer.drain()
+        writer.close()
+
+    async with serve_raw(hang_up) as server, Transport() as transport:
+        with pytest.raises(NetworkError, match="before the whole response"):
+            await transport.get(server.base_url + "/", {})
+
+
+@pytest.mark.asyncio
+async def test_a_connection_closed_before_any_answer_gives_network_error() -> None:
+    async def hang_up(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    async with serve_raw(hang_up) as server, Transport() as transport:
+        with pytest.raises(NetworkError, match="closed the connection"):
+            await transport.get(server.base_url + "/", {})
+
+
+@pytest.mark.asyncio
+async def test_connection_refused_gives_network_error() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago, now closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with Transport() as transport:
+        with pytest.raises(NetworkError, match=f"cannot connect to 127.0.0.1:{port}"):
+            await transport.get(f"http://127.0.0.1:{port}/", {})
+
+
+@pytest.mark.asyncio
+async def test_cancelling_a_request_in_flight_propagates_and_leaves_no_error() -> None:
+    async def never(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(10)
+
+    async with serve_raw(never) as server, Transport() as transport:
+        with anyio.move_on_after(0.05) as scope:
+            await transport.get(server.base_url + "/", {})
+        assert scope.cancelled_caught
