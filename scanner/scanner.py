@@ -29,6 +29,9 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from scanner.client.api import EasClient
+from scanner.client.credentials import CredentialsProvider, DefaultCredentials
+from scanner.client.transport import ConnectionLimits, Timeouts
 from scanner.clock import Clock, SystemClock
 from scanner.eas.endpoints import EndpointResolver, EndpointType, validate_region
 from scanner.eas.params import InstanceQuery, ServiceQuery
@@ -190,7 +193,7 @@ class Scanner:
     def __init__(
         self,
         *,
-        credentials: Any = None,
+        credentials: CredentialsProvider | None = None,
         profile: str | None = None,
         endpoints: Mapping[str, str] | None = None,
         endpoint_type: EndpointType | str = EndpointType.PUBLIC,
@@ -198,7 +201,7 @@ class Scanner:
         concurrency: Concurrency | None = None,
         rate_limit: RateLimit | None = None,
         retry: RetryPolicy | None = None,
-        timeouts: Any = None,
+        timeouts: Timeouts | None = None,
         page_size: int = 100,
         max_passes: int = 3,
         fail_fast: bool = False,
@@ -235,11 +238,7 @@ class Scanner:
         self._rate_limiters: RateLimiters | None = None
         self._streams: list[ScanStream] = []
 
-    def _build_client(self) -> EasApi:
-        from scanner.client.api import EasClient
-        from scanner.client.credentials import DefaultCredentials
-        from scanner.client.transport import ConnectionLimits
-
+    def _build_client(self) -> EasClient:
         credentials = (
             self._credentials if self._credentials is not None else DefaultCredentials(self._profile)
         )
@@ -261,8 +260,7 @@ class Scanner:
         stack = AsyncExitStack()
         try:
             if self._api is None:
-                client = self._build_client()
-                self._api = await stack.enter_async_context(client)  # type: ignore[arg-type]
+                self._api = await stack.enter_async_context(self._build_client())
             self._rate_limiters = RateLimiters(self._rate_limit, self._clock)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
         except BaseException:
