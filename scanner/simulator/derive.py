@@ -13,12 +13,15 @@ from typing import Final, TypeVar
 
 __all__ = [
     "ANCHOR_EPOCH",
+    "DAY_PREFIX",
     "DOT_PAIR",
     "DOT_TAIL",
     "GOLDEN",
     "M64",
     "OCTET",
+    "SECOND_OF_DAY",
     "SUFFIX_ALPHABET",
+    "SUFFIX_PAIRS",
     "SUFFIX_SPACE",
     "epoch_of",
     "iso",
@@ -72,13 +75,13 @@ def token(h: int, length: int, alphabet: str = _TOKEN_ALPHABET) -> str:
 #: Kubernetes' name-suffix alphabet (no vowels, no confusable digits): 27 symbols.
 SUFFIX_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"
 SUFFIX_SPACE: Final = 27**5
-_PAIRS: Final = tuple(a + b for a in SUFFIX_ALPHABET for b in SUFFIX_ALPHABET)
+SUFFIX_PAIRS: Final = tuple(a + b for a in SUFFIX_ALPHABET for b in SUFFIX_ALPHABET)
 
 
 def pod_suffix(value: int) -> str:
     """The 5-character suffix for ``value`` in ``[0, 27**5)``; distinct values give distinct suffixes."""
     head, rest = divmod(value, 729 * 729)
-    return SUFFIX_ALPHABET[head] + _PAIRS[rest // 729] + _PAIRS[rest % 729]
+    return SUFFIX_ALPHABET[head] + SUFFIX_PAIRS[rest // 729] + SUFFIX_PAIRS[rest % 729]
 
 
 # --- timestamps --------------------------------------------------------------------------------
@@ -86,7 +89,7 @@ def pod_suffix(value: int) -> str:
 
 # Rendering a page of instances is string assembly; these tables turn the per-field formatting
 # (the costliest part, ~0.5 µs a field) into indexing. About 9 MB, built once at import.
-_SECOND_OF_DAY: Final = tuple(
+SECOND_OF_DAY: Final = tuple(
     f"{h:02d}:{m:02d}:{s:02d}Z" for h in range(24) for m in range(60) for s in range(60)
 )
 #: ``OCTET[x]`` is ``str(x)``, ``DOT_TAIL[x]`` is ``"." + str(x)``,
@@ -94,16 +97,17 @@ _SECOND_OF_DAY: Final = tuple(
 OCTET: Final = tuple(str(x) for x in range(256))
 DOT_TAIL: Final = tuple("." + o for o in OCTET)
 DOT_PAIR: Final = tuple(a + "." + b for a in OCTET for b in OCTET)
-_DAY_PREFIX: dict[int, str] = {}
+#: ``"YYYY-MM-DDT"`` per Unix day, filled by ``iso`` (a cache: a fleet spans a few hundred days).
+DAY_PREFIX: dict[int, str] = {}
 
 
 def iso(epoch: int) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` for a Unix time (the API's format)."""
     day, second = divmod(epoch, 86400)
-    prefix = _DAY_PREFIX.get(day)
+    prefix = DAY_PREFIX.get(day)
     if prefix is None:
-        prefix = _DAY_PREFIX[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
-    return prefix + _SECOND_OF_DAY[second]
+        prefix = DAY_PREFIX[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
+    return prefix + SECOND_OF_DAY[second]
 
 
 def epoch_of(moment: datetime) -> int:

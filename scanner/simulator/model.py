@@ -23,11 +23,15 @@ import orjson
 from scanner.eas.params import SERVICE_FIELDS, ResourceType, Role, ServiceType
 from scanner.simulator.derive import (
     ANCHOR_EPOCH,
+    DAY_PREFIX,
     DOT_PAIR,
     DOT_TAIL,
     GOLDEN,
     M64,
     OCTET,
+    SECOND_OF_DAY,
+    SUFFIX_ALPHABET,
+    SUFFIX_PAIRS,
     SUFFIX_SPACE,
     iso,
     mix64,
@@ -378,21 +382,8 @@ class Service:
 
     def render_instance(self, index: int) -> dict[str, Any]:
         """The ``Instance`` object of ListServiceInstances for instance ``index`` (all 26 fields)."""
-        parts = self._instance_parts(index, self._fragments())
-        result: dict[str, Any] = orjson.loads("".join(parts)[1:])
+        result: dict[str, Any] = orjson.loads(self.instances_json((index,)))[0]
         return result
-
-    def instances_json(self, indexes: Iterable[int]) -> str:
-        """The JSON array of the given instances, exactly as ListServiceInstances sends it."""
-        fragments = self._fragments()
-        parts = ["["]
-        add = parts.extend
-        for index in indexes:
-            add(self._instance_parts(index, fragments))
-        if len(parts) > 1:
-            parts[1] = parts[1][1:]  # the first instance takes no leading comma
-        parts.append("]")
-        return "".join(parts)
 
     def _fragments(self) -> _Fragments:
         fragments = self._frags
@@ -400,91 +391,107 @@ class Service:
             fragments = self._frags = _Fragments(self)
         return fragments
 
-    def _instance_parts(self, index: int, f: _Fragments) -> tuple[str, ...]:
-        # The hot path of the simulator: an instance as pieces of JSON text, joined once per page.
-        # Only the holes between the pieces are computed per instance; everything that depends on
-        # the service alone (or on a handful of flags) is pre-rendered in ``_Fragments``.
-        x = (self.key ^ ((index + 1) * GOLDEN & M64)) + GOLDEN & M64
-        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & M64
-        x = (x ^ (x >> 27)) * 0x94D049BB133111EB & M64
-        h = x ^ (x >> 31)  # == self.instance_hash(index), inlined
-        n = self.initial_count
-        bits = (h >> 22) & 63
-        if index < n:
-            p = (self.perm_a * index + self.perm_b) % n
-            t_run, t_pend, t_fail = self.thresholds
-            status = (
-                RUNNING if p < t_run else PENDING if p < t_pend else FAILED if p < t_fail else TERMINATING
-            )
-            start = self.first_start + index * self.step + (h >> 40) % self.step
-            if status == FAILED:
-                restarts = 1 + bits % 30
+    def instances_json(self, indexes: Iterable[int]) -> str:
+        """The JSON array of the given instances, exactly as ListServiceInstances sends it.
+
+        The hot path of the simulator. Each instance is a run of JSON text pieces, joined once
+        per page; only the holes between pieces are computed per instance, and everything that
+        depends on the service alone (or on a handful of per-instance flags) is pre-rendered in
+        ``_Fragments``. Service constants are bound to locals once per page, not per instance.
+        """
+        f = self._fragments()
+        key, n, hosts = self.key, self.initial_count, self.hosts
+        perm_a, perm_b, first_start, step = self.perm_a, self.perm_b, self.first_start, self.step
+        t_run, t_pend, t_fail = self.thresholds
+        suffix_a, suffix_b, ip_base = self.suffix_a, self.suffix_b, self.ip_base
+        spot_threshold, alt_threshold, queue_share, spill = (
+            self.spot_threshold, self.alt_threshold, self.queue_share, self.spill
+        )  # fmt: skip
+        extra_status, extra_start, restarts_by_index = self.extra_status, self.extra_start, self.restarts
+        name_open, status_parts, no_restarts, host_parts, flag_part = (
+            f.name_open, f.status, f.no_restarts, f.host_parts, f.flag_part
+        )  # fmt: skip
+        days, seconds = DAY_PREFIX, SECOND_OF_DAY
+        parts = ["["]
+        add = parts.extend
+        for index in indexes:
+            x = (key ^ ((index + 1) * GOLDEN & M64)) + GOLDEN & M64
+            x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & M64
+            x = (x ^ (x >> 27)) * 0x94D049BB133111EB & M64
+            h = x ^ (x >> 31)  # == self.instance_hash(index)
+            bits = (h >> 22) & 63
+            if index < n:
+                p = (perm_a * index + perm_b) % n
+                status = (
+                    RUNNING if p < t_run else PENDING if p < t_pend else FAILED if p < t_fail else TERMINATING
+                )
+                start = first_start + index * step + (h >> 40) % step
+                if status == FAILED:
+                    restarts = 1 + bits % 30
+                else:
+                    restarts = 0 if bits < 52 else 1 if bits < 60 else 2 + bits % 4
             else:
-                restarts = 0 if bits < 52 else 1 if bits < 60 else 2 + bits % 4
-        else:
-            status = self.extra_status[index - n]
-            start = self.extra_start[index - n]
-            restarts = 0
-        churned = self.restarts.get(index) if self.restarts else None
-        if churned is None and not restarts:
-            restart_part = f.no_restarts
-        else:
-            if churned is not None:
-                restarts += churned[0]
-                finished = churned[1]
+                status = extra_status[index - n]
+                start = extra_start[index - n]
+                restarts = 0
+            churned = restarts_by_index.get(index) if restarts_by_index else None
+            if churned is None and not restarts:
+                restart_part = no_restarts
             else:
-                finished = min(start + 60 + (h >> 40) % 86400, max(start + 1, ANCHOR_EPOCH - 1))
-            restart_part = (
-                f'","RestartCount":{restarts},"LastState":[{{"exitCode":{137 if bits & 1 else 1},'
-                f'"finishedAt":"{iso(finished)}","reason":"{_LAST_STATE_REASONS[bits & 3]}",'
-                f'"startedAt":"{iso(max(start, finished - 30 - bits * 97))}"}}],"InnerIP":"10.'
+                if churned is not None:
+                    restarts += churned[0]
+                    finished = churned[1]
+                else:
+                    finished = min(start + 60 + (h >> 40) % 86400, max(start + 1, ANCHOR_EPOCH - 1))
+                restart_part = (
+                    f'","RestartCount":{restarts},"LastState":[{{"exitCode":{137 if bits & 1 else 1},'
+                    f'"finishedAt":"{iso(finished)}","reason":"{_LAST_STATE_REASONS[bits & 3]}",'
+                    f'"startedAt":"{iso(max(start, finished - 30 - bits * 97))}"}}],"InnerIP":"10.'
+                )
+            day = start // 86400
+            day_text = days.get(day)
+            start_text = (day_text + seconds[start - day * 86400]) if day_text is not None else iso(start)
+            host = (h >> 28) % hosts
+            host_part = host_parts[host]
+            if host_part is None:
+                host_part = f.host_part(host)
+            c = DOT_TAIL[index % 250 + 2]
+            v = ip_base + index // 250
+            options = status_parts[status]
+            suffix = (suffix_a * index + suffix_b) % SUFFIX_SPACE
+            rest = suffix % 531441  # the last four suffix characters, two pairs at a time
+            add(
+                (
+                    name_open,
+                    SUFFIX_ALPHABET[suffix // 531441],
+                    SUFFIX_PAIRS[rest // 729],
+                    SUFFIX_PAIRS[rest % 729],
+                    options[(h >> 56) % len(options)],
+                    start_text,
+                    '","StartAt":"',
+                    start_text,
+                    restart_part,
+                    DOT_PAIR[v & 0xFFFF],
+                    c,
+                    '","TenantInstanceIP":"172.',
+                    OCTET[16 + (v >> 8) % 16],
+                    DOT_TAIL[v & 255],
+                    c,
+                    host_part,
+                    str(30000 + (index * 7 + host) % 2768),
+                    flag_part(
+                        ((h >> 4) & 127 < spot_threshold)
+                        | ((h >> 18) & 15 < alt_threshold) << 1
+                        | ((h >> 12) & 15 < queue_share) << 2
+                        | ((h >> 52) & 15 < spill) << 3
+                        | ((h >> 11) & 127 == 0) << 4
+                    ),
+                )
             )
-        start_text = iso(start)
-        host = (h >> 28) % self.hosts
-        hv = self.host_base + host * 7
-        host_pair = DOT_PAIR[(hv >> 8) & 0xFFFF]
-        host_tail = DOT_TAIL[hv % 250 + 2]
-        c = DOT_TAIL[index % 250 + 2]
-        v = self.ip_base + index // 250
-        status_options = f.status[status]
-        flags = (
-            ((h >> 4) & 127 < self.spot_threshold)
-            | ((h >> 18) & 15 < self.alt_threshold) << 1
-            | ((h >> 12) & 15 < self.queue_share) << 2
-            | ((h >> 52) & 15 < self.spill) << 3
-            | ((h >> 11) & 127 == 0) << 4
-        )
-        return (
-            f.name_open,
-            pod_suffix((self.suffix_a * index + self.suffix_b) % SUFFIX_SPACE),
-            status_options[(h >> 56) % len(status_options)],
-            start_text,
-            '","StartAt":"',
-            start_text,
-            restart_part,
-            DOT_PAIR[v & 0xFFFF],
-            c,
-            '","TenantInstanceIP":"172.',
-            OCTET[16 + (v >> 8) % 16],
-            DOT_TAIL[v & 255],
-            c,
-            '","HostIP":"11.',
-            host_pair,
-            host_tail,
-            f.host_name_open,
-            host_pair,
-            host_tail,
-            '","TenantHostIP":"192.168.',
-            OCTET[(hv >> 8) & 255],
-            host_tail,
-            '","ExternalIP":"47.',
-            OCTET[96 + (hv >> 16) % 32],
-            DOT_TAIL[(hv >> 8) & 255],
-            host_tail,
-            f.zones[host % len(f.zones)],
-            str(30000 + (index * 7 + host) % 2768),
-            f.flag_part(flags),
-        )
+        if len(parts) > 1:
+            parts[1] = parts[1][1:]  # the first instance takes no leading comma
+        parts.append("]")
+        return "".join(parts)
 
     def render_service(self) -> dict[str, Any]:
         """The ``Service`` object of ListServices (all 46 fields), with current instance counts."""
@@ -656,7 +663,7 @@ def _json_text(text: str) -> str:
 class _Fragments:
     """The pre-rendered JSON pieces of a service's instances (built on first use, then reused)."""
 
-    __slots__ = ("_flag_parts", "_service", "host_name_open", "name_open", "no_restarts", "status", "zones")
+    __slots__ = ("_flag_parts", "_service", "host_parts", "name_open", "no_restarts", "status")
 
     def __init__(self, service: Service) -> None:
         self._service = service
@@ -671,11 +678,24 @@ class _Fragments:
             for code in range(len(INSTANCE_STATUSES))
         )
         self.no_restarts = '","RestartCount":0,"LastState":[],"InnerIP":"10.'
-        self.host_name_open = '","HostName":"' + _json_text(service.region) + ".11."
-        self.zones = tuple(
-            f'","Zone":"{_json_text(zone)}","ExternalInstancePort":' for zone in service.traits.zones
-        )
+        #: Per host of the service, everything host-dependent (built on first use).
+        self.host_parts: list[str | None] = [None] * service.hosts
         self._flag_parts: list[str | None] = [None] * 32
+
+    def host_part(self, host: int) -> str:
+        """From TenantInstanceIP's end to ExternalInstancePort's value: what one host decides."""
+        s = self._service
+        hv = s.host_base + host * 7
+        a, b, c = (hv >> 16) & 255, (hv >> 8) & 255, hv % 250 + 2
+        host_ip = f"11.{a}.{b}.{c}"
+        zones = s.traits.zones
+        part = (
+            f'","HostIP":"{host_ip}","HostName":"{_json_text(s.region)}.{host_ip}",'
+            f'"TenantHostIP":"192.168.{b}.{c}","ExternalIP":"47.{96 + (hv >> 16) % 32}.{b}.{c}",'
+            f'"Zone":"{_json_text(zones[host % len(zones)])}","ExternalInstancePort":'
+        )
+        self.host_parts[host] = part
+        return part
 
     def flag_part(self, flags: int) -> str:
         """Everything after ExternalInstancePort, for one combination of the per-instance flags."""
