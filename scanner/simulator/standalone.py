@@ -1,0 +1,232 @@
+"""Run the simulator as a process: ``python -m scanner.simulator`` (and ``eas-scan simulate``).
+
+Once every region is listening it prints exactly one JSON line to stdout::
+
+    {"endpoints": {"cn-hangzhou": "http://127.0.0.1:41001", ...},
+     "access_key_id": "...", "access_key_secret": "...", "instances": 1000}
+
+and serves until SIGINT or SIGTERM, then exits 0. Counters, ground truth and runtime fault
+switches are on the loopback admin routes (``scanner.simulator.admin``) of every region's port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import orjson
+
+from scanner.errors import ConfigError
+from scanner.simulator.churn import ChurnRates
+from scanner.simulator.faults import FaultConfig
+from scanner.simulator.server import DEFAULT_PAGE_CACHE_BYTES, Simulator
+from scanner.simulator.spec import PRESETS, Even, FleetSpec, LongTail
+
+__all__ = ["build_parser", "main", "simulator_from_args"]
+
+_ADMIN_HELP = """\
+admin routes (on every region's port, loopback, unsigned):
+  GET  /_simulator/info | /_simulator/counters | /_simulator/now
+  POST /_simulator/counters/reset
+  GET  /_simulator/fleet-digest[?mode=current|throughout|at_any&t0=S&t1=S&content=1]
+  GET|PUT|PATCH /_simulator/faults      (JSON: FaultConfig fields)
+  GET|PUT /_simulator/churn             (JSON: ChurnRates fields)
+  POST /_simulator/forbid               {"region": "cn-hangzhou", "forbidden": true}
+"""
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _retry_after(text: str) -> int | str:
+    if text == "auto":
+        return text
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of milliseconds or 'auto', got {text}")
+    return value
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve a simulated PAI-EAS API on loopback, one port per region, until SIGINT/SIGTERM.",
+        epilog=_ADMIN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fleet = parser.add_argument_group("fleet")
+    fleet.add_argument("--preset", choices=sorted(PRESETS), default="small", help="fleet (default: small)")
+    fleet.add_argument("--seed", type=int, default=0, help="fleet, keys and faults derive from it")
+    fleet.add_argument("--regions", type=int, help="custom fleet: number of regions")
+    fleet.add_argument("--services-per-region", type=int, help="custom fleet: services in each region")
+    fleet.add_argument("--instances", type=int, help="custom fleet: total instances")
+    fleet.add_argument(
+        "--distribution",
+        choices=("longtail", "even"),
+        help="custom fleet: how instances spread over services (default: longtail)",
+    )
+    fleet.add_argument("--max-per-service", type=int, default=20_000, help="longtail cap (default: 20000)")
+
+    net = parser.add_argument_group("network and keys")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback)")
+    net.add_argument("--port", type=int, default=0, help="region i listens on PORT+i (default 0: ephemeral)")
+    net.add_argument("--access-key-id", help="accepted AccessKey id (default: fixed per seed)")
+    net.add_argument("--access-key-secret", help="its secret")
+    net.add_argument("--security-token", help="require this STS token with the key")
+    net.add_argument(
+        "--page-cache-mb",
+        type=float,
+        default=DEFAULT_PAGE_CACHE_BYTES / 2**20,
+        help=f"rendered-page cache bound in MiB, 0 disables (default: {DEFAULT_PAGE_CACHE_BYTES // 2**20})",
+    )
+    net.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="render every service's default-order pages (PageSize=100) into the cache before listening",
+    )
+
+    faults = parser.add_argument_group("faults (all seeded; rates are per request)")
+    faults.add_argument("--latency-ms", type=_non_negative, default=0.0, help="added to every request")
+    faults.add_argument("--jitter-ms", type=_non_negative, default=0.0, help="plus uniform [0, JITTER)")
+    faults.add_argument("--rate-limit", type=float, metavar="QPS", help="per (region, action)")
+    faults.add_argument("--burst", type=int, default=5, help="rate-limit burst (default: 5)")
+    faults.add_argument(
+        "--throttle-status",
+        type=int,
+        choices=(429, 400),
+        default=429,
+        help="429 Throttling (default) or 400 Throttling.User",
+    )
+    faults.add_argument(
+        "--retry-after-ms",
+        type=_retry_after,
+        help="send x-acs-retry-after (ms) when throttling; 'auto': the time until a token is free",
+    )
+    faults.add_argument(
+        "--fault-rate", type=_rate, default=0.0, help="random 500 InternalError or 503 ServiceUnavailable"
+    )
+    faults.add_argument("--internal-error-rate", type=_rate, default=0.0, help="random 500 InternalError")
+    faults.add_argument("--unavailable-rate", type=_rate, default=0.0, help="random 503 ServiceUnavailable")
+    faults.add_argument("--reset-rate", type=_rate, default=0.0, help="reset the connection mid-body")
+    faults.add_argument("--truncate-rate", type=_rate, default=0.0, help="200 with a body cut short")
+    faults.add_argument("--not-json-rate", type=_rate, default=0.0, help="200 with an HTML body")
+    faults.add_argument("--slow-rate", type=_rate, default=0.0, help="delay this fraction by --slow-ms")
+    faults.add_argument("--slow-ms", type=_non_negative, default=0.0, help="delay of a slow response")
+
+    churn = parser.add_argument_group("churn (events per second, fleet-wide)")
+    churn.add_argument("--instance-start-rate", type=_non_negative, default=0.0)
+    churn.add_argument("--instance-stop-rate", type=_non_negative, default=0.0)
+    churn.add_argument("--instance-restart-rate", type=_non_negative, default=0.0)
+    churn.add_argument("--service-create-rate", type=_non_negative, default=0.0)
+    churn.add_argument("--service-delete-rate", type=_non_negative, default=0.0)
+    return parser
+
+
+def _spec(args: argparse.Namespace) -> FleetSpec | None:
+    custom = (args.regions, args.services_per_region, args.instances, args.distribution)
+    if all(value is None for value in custom):
+        return None
+    base = PRESETS[args.preset]
+    distribution = Even() if args.distribution == "even" else LongTail(max_per_service=args.max_per_service)
+    return FleetSpec(
+        regions=args.regions if args.regions is not None else base.regions,
+        services_per_region=(
+            args.services_per_region if args.services_per_region is not None else base.services_per_region
+        ),
+        total_instances=args.instances if args.instances is not None else base.total_instances,
+        distribution=distribution,
+    )
+
+
+def simulator_from_args(args: argparse.Namespace) -> Simulator:
+    """The ``Simulator`` the parsed command line describes (not yet started)."""
+    faults = FaultConfig(
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+        internal_error_rate=args.internal_error_rate + args.fault_rate / 2,
+        unavailable_rate=args.unavailable_rate + args.fault_rate / 2,
+        reset_rate=args.reset_rate,
+        truncate_rate=args.truncate_rate,
+        not_json_rate=args.not_json_rate,
+        slow_rate=args.slow_rate,
+        slow_ms=args.slow_ms,
+        rate_limit=args.rate_limit,
+        burst=args.burst,
+        throttle_status=args.throttle_status,
+        retry_after_ms=args.retry_after_ms,
+    )
+    churn = ChurnRates(
+        instance_starts=args.instance_start_rate,
+        instance_stops=args.instance_stop_rate,
+        instance_restarts=args.instance_restart_rate,
+        service_creates=args.service_create_rate,
+        service_deletes=args.service_delete_rate,
+    )
+    return Simulator(
+        preset=args.preset,
+        spec=_spec(args),
+        seed=args.seed,
+        host=args.host,
+        base_port=args.port,
+        access_key_id=args.access_key_id,
+        access_key_secret=args.access_key_secret,
+        security_token=args.security_token,
+        faults=faults,
+        churn=churn,
+        page_cache_bytes=int(args.page_cache_mb * 2**20),
+    )
+
+
+async def _serve(sim: Simulator, *, prewarm: bool, out: TextIO) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        if prewarm:
+            sim.prewarm()
+        async with sim:
+            line: dict[str, Any] = {
+                "endpoints": sim.endpoints,
+                "access_key_id": sim.access_key_id,
+                "access_key_secret": sim.access_key_secret,
+                "instances": sim.fleet.instance_count,
+            }
+            out.write(orjson.dumps(line).decode() + "\n")
+            out.flush()
+            await stop.wait()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), serve until SIGINT/SIGTERM, return the exit code."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        sim = simulator_from_args(args)
+        asyncio.run(_serve(sim, prewarm=args.prewarm, out=sys.stdout))
+    except ConfigError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{parser.prog}: error: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0

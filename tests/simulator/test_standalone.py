@@ -1,0 +1,185 @@
+"""``python -m scanner.simulator`` as a subprocess: one JSON line, signed requests, clean exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alibabacloud_eas20210701 import models as eas_models
+from alibabacloud_eas20210701.client import Client
+from alibabacloud_tea_openapi.models import Config
+
+from scanner.simulator.digest import record_key_digest
+from scanner.simulator.standalone import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scanner.simulator", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(timeout=10)
+        raise AssertionError(f"no JSON line; stderr: {process.stderr.read() if process.stderr else ''}")
+    return process, json.loads(line)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    process, info = start("--preset", "small", "--port", "0", "--seed", "3")
+    try:
+        yield process, info
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def client(info: dict[str, Any], region: str) -> Client:
+    return Client(
+        Config(
+            access_key_id=info["access_key_id"],
+            access_key_secret=info["access_key_secret"],
+            endpoint=info["endpoints"][region].removeprefix("http://"),
+            protocol="HTTP",
+            region_id=region,
+        )
+    )
+
+
+def admin(info: dict[str, Any], route: str) -> Any:
+    url = next(iter(info["endpoints"].values())) + "/_simulator/" + route
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serves_signed_requests_and_exits_cleanly_on_a_signal(signum: int) -> None:
+    process, info = start("--preset", "small", "--port", "0")
+    try:
+        assert set(info) == {"endpoints", "access_key_id", "access_key_secret", "instances"}
+        assert info["instances"] == 1_000
+        assert all(url.startswith("http://127.0.0.1:") for url in info["endpoints"].values())
+        region = sorted(info["endpoints"])[0]
+        response = client(info, region).list_services(eas_models.ListServicesRequest(page_size=3))
+        assert len(response.body.services) == 3
+        assert process.stdout is not None
+        process.send_signal(signum)
+        assert process.wait(timeout=20) == 0
+        assert process.stdout.read() == ""  # exactly one line
+        assert process.stderr is not None
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_a_client_can_prove_its_listing_exact(server: tuple[subprocess.Popen[str], dict[str, Any]]) -> None:
+    _, info = server
+    keys = []
+    for region in info["endpoints"]:
+        sdk = client(info, region)
+        services = sdk.list_services(eas_models.ListServicesRequest(page_size=100)).body.services
+        for service in services:
+            page = 1
+            while True:
+                request = eas_models.ListServiceInstancesRequest(page_number=page, page_size=100)
+                body = sdk.list_service_instances(region, service.service_name, request).body
+                keys += [(region, service.service_name, i.instance_name) for i in body.instances]
+                if page * 100 >= body.total_count:
+                    break
+                page += 1
+    digest = admin(info, "fleet-digest")
+    assert digest == {"mode": "current", **record_key_digest(keys).to_dict()}
+    assert digest["count"] == info["instances"]
+    counters = admin(info, "counters")
+    assert counters["total_requests"] == sum(sum(v.values()) for v in counters["requests"].values())
+    assert counters["requests"][sorted(info["endpoints"])[0]]["ListServices"] == 1
+
+
+def test_fixed_ports_and_keys() -> None:
+    parser_ports = build_parser().parse_args(["--port", "0"]).port
+    assert parser_ports == 0
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    base = probe.getsockname()[1]
+    probe.close()
+    process, info = start("--port", str(base), "--access-key-id", "AKID", "--access-key-secret", "SECRET")
+    try:
+        assert info["endpoints"] == {
+            "cn-hangzhou": f"http://127.0.0.1:{base}",
+            "cn-shanghai": f"http://127.0.0.1:{base + 1}",
+        }
+        assert (info["access_key_id"], info["access_key_secret"]) == ("AKID", "SECRET")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_help_lists_the_knobs(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"], prog="eas-scan simulate")
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: eas-scan simulate")
+    for flag in (
+        "--preset", "--seed", "--host", "--port", "--latency-ms", "--rate-limit", "--fault-rate",
+        "--access-key-id", "--access-key-secret", "--throttle-status", "--retry-after-ms", "/_simulator/",
+    ):  # fmt: skip
+        assert flag in text
+
+
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--fault-rate", "1.5"])
+    assert exit_info.value.code == 2
+    assert main(["--access-key-id", "only-the-id"]) == 2
+    assert "access_key_secret" in capsys.readouterr().err
+
+
+def test_custom_fleet_and_faults_from_flags() -> None:
+    from scanner.simulator.standalone import simulator_from_args
+
+    args = build_parser().parse_args(
+        ["--regions", "3", "--services-per-region", "4", "--instances", "120", "--distribution", "even",
+         "--fault-rate", "0.2", "--rate-limit", "50", "--throttle-status", "400", "--retry-after-ms", "auto",
+         "--instance-start-rate", "2"]
+    )  # fmt: skip
+    sim = simulator_from_args(args)
+    assert len(sim.fleet.regions) == 3
+    assert sim.fleet.service_count == 12
+    assert sim.fleet.instance_count == 120
+    assert (sim.faults.internal_error_rate, sim.faults.unavailable_rate) == (0.1, 0.1)
+    assert (sim.faults.rate_limit, sim.faults.throttle_status, sim.faults.retry_after_ms) == (50, 400, "auto")
+    assert sim.churn.instance_starts == 2
