@@ -3,21 +3,28 @@
 Pure bookkeeping; the scheduler does the fetching. The reasoning:
 
 EAS pages by offset (``PageNumber``/``PageSize``) and says ``TotalCount`` on every page. We list
-instances oldest first (``Sort=StartTime&Order=asc``), so a new instance lands at the end and
-only a deletion moves the instances after it, one place towards the start. An instance that
-exists throughout the scan therefore only ever moves towards page 1.
+instances oldest first (``Sort=StartTime&Order=asc``), so a new instance lands at the end and only
+a deletion moves the instances after it, one place towards the start. Names are unique and a
+deleted instance does not come back.
 
-- **Pass 1** reads page 1, then every other page at once. If every page reports the same
-  TotalCount and the pages hold exactly that many distinct instances, nothing moved: done.
+- **Pass 1** reads page 1, then every other page at once. A listing of more than one page is
+  bracketed by two one-record requests for its newest instance (``Order=desc&PageSize=1``), one
+  before page 1 and one after the last page. Suppose both name the same newest instance and every
+  answer reports the same TotalCount. Then no instance was created in between: a new one would be
+  the newest, or, deleted again, would have taken a pre-existing instance's place in the count,
+  and deletions are permanent. With no creation, any deletion would have lowered TotalCount. So
+  every page was read from one unchanged listing, and the pass saw every instance exactly.
 - Otherwise the listing is read again, **newest page first, one page at a time, page 1 last**.
-  An instance that only moves towards page 1 cannot slip past a sweep that also moves towards
-  page 1 one page at a time: if it was not on page k when page k was read, it was on a page
-  below k, which is read later. So that pass sees every instance that existed throughout it.
+  An instance that exists throughout only ever moves towards page 1, so it cannot slip past a
+  sweep that also moves towards page 1 a page at a time: if it was not on page k when page k was
+  read, it was on a page below k, which is read later. That pass sees every instance that existed
+  throughout it.
 - Every instance is emitted once: a listing remembers the names it has emitted until it ends.
 
-A residual blind spot of pass 1, stated plainly: a deletion and a creation inside the same
-service within the few milliseconds its pages are in flight keep TotalCount unchanged and can
-hide a shift. Verifying that too would cost two extra requests per multi-page listing.
+These guarantees assume what EAS does: a new instance starts after every existing one, and a
+restart keeps its place. A caller's own ``Sort``/``Order``, or a filter on a field that changes
+(``InstanceStatus``), voids them: such listings are still checked (TotalCount, page sums) and
+re-read when they visibly change, but a change that hides itself cannot be ruled out.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ class ListingState:
 
     __slots__ = (
         "_key",
+        "_pass_changed",
         "_pass_seen",
         "_pass_totals",
         "_pass_unkeyed",
@@ -66,6 +74,7 @@ class ListingState:
         self._pass_seen: set[Any] = set()
         self._pass_totals: set[int] = set()
         self._pass_unkeyed = 0
+        self._pass_changed = False
         #: Items that lacked the key field: emitted as they come, since they cannot be deduplicated.
         self.unkeyed = 0
         self.passes = 0
@@ -77,6 +86,16 @@ class ListingState:
         self._pass_totals = set()
         self._pass_seen = set()
         self._pass_unkeyed = 0
+        self._pass_changed = False
+
+    def note_total(self, total: int) -> None:
+        """A TotalCount seen by a request of this pass that returned no items to keep (a probe)."""
+        self._pass_totals.add(total)
+        self.last_total = total
+
+    def mark_changed(self) -> None:
+        """Evidence outside the pages (a different newest instance) that the listing changed."""
+        self._pass_changed = True
 
     @property
     def emitted(self) -> int:
@@ -125,4 +144,8 @@ class ListingState:
         """Whether the current pass saw one unchanging listing, read whole."""
         # In pass 1 every name seen is a name seen in this pass, so the shared set is the count.
         distinct = len(self._seen if self.passes == 1 else self._pass_seen)
-        return len(self._pass_totals) == 1 and distinct + self._pass_unkeyed == self.last_total
+        return (
+            not self._pass_changed
+            and len(self._pass_totals) == 1
+            and distinct + self._pass_unkeyed == self.last_total
+        )

@@ -24,6 +24,7 @@ that cannot be read, every region refusing us, or any failure in fail-fast mode.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -131,6 +132,9 @@ class ScanJob:
         self._fail_fast = fail_fast
         self._instance_query = _instance_query_for_scan(plan.instance_query)
         self._service_query = _service_query_for_scan(plan.service_query)
+        # The consistency proof needs our order: oldest first, so new instances land at the end.
+        self._verifiable = plan.instance_query.sort is None and plan.instance_query.order is None
+        self._newest_query = dataclasses.replace(self._instance_query, order="desc")
 
         self.stats = LiveStats(clock.monotonic())
         self.fatal: BaseException | None = None
@@ -139,6 +143,10 @@ class ScanJob:
         self.finished = anyio.Event()
         self._scope: anyio.CancelScope | None = None
         self._global_slots = anyio.CapacityLimiter(concurrency.total)
+        # A page of instances holds a credit from its request until the consumer's buffer takes
+        # it, so pages fetched but not yet handed over never exceed ``total``, however slow the
+        # consumer and however many listings are open.
+        self._page_credits = anyio.CapacityLimiter(concurrency.total)
         self._region_slots: dict[str, anyio.CapacityLimiter] = {}
         self._retriers: dict[str, Retrier] = {}
         self._found_services: set[str] = set()
@@ -362,20 +370,15 @@ class ScanJob:
         state = ListingState("InstanceName", self._page_size)
         error: RequestError | None = None
         try:
-            first = await self._instances_page(region, target.name, 1)
-        except RequestError as exc:
-            error = exc
-        else:
-            set_known(first.total_count)
-            await self._emit(region, target, state.accept(first))
-            if first.page_count > 1:
-                error = await self._fetch_at_once(region, target, state, range(2, first.page_count + 1))
-            while error is None and not state.pass_consistent() and state.passes < self._max_passes:
+            await self._first_pass(region, target, state, set_known)
+            while not state.pass_consistent() and state.passes < self._max_passes:
                 state.start_pass()
                 set_known(max(state.last_total, state.emitted))
-                error = await self._fetch_in_order(
+                await self._fetch_in_order(
                     region, target, state, descending_pages(state.last_total, self._page_size)
                 )
+        except RequestError as exc:
+            error = exc
 
         if isinstance(error, NotFoundError):
             verdict = ServiceVerdict.DELETED
@@ -391,37 +394,77 @@ class ScanJob:
         set_known(state.emitted)
         self.stats.service_done(region, target.name, verdict)
 
+    async def _first_pass(
+        self, region: str, target: _ServiceTarget, state: ListingState, set_known: Callable[[int], None]
+    ) -> None:
+        """Page 1, then every other page at once, between two looks at the newest instance.
+
+        See ``scanner.engine.pagination``: if the newest instance is the same before page 1 and
+        after the last page, and every answer gave the same TotalCount, every page was read from
+        one unchanged listing. Only a listing of more than one page needs the two looks.
+        """
+        before: tuple[int, Any] | None = None
+        if self._verifiable and target.estimate > self._page_size:
+            before = await self._newest(region, target.name, state)
+        async with self._page_credits:
+            first = await self._instances_page(region, target.name, 1)
+            set_known(first.total_count)
+            await self._emit(region, target, state.accept(first))
+        if first.page_count == 1:
+            return
+        numbers = range(2, first.page_count + 1)
+        if self._verifiable and before is None:
+            # It outgrew one page since ListServices said how big it was: start the watched
+            # window now, and read page 1 again inside it.
+            before = await self._newest(region, target.name, state)
+            numbers = range(1, first.page_count + 1)
+        await self._fetch_at_once(region, target, state, numbers)
+        if before is not None and await self._newest(region, target.name, state) != before:
+            state.mark_changed()
+
+    async def _newest(self, region: str, service: str, state: ListingState) -> tuple[int, Any]:
+        """(TotalCount, name of the newest instance) of a listing, from one one-record request."""
+        page = await self._request(
+            region,
+            Action.LIST_SERVICE_INSTANCES,
+            lambda: self._api.list_service_instances(
+                region, service, self._newest_query, page_number=1, page_size=1
+            ),
+        )
+        state.note_total(page.total_count)
+        return page.total_count, page.items[0].get("InstanceName") if page.items else None
+
     async def _fetch_at_once(
         self, region: str, target: _ServiceTarget, state: ListingState, numbers: range
-    ) -> RequestError | None:
+    ) -> None:
+        """Fetch pages concurrently (``pages_per_listing`` at a time); raise the first failure."""
         pending: Iterator[int] = iter(numbers)
         failures: list[RequestError] = []
 
         async def worker(scope: anyio.CancelScope) -> None:
             for number in pending:
-                try:
-                    page = await self._instances_page(region, target.name, number)
-                except RequestError as exc:
-                    failures.append(exc)
-                    scope.cancel()  # the listing has failed; its other pages are moot
-                    return
-                await self._emit(region, target, state.accept(page))
+                async with self._page_credits:
+                    try:
+                        page = await self._instances_page(region, target.name, number)
+                    except RequestError as exc:
+                        failures.append(exc)
+                        scope.cancel()  # the listing has failed; its other pages are moot
+                        return
+                    await self._emit(region, target, state.accept(page))
 
         async with anyio.create_task_group() as tg:
             for _ in range(min(self._concurrency.pages_per_listing, len(numbers))):
                 tg.start_soon(worker, tg.cancel_scope)
-        return failures[0] if failures else None
+        if failures:
+            raise failures[0]
 
     async def _fetch_in_order(
         self, region: str, target: _ServiceTarget, state: ListingState, numbers: Iterable[int]
-    ) -> RequestError | None:
+    ) -> None:
         for number in numbers:
-            try:
+            async with self._page_credits:
                 page = await self._instances_page(region, target.name, number)
-            except RequestError as exc:
-                return exc
-            await self._emit(region, target, state.accept(page))
-        return None
+                await self._emit(region, target, state.accept(page))
 
     async def _emit(self, region: str, target: _ServiceTarget, items: list[dict[str, Any]]) -> None:
         if not items:

@@ -72,8 +72,15 @@ async def test_instances_are_listed_oldest_first_and_services_in_creation_order(
     api = FakeEas(FLEET)
     async with scanner_for(api) as scanner:
         await collect(scanner, regions=["cn-shanghai"])
-    instance_calls = [c for c in api.calls if c.action == "ListServiceInstances"]
-    assert all(c.query.sort == "StartTime" and c.query.order == "asc" for c in instance_calls)
+    pages = [c for c in api.calls if c.action == "ListServiceInstances" and c.page_size == 100]
+    assert pages
+    assert all(c.query.sort == "StartTime" and c.query.order == "asc" for c in pages)
+    # Multi-page listings are bracketed by one-record looks at their newest instance.
+    probes = [c for c in api.calls if c.action == "ListServiceInstances" and c.page_size == 1]
+    assert {(c.service, c.query.order, c.page_number) for c in probes} == {
+        ("beta", "desc", 1), ("delta", "desc", 1)
+    }  # fmt: skip
+    assert len(probes) == 4
     service_calls = [c for c in api.calls if c.action == "ListServices"]
     assert all(c.query.sort == "CreateTime" and c.query.order == "asc" for c in service_calls)
 
@@ -287,6 +294,30 @@ async def test_churn_during_paging_misses_no_survivor_and_repeats_none() -> None
     assert survivors - deleted <= set(got), "an instance that existed throughout was missed"
     assert summary.verdicts["reread"] + summary.verdicts["unstable"] == 1
     assert summary.complete
+
+
+async def test_a_deletion_hidden_by_a_creation_is_caught_and_reread() -> None:
+    # The case TotalCount alone cannot see: between two page reads one early instance is deleted
+    # (shifting the first instance of page 2 onto page 1, already read) and one is created.
+    api = FakeEas({"cn-shanghai": {"big": 300}})
+    service = api.regions["cn-shanghai"]["big"]
+    shifted = sorted(service.instances, key=lambda i: i["_order"])[100]["InstanceName"]
+    done = False
+
+    def swap(call: Call) -> None:
+        nonlocal done
+        if call.page_number == 2 and call.page_size == 100 and not done:
+            done = True
+            service.instances.pop(3)
+            api.add_instance("cn-shanghai", "big")
+
+    api.hooks.append(swap)
+    async with scanner_for(api, concurrency=Concurrency(pages_per_listing=1)) as scanner:
+        records, summary = await collect(scanner, regions=["cn-shanghai"])
+    names = [r["InstanceName"] for r in records]
+    assert shifted in names
+    assert len(names) == len(set(names))
+    assert summary.verdicts["reread"] == 1
 
 
 async def test_a_deleted_service_shifting_the_services_listing_misses_no_other_service() -> None:
