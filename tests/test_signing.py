@@ -13,6 +13,7 @@ import pytest
 from scanner.eas import signing
 from scanner.eas.params import encode_path_segment
 from scanner.eas.signing import NonceCache, SignatureError, sign, verify
+from scanner.testing import FakeClock
 
 VECTORS = Path(__file__).parent / "data" / "sdk-captured-requests.jsonl"
 SECRETS = {"testid": "testsecret"}
@@ -189,6 +190,102 @@ def test_nonce_cache_forgets_nonces_older_than_the_window() -> None:
     assert len(nonces) == 1  # "a" was purged: its request could no longer pass the date check
 
 
+def _signed_request(clock: FakeClock, nonce: str) -> dict[str, object]:
+    """A request signed now on ``clock``, as ``verify`` keyword arguments."""
+    headers = {
+        "host": "127.0.0.1:8001",
+        "x-acs-action": "DescribeRegions",
+        "x-acs-version": "2021-07-01",
+        "x-acs-date": signing.format_date(clock.wall()),
+        "x-acs-signature-nonce": nonce,
+        "x-acs-content-sha256": signing.EMPTY_BODY_SHA256,
+    }
+    authorization = sign(
+        method="GET", canonical_uri="/api/v2/regions", params={}, headers=headers,
+        access_key_id="testid", access_key_secret="testsecret",
+    )  # fmt: skip
+    return {
+        "method": "GET",
+        "raw_path": "/api/v2/regions",
+        "raw_query": "",
+        "headers": [*headers.items(), ("Authorization", authorization)],
+        "body": b"",
+        "secret_for": SECRETS.get,
+    }
+
+
+def test_a_replay_is_rejected_for_the_whole_window_and_its_nonce_then_forgotten() -> None:
+    clock = FakeClock(wall_start=CAPTURE_TIME)
+    nonces = NonceCache()
+    request = _signed_request(clock, "n-1")
+    verify(**request, now=clock.wall(), nonces=nonces)  # type: ignore[arg-type]
+    for seconds in (1, 600, 900):  # up to the last second the date check lets it through
+        clock.now = seconds
+        with pytest.raises(SignatureError) as caught:
+            verify(**request, now=clock.wall(), nonces=nonces)  # type: ignore[arg-type]
+        assert caught.value.code == "SignatureNonceUsed"
+    clock.now = 901
+    verify(**_signed_request(clock, "n-2"), now=clock.wall(), nonces=nonces)  # type: ignore[arg-type]
+    assert len(nonces) == 1  # "n-1" is gone, and its replay is refused by its date alone:
+    with pytest.raises(SignatureError) as caught:
+        verify(**request, now=clock.wall(), nonces=nonces)  # type: ignore[arg-type]
+    assert caught.value.code == "InvalidTimeStamp.Expired"
+
+
+def test_a_nonce_is_kept_by_its_request_date_not_its_arrival() -> None:
+    # Signed ten minutes in the future (a client clock ahead): acceptable until date + 15 min.
+    nonces = NonceCache(window=timedelta(minutes=15))
+    date = CAPTURE_TIME + timedelta(minutes=10)
+    assert nonces.check_and_add("ahead", CAPTURE_TIME, date)
+    assert not nonces.check_and_add("ahead", CAPTURE_TIME + timedelta(minutes=24), date)
+    assert nonces.check_and_add("other", CAPTURE_TIME + timedelta(minutes=25, seconds=1))
+    assert len(nonces) == 1
+
+
+def test_the_cache_stays_bounded_by_the_rate_over_the_window_however_long_it_runs() -> None:
+    clock = FakeClock(wall_start=CAPTURE_TIME)
+    nonces = NonceCache(window=timedelta(minutes=15))
+    per_second, window_seconds = 5, 15 * 60
+    peak = 0
+    for n in range(per_second * 3 * 3600):  # three hours at 5 requests/s: 54,000 nonces
+        clock.now = n / per_second
+        assert nonces.check_and_add(f"n-{n}", clock.wall())
+        peak = max(peak, len(nonces))
+    # Everything still inside the window, nothing older: the bound is the rate times the window.
+    assert per_second * window_seconds <= peak <= per_second * (window_seconds + 1)
+    assert len(nonces) <= peak
+
+
+def test_the_hard_cap_forgets_the_oldest_and_refuses_what_could_replay_them() -> None:
+    nonces = NonceCache(window=timedelta(minutes=15), capacity=3)
+    at = [CAPTURE_TIME + timedelta(seconds=s) for s in range(6)]
+    for i in range(5):
+        assert nonces.check_and_add(f"n-{i}", at[5], at[i])
+    assert len(nonces) == 3
+    # n-0 and n-1 were forgotten, but their replays are refused: dated at or before the floor.
+    assert not nonces.check_and_add("n-0", at[5], at[0])
+    assert not nonces.check_and_add("n-1", at[5], at[1])
+    assert not nonces.check_and_add("n-4", at[5], at[4])  # remembered, as usual
+    # A fresh nonce dated at the floor is refused too; one dated after it is accepted.
+    assert not nonces.check_and_add("fresh", at[5], at[1])
+    assert nonces.check_and_add("fresh", at[5], at[5])
+    assert len(nonces) == 3
+
+
+def test_a_full_cache_refuses_a_request_older_than_everything_it_holds() -> None:
+    nonces = NonceCache(capacity=2)
+    assert nonces.check_and_add("b", CAPTURE_TIME, CAPTURE_TIME + timedelta(seconds=1))
+    assert nonces.check_and_add("c", CAPTURE_TIME, CAPTURE_TIME + timedelta(seconds=2))
+    assert not nonces.check_and_add("a", CAPTURE_TIME, CAPTURE_TIME)
+    assert len(nonces) == 2
+    assert not nonces.check_and_add("a", CAPTURE_TIME, CAPTURE_TIME)
+
+
+def test_nonce_cache_rejects_a_capacity_below_one() -> None:
+    with pytest.raises(ValueError, match="capacity"):
+        NonceCache(capacity=0)
+
+
 def test_missing_authorization() -> None:
     vector = ACS3_VECTORS[0]
     headers = [(k, v) for k, v in vector.headers if k.lower() != "authorization"]
@@ -243,3 +340,42 @@ def test_sign_then_verify_round_trip_with_sts_token_and_awkward_values() -> None
 def test_format_date_is_whole_utc_seconds() -> None:
     moment = datetime(2026, 11, 28, 13, 46, 47, 999_999, tzinfo=UTC)
     assert signing.format_date(moment) == "2026-11-28T13:46:47Z"
+
+
+@pytest.mark.parametrize(
+    "raw_query",
+    ["", "PageNumber=3&PageSize=100", "b=2&a=1&b=3", "&&a=1&", "a", "a=&b", "Filter=a+b%2A*",
+     "Label=%7B%22k%22%3A%22v%22%7D", "x~y=z.w-_"],
+)  # fmt: skip
+def test_the_canonical_query_fast_path_agrees_with_the_recipe(raw_query: str) -> None:
+    params = {}
+    for pair in filter(None, raw_query.split("&")):
+        key, _, value = pair.partition("=")
+        params[unquote_plus(key)] = unquote_plus(value)
+    assert signing._canonical_query_from_raw(raw_query) == signing.canonical_query(params)
+
+
+@pytest.mark.parametrize(
+    "raw_path", ["", "/", "/api/v2/regions", "/api/v2/services/cn-x/a.b~c_d-e/instances", "/a/b%2Fc/d*e"]
+)
+def test_the_canonical_path_fast_path_agrees_with_the_recipe(raw_path: str) -> None:
+    expected = "/".join(encode_path_segment(unquote(s)) for s in raw_path.split("/")) or "/"
+    assert signing._canonical_uri_from_raw(raw_path) == expected
+
+
+def test_a_header_sent_twice_is_signed_as_its_sorted_values_joined() -> None:
+    vector = ACS3_VECTORS[2]
+    auth = signing.parse_authorization(vector.authorization)
+    headers = {k.lower(): v for k, v in vector.headers if k.lower() in auth.signed_headers}
+    headers["x-acs-action"] = "a,b"  # the values sorted and joined, however they were sent
+    params = {}
+    for pair in filter(None, vector.query_string.split("&")):
+        key, _, value = pair.partition("=")
+        params[unquote_plus(key)] = unquote_plus(value)
+    authorization = sign(
+        method=vector.method, canonical_uri=vector.raw_path, params=params, headers=headers,
+        access_key_id="testid", access_key_secret="testsecret",
+    )  # fmt: skip
+    headers["x-acs-action"] = "a"
+    wire = [*headers.items(), ("X-Acs-Action", "b"), ("Authorization", authorization)]
+    assert _verify(vector, headers=wire).action == "a,b"

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import hmac
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -33,6 +35,7 @@ from urllib.parse import quote, unquote, unquote_plus
 __all__ = [
     "ALGORITHM",
     "DATE_FORMAT",
+    "DEFAULT_NONCE_CAPACITY",
     "EMPTY_BODY_SHA256",
     "MAX_CLOCK_SKEW",
     "NonceCache",
@@ -91,7 +94,8 @@ def canonical_request(
 
 def _signature(secret: str, canonical: str) -> str:
     string_to_sign = f"{ALGORITHM}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    return hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+    # The one-shot hmac.digest runs in C throughout; hmac.new builds a Python HMAC object per call.
+    return hmac.digest(secret.encode(), string_to_sign.encode(), "sha256").hex()
 
 
 def sign(
@@ -158,6 +162,26 @@ class Authorization:
 
 def parse_authorization(value: str) -> Authorization:
     """Parse ``ACS3-HMAC-SHA256 Credential=..,SignedHeaders=..,Signature=..``."""
+    # Only the signature differs between one client's requests: parse the rest once. The result is
+    # the generic parse's (the last field of a name wins, and ",Signature=" here is the last one).
+    head, sep, signature = value.strip().rpartition(",Signature=")
+    if sep and "," not in signature:
+        prefix = _parse_authorization_head(head)
+        if prefix is not None:
+            return Authorization(prefix[0], prefix[1], prefix[2], signature)
+    return _parse_authorization(value)
+
+
+@lru_cache(maxsize=256)
+def _parse_authorization_head(head: str) -> tuple[str, str, tuple[str, ...]] | None:
+    try:
+        auth = _parse_authorization(head + ",Signature=")
+    except SignatureError:
+        return None
+    return auth.algorithm, auth.access_key_id, auth.signed_headers
+
+
+def _parse_authorization(value: str) -> Authorization:
     algorithm, _, rest = value.strip().partition(" ")
     fields: dict[str, str] = {}
     for part in rest.split(","):
@@ -177,17 +201,34 @@ def parse_authorization(value: str) -> Authorization:
         ) from None
 
 
+# Raw forms that decode and re-encode to themselves: nothing escaped, nothing that needs escaping.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~/]*")
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9\-._~=&]*")
+
+
+# Cached because a scan sends the same few paths and queries (one per service and page) over and
+# over; both functions are pure, so a cached answer is the computed one.
+@lru_cache(maxsize=4096)
 def _canonical_uri_from_raw(raw_path: str) -> str:
+    if _PLAIN_PATH.fullmatch(raw_path):
+        return raw_path or "/"
     return "/".join(_encode(unquote(segment)) for segment in raw_path.split("/")) or "/"
 
 
+@lru_cache(maxsize=4096)
 def _canonical_query_from_raw(raw_query: str) -> str:
+    plain = _PLAIN_QUERY.fullmatch(raw_query) is not None
     params: dict[str, str] = {}
     for pair in raw_query.split("&"):
         if not pair:
             continue
         key, _, value = pair.partition("=")
-        params[unquote_plus(key)] = unquote_plus(value)
+        if plain:
+            params[key] = value
+        else:
+            params[unquote_plus(key)] = unquote_plus(value)
+    if plain:
+        return "&".join(f"{key}={params[key]}" for key in sorted(params))
     return canonical_query(params)
 
 
@@ -196,27 +237,64 @@ def _parse_date(text: str) -> datetime:
     return datetime.strptime(text, DATE_FORMAT).replace(tzinfo=UTC)
 
 
-class NonceCache:
-    """Remembers nonces for as long as their requests could still be accepted (the skew window)."""
+#: The most nonces a ``NonceCache`` holds by default (about 200 bytes each).
+DEFAULT_NONCE_CAPACITY: Final = 250_000
 
-    def __init__(self, window: timedelta = MAX_CLOCK_SKEW) -> None:
-        self._window = window
-        self._seen: dict[str, datetime] = {}
-        self._next_purge: datetime | None = None
+
+class NonceCache:
+    """Remembers nonces for as long as their requests could still be accepted; bounded in memory.
+
+    A nonce is kept until its request's ``x-acs-date`` leaves the skew window, after which the
+    date check rejects a replay on its own; so memory follows the request rate over the window,
+    not the uptime. ``capacity`` bounds it anyway: when full, the nonces with the oldest dates are
+    forgotten, and from then on every request dated at or before a forgotten nonce's date is
+    refused, since it could be a replay of it (fail closed: a replay is never accepted, at worst a
+    request that took longer than ``capacity`` requests' worth of time to arrive is refused).
+
+    ``window`` must be the ``max_skew`` that ``verify`` checks dates against.
+    """
+
+    __slots__ = ("_by_date", "_capacity", "_floor", "_seen", "_window")
+
+    def __init__(self, window: timedelta = MAX_CLOCK_SKEW, capacity: int = DEFAULT_NONCE_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self._window = window.total_seconds()
+        self._capacity = capacity
+        self._seen: set[str] = set()
+        self._by_date: list[tuple[float, str]] = []  # a heap: the oldest-dated nonce first
+        # Requests dated at or before this (epoch seconds) are refused: their nonces may be forgotten.
+        self._floor = -math.inf
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def check_and_add(self, nonce: str, now: datetime) -> bool:
-        """Record ``nonce``; False if it was already seen inside the window."""
-        if self._next_purge is None or now >= self._next_purge:
-            horizon = now - 2 * self._window
-            self._seen = {n: t for n, t in self._seen.items() if t > horizon}
-            self._next_purge = now + self._window / 4
-        if nonce in self._seen:
+    def check_and_add(self, nonce: str, now: datetime, date: datetime | None = None) -> bool:
+        """Record ``nonce`` of a request signed at ``date`` (default: ``now``) and received ``now``.
+
+        False if the nonce was already used inside the window, or if the request is dated at or
+        before the newest date forgotten so far (its nonce might be one of those forgotten).
+        """
+        stamp = (now if date is None else date).timestamp()
+        horizon = now.timestamp() - self._window
+        heap, seen = self._by_date, self._seen
+        # Popping in date order keeps the floor monotonic, and every date pushed is above it.
+        while heap and heap[0][0] < horizon:
+            self._floor, old = heapq.heappop(heap)
+            seen.discard(old)
+        if stamp <= self._floor or nonce in seen:
             return False
-        self._seen[nonce] = now
+        seen.add(nonce)
+        heapq.heappush(heap, (stamp, nonce))
+        if len(heap) > self._capacity:
+            self._floor, old = heapq.heappop(heap)
+            seen.discard(old)
+            # The new nonce itself may have been the oldest: its request is then refused too.
+            return old != nonce
         return True
+
+    def __repr__(self) -> str:
+        return f"NonceCache({len(self._seen)}/{self._capacity} nonces, window {self._window:g} s)"
 
 
 def verify(
@@ -237,18 +315,24 @@ def verify(
     (name, value) pair received; ``secret_for`` maps an AccessKey id to its secret (None: unknown).
     Only the signed headers are checked; clients add unsigned ones (Accept-Encoding, ...).
     """
-    received: dict[str, list[str]] = {}
+    # First value per lower-case name; the few names sent more than once also go in ``repeated``.
+    received: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {}
     for name, value in headers:
-        received.setdefault(name.lower(), []).append(value)
+        name = name.lower()
+        if name in received:
+            repeated.setdefault(name, [received[name]]).append(value)
+        else:
+            received[name] = value
 
     authorization = received.get("authorization")
     if not authorization:
         raise SignatureError("MissingAuthorization", "the request is not signed (no Authorization)")
-    if authorization[0].startswith(LEGACY_PREFIX):
+    if authorization.startswith(LEGACY_PREFIX):
         return _verify_legacy(
-            method, raw_path, raw_query, received, authorization[0], secret_for, now, nonces, max_skew
+            method, raw_path, raw_query, received, authorization, secret_for, now, nonces, max_skew
         )
-    auth = parse_authorization(authorization[0])
+    auth = parse_authorization(authorization)
     if auth.algorithm != ALGORITHM:
         raise SignatureError(
             "InvalidParameter.SignatureMethod", f"unsupported signature algorithm {auth.algorithm!r}"
@@ -265,10 +349,11 @@ def verify(
 
     signed: dict[str, str] = {}
     for name in auth.signed_headers:
-        values = received.get(name)
-        if values is None:
+        first = received.get(name)
+        if first is None:
             raise SignatureError("IncompleteSignature", f"signed header {name!r} is not present")
-        signed[name] = values[0] if len(values) == 1 else ",".join(sorted(v.strip() for v in values))
+        values = repeated.get(name) if repeated else None
+        signed[name] = first if values is None else ",".join(sorted(v.strip() for v in values))
 
     body_sha256 = hashlib.sha256(body).hexdigest() if body else EMPTY_BODY_SHA256
     if signed["x-acs-content-sha256"].strip() != body_sha256:
@@ -288,7 +373,7 @@ def verify(
         )
 
     token = received.get("x-acs-security-token")
-    if token and "x-acs-security-token" not in auth.signed_headers:
+    if token is not None and "x-acs-security-token" not in auth.signed_headers:
         raise SignatureError("IncompleteSignature", "x-acs-security-token must be signed")
     try:
         date = _parse_date(signed["x-acs-date"].strip())
@@ -296,7 +381,7 @@ def verify(
         raise SignatureError("InvalidTimeStamp.Format", "x-acs-date is not yyyy-MM-ddTHH:mm:ssZ") from None
     return _accept(
         auth.access_key_id,
-        token[0] if token else None,
+        token,
         signed["x-acs-action"].strip(),
         date,
         signed["x-acs-signature-nonce"].strip(),
@@ -319,7 +404,7 @@ def _accept(
     # Checked only once the signature holds, so a forger learns nothing from which check failed.
     if abs(now - date) > max_skew:
         raise SignatureError("InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
-    if nonces is not None and not nonces.check_and_add(nonce, now):
+    if nonces is not None and not nonces.check_and_add(nonce, now, date):
         raise SignatureError("SignatureNonceUsed", "Specified signature nonce was used already.")
     return VerifiedRequest(
         access_key_id=access_key_id, security_token=security_token, action=action, date=date
@@ -335,7 +420,7 @@ def _verify_legacy(
     method: str,
     raw_path: str,
     raw_query: str,
-    received: Mapping[str, list[str]],
+    received: Mapping[str, str],
     authorization: str,
     secret_for: Callable[[str], str | None],
     now: datetime,
@@ -350,11 +435,10 @@ def _verify_legacy(
         raise SignatureError("InvalidAccessKeyId.NotFound", "Specified access key is not found.", status=404)
 
     def first(name: str) -> str:
-        values = received.get(name)
-        return values[0] if values else ""
+        return received.get(name, "")
 
     acs_headers = "".join(
-        f"{name}:{received[name][0]}\n" for name in sorted(received) if name.startswith("x-acs-")
+        f"{name}:{received[name]}\n" for name in sorted(received) if name.startswith("x-acs-")
     )
     params: dict[str, str] = {}
     for pair in raw_query.split("&"):
@@ -377,10 +461,9 @@ def _verify_legacy(
         date = parsedate_to_datetime(first("date"))
     except (TypeError, ValueError):
         raise SignatureError("InvalidTimeStamp.Format", "the Date header is not RFC 1123") from None
-    token = received.get("x-acs-security-token")
     return _accept(
         access_key_id,
-        token[0] if token else None,
+        received.get("x-acs-security-token"),
         first("x-acs-action") or None,
         date,
         first("x-acs-signature-nonce"),
