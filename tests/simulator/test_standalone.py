@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -35,8 +36,12 @@ def start(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line:
-        process.wait(timeout=10)
-        raise AssertionError(f"no JSON line; stderr: {process.stderr.read() if process.stderr else ''}")
+        code = process.wait(timeout=10)
+        assert process.stderr is not None
+        stderr = process.stderr.read()
+        process.stdout.close()
+        process.stderr.close()
+        raise AssertionError(f"no JSON line (exit {code}); stderr: {stderr}")
     return process, json.loads(line)
 
 
@@ -120,16 +125,39 @@ def test_a_client_can_prove_its_listing_exact(server: tuple[subprocess.Popen[str
     assert counters["requests"][sorted(info["endpoints"])[0]]["ListServices"] == 1
 
 
-def test_fixed_ports_and_keys() -> None:
-    parser_ports = build_parser().parse_args(["--port", "0"]).port
-    assert parser_ports == 0
-    import socket
+def free_port_pair() -> int:
+    """A port ``p`` such that ``p`` and ``p + 1`` were both free a moment ago (the OS picks ``p``)."""
+    while True:
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            base: int = first.getsockname()[1]
+            try:
+                second.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue  # base + 1 is taken (or past 65535): let the OS pick again
+            return base
 
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    base = probe.getsockname()[1]
-    probe.close()
-    process, info = start("--port", str(base), "--access-key-id", "AKID", "--access-key-secret", "SECRET")
+
+def start_on_fixed_ports(*args: str, attempts: int = 5) -> tuple[subprocess.Popen[str], dict[str, Any], int]:
+    """Start on two consecutive free ports; another process may take one between our probe and
+    the simulator's bind, so a failed bind is retried on a fresh pair (never silently passed)."""
+    errors = []
+    for _ in range(attempts):
+        base = free_port_pair()
+        try:
+            process, info = start("--port", str(base), *args)
+        except AssertionError as exc:
+            if "address already in use" not in str(exc).lower():
+                raise
+            errors.append(str(exc))
+            continue
+        return process, info, base
+    raise AssertionError(f"no free pair of ports in {attempts} attempts: {errors}")
+
+
+def test_fixed_ports_and_keys() -> None:
+    assert build_parser().parse_args(["--port", "0"]).port == 0
+    process, info, base = start_on_fixed_ports("--access-key-id", "AKID", "--access-key-secret", "SECRET")
     try:
         assert info["endpoints"] == {
             "cn-hangzhou": f"http://127.0.0.1:{base}",
@@ -145,6 +173,15 @@ def test_fixed_ports_and_keys() -> None:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_a_port_already_in_use_is_an_error_not_a_hang() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(AssertionError, match=r"(?i)exit 1\).*address already in use"):
+            start("--port", str(port))
 
 
 def test_help_lists_the_knobs(capsys: pytest.CaptureFixture[str]) -> None:
