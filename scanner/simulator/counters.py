@@ -72,7 +72,8 @@ class CountersSnapshot:
             "errors": dict(self.errors),
             "throttled": {k: dict(v) for k, v in self.throttled.items()},
             "throttled_total": self.throttled_total,
-            "faults": dict(self.faults),
+            # Keyed by FaultKind, a StrEnum, which orjson refuses as a key: plain strings here.
+            "faults": {str(k): v for k, v in self.faults.items()},
             "in_flight": self.in_flight,
             "peak_concurrency": self.peak_concurrency,
             "peak_concurrency_by_region": dict(self.peak_concurrency_by_region),

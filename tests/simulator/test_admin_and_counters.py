@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from scanner.simulator import FaultConfig, FaultKind, Simulator, record_key_digest
@@ -136,3 +137,17 @@ async def test_admin_faults_churn_and_forbid(
     assert (await raw.regions(region)).status == 200
     assert (await admin(session, sim, "GET", "nothing-here"))[0] == 404
     assert sim.counters().faults[FaultKind.FORBIDDEN] == 1
+
+
+async def test_admin_counters_once_faults_were_counted(
+    sim: Simulator, raw: RawClient, session: aiohttp.ClientSession
+) -> None:
+    region = sim.regions[0]
+    sim.set_faults(rate_limit=0.001, burst=1, internal_error_rate=1.0)  # one request, then throttled
+    replies = [await raw.regions(region) for _ in range(3)]
+    assert sorted(r.status for r in replies) == [429, 429, 500]
+    status, counters = await admin(session, sim, "GET", "counters")
+    assert status == 200
+    assert counters["faults"] == {"throttled": 2, "internal_error": 1}
+    assert counters["throttled"] == {region: {"DescribeRegions": 2}}
+    assert counters == orjson.loads(orjson.dumps(sim.counters().to_dict()))
