@@ -5,11 +5,12 @@ that region with properly signed ListServiceInstances requests (``scanner.eas.si
 fresh nonce each) from plain aiohttp clients, and reports requests/s and the server's CPU per
 request (psutil on the subprocess). Not a test; run it by hand::
 
-    python benchmarks/simulator_throughput.py                       # cached and uncached
+    python benchmarks/simulator_throughput.py                       # verify, cached and uncached
     python benchmarks/simulator_throughput.py --mode cached --duration 20 --clients 2
 
 ``cached``: the same few hundred pages over and over (served from the page cache).
 ``uncached``: the simulator runs with ``--page-cache-mb 0``, so every page is rendered.
+``verify``: the signature check alone, in this process (µs per request).
 
 On a small machine the client can be the bottleneck; the server's CPU per request is the figure
 that does not depend on the client (its capacity on one core is 1e6 / µs-per-request).
@@ -38,7 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scanner.eas.params import API_VERSION, service_instances_path, services_path  # noqa: E402
-from scanner.eas.signing import EMPTY_BODY_SHA256, canonical_query, format_date, sign  # noqa: E402
+from scanner.eas.signing import (  # noqa: E402
+    EMPTY_BODY_SHA256,
+    NonceCache,
+    canonical_query,
+    format_date,
+    sign,
+    verify,
+)
 
 
 @dataclass(frozen=True)
@@ -139,9 +147,48 @@ def client_process(
     return ok, errors, time.process_time() - started
 
 
+def measure_verify(count: int) -> float:
+    """µs per ``verify`` of a signed ListServiceInstances request as the server receives it (the
+    headers aiohttp adds unsigned included, a fresh nonce each, a NonceCache), in this process."""
+    target = Target("http://127.0.0.1:8000", "127.0.0.1:8000", "LTAI5tBenchmarkKey00", "secret")
+    params = {"PageNumber": "7", "PageSize": "100", "Sort": "StartTime", "Order": "asc"}
+    path = service_instances_path("cn-hangzhou", "svc-benchmark")
+    requests = []
+    for n in range(count):
+        url, headers = signed(target, "ListServiceInstances", path, params, f"verify-{n}")
+        wire = [*headers.items(), ("User-Agent", "Python/3.11 aiohttp/3.14"), ("Accept-Encoding", "gzip")]
+        requests.append((url.raw_path, url.raw_query_string, wire))
+    secrets = {target.key_id: target.secret}.get
+    nonces = NonceCache()
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    for raw_path, raw_query, wire in requests:
+        verify(
+            method="GET",
+            raw_path=raw_path,
+            raw_query=raw_query,
+            headers=wire,
+            body=b"",
+            secret_for=secrets,
+            now=now,
+            nonces=nonces,
+        )
+    return (time.perf_counter() - started) / count * 1e6
+
+
 def run(mode: str, options: argparse.Namespace) -> None:
+    if mode == "verify":
+        print(f"verify    {measure_verify(options.verify_count):5.1f} µs/request (in-process, one core)")
+        return
+    profile: list[str] = []
+    if options.profile:
+        # pyinstrument (sampling; not a dependency, install it by hand) for a .txt or .html report.
+        sampling = options.profile.endswith((".txt", ".html"))
+        profile = ["-m", "pyinstrument", "-o"] if sampling else ["-m", "cProfile", "-o"]
+        profile.append(options.profile)
     command = [
         sys.executable,
+        *profile,
         "-m",
         "scanner.simulator",
         "--preset",
@@ -183,13 +230,15 @@ def run(mode: str, options: argparse.Namespace) -> None:
         ok = sum(r[0] for r in results)
         errors = sum(r[1] for r in results)
         client_cpu = sum(r[2] for r in results)
-        server_cpu = (after.user - before.user) + (after.system - before.system)
+        server_user = after.user - before.user
+        server_cpu = server_user + (after.system - before.system)
         total = ok + errors
         print(
             f"{mode:9s} preset={options.preset} pages={len(plan)} "
             f"concurrency={options.concurrency}x{options.clients}: "
             f"{total / elapsed:6.0f} requests/s ({errors} errors), "
             f"server CPU {server_cpu / total * 1e6:5.0f} µs/request "
+            f"(user {server_user / total * 1e6:4.0f}) "
             f"({server_cpu / elapsed:4.0%} of a core; "
             f"one-core capacity ~{total / server_cpu:5.0f} requests/s), "
             f"client CPU {client_cpu / total * 1e6:5.0f} µs/request"
@@ -203,14 +252,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--mode", choices=("cached", "uncached", "both"), default="both")
+    parser.add_argument(
+        "--mode",
+        choices=("verify", "cached", "uncached", "both", "all"),
+        default="all",
+        help="both: cached and uncached; all: verify too (default)",
+    )
+    parser.add_argument("--verify-count", type=int, default=20_000, help="requests verified in verify mode")
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--clients", type=int, default=1, help="client processes")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--pages", type=int, default=300, help="distinct pages in cached mode")
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="profile the server: PATH.txt/.html with pyinstrument, else cProfile stats",
+    )
     options = parser.parse_args()
-    for mode in ("cached", "uncached") if options.mode == "both" else (options.mode,):
+    modes = {"both": ("cached", "uncached"), "all": ("verify", "cached", "uncached")}
+    for mode in modes.get(options.mode, (options.mode,)):
         run(mode, options)
 
 
