@@ -83,6 +83,26 @@ async def test_churn_follows_the_clock_and_the_rates() -> None:
         assert sim.fleet.instance_count == len(sim.current_keys()) == len(sim.existed_at_any(1_000, 1_000))
 
 
+@pytest.mark.parametrize("kind", ChurnRates.kinds())
+async def test_each_kind_of_churn_happens_only_when_its_rate_is_set(kind: str) -> None:
+    clock = FakeClock()
+    async with Simulator(preset="small", seed=4, clock=clock, churn=ChurnRates(**{kind: 0.5})) as sim:
+        clock.advance(200)
+        sim.current_keys()
+        events = sim.counters().churn
+        assert abs(events[kind] - 100) <= 5 * 100**0.5 + 1
+        assert all(events[other] == 0 for other in ChurnRates.kinds() if other != kind)
+
+
+async def test_no_churn_rates_means_a_still_fleet() -> None:
+    clock = FakeClock()
+    async with Simulator(preset="small", seed=4, clock=clock) as sim:
+        before = sim.current_keys()
+        clock.advance(3_600)
+        assert sim.current_keys() == before
+        assert all(count == 0 for count in sim.counters().churn.values())
+
+
 async def test_the_same_seed_gives_the_same_churn_however_often_one_looks() -> None:
     rates = ChurnRates(
         instance_starts=5, instance_stops=3, instance_restarts=3, service_creates=1, service_deletes=1

@@ -289,12 +289,51 @@ async def test_latency_is_added(sim: Simulator, raw: RawClient) -> None:
 
 
 @pytest.mark.asyncio
+async def test_latency_and_jitter_over_http_only_when_configured(
+    session: aiohttp.ClientSession,
+) -> None:
+    # The simulator sleeps on its clock: a FakeClock records every delay it served, exactly.
+    clock = FakeClock()
+    async with Simulator(preset="small", seed=1, clock=clock) as sim:
+        raw = RawClient(session, sim)
+        region = sim.regions[0]
+        assert await statuses(raw, region, 20) == [200] * 20
+        assert clock.sleeps == []  # nothing configured: no delay at all
+        sim.set_faults(latency_ms=10, jitter_ms=20)
+        n = 300
+        assert await statuses(raw, region, n) == [200] * n
+        assert len(clock.sleeps) == n
+        assert all(0.010 <= delay < 0.030 for delay in clock.sleeps)
+        assert abs(sum(clock.sleeps) / n - 0.020) < 0.0015  # uniform jitter: mean latency + jitter/2
+        assert len(set(clock.sleeps)) == n  # jittered, not one fixed value
+        sim.set_faults(FaultConfig(latency_ms=7))  # fixed latency alone: no jitter
+        del clock.sleeps[:]
+        assert await statuses(raw, region, 10) == [200] * 10
+        assert clock.sleeps == [0.007] * 10
+        sim.set_faults(FaultConfig())
+        del clock.sleeps[:]
+        await statuses(raw, region, 10)
+        assert clock.sleeps == []
+        assert sim.counters().faults.get(FaultKind.SLOW, 0) == 0  # latency is not a fault
+
+
+@pytest.mark.asyncio
+async def test_no_rate_limit_means_no_throttling(session: aiohttp.ClientSession) -> None:
+    clock = FakeClock()  # frozen time: any limit at all would run out of tokens
+    async with Simulator(preset="small", seed=1, clock=clock) as sim:
+        raw = RawClient(session, sim)
+        assert await statuses(raw, sim.regions[0], 50) == [200] * 50
+        assert sim.counters().throttled_total == 0
+
+
+@pytest.mark.asyncio
 async def test_slow_responses_exceed_a_client_timeout(sim: Simulator, raw: RawClient) -> None:
     region = sim.regions[0]
-    sim.set_faults(slow_rate=0.5, slow_ms=400)
+    # Wide margins both ways (0.3 s budget, 0.9 s slow), so a busy machine cannot flip an answer.
+    sim.set_faults(slow_rate=0.5, slow_ms=900)
     n = 16
     timeouts = 0
-    timeout = aiohttp.ClientTimeout(total=0.15)
+    timeout = aiohttp.ClientTimeout(total=0.3)
     for _ in range(n):
         url, headers = raw.signed(region, "DescribeRegions", "/api/v2/regions", {})
         try:

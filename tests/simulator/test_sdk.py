@@ -123,6 +123,7 @@ async def test_list_services_with_every_parameter(sim: Simulator) -> None:
     for response in (sync, async_):
         assert [s.service_name for s in response.body.services] == [target.name]
         assert response.body.total_count == 1
+        assert_all_service_fields(response.body.services[0])  # the sync client parses them all too
 
 
 async def test_list_service_instances_every_field_pages_and_order(sim: Simulator) -> None:
@@ -161,6 +162,43 @@ async def test_list_service_instances_every_field_pages_and_order(sim: Simulator
     assert [i.instance_name for i in plain.body.instances] == names[:100]
 
 
+async def test_the_sync_client_pages_add_up_too(sim: Simulator) -> None:
+    region = sim.regions[1]
+    name = biggest_service(sim, region)
+    client = sdk_client(sim, region)
+
+    def walk() -> tuple[list[str], int, list[str], int]:
+        services: list[str] = []
+        instances: list[str] = []
+        page = 1
+        while True:
+            body = client.list_services(eas_models.ListServicesRequest(page_number=page, page_size=7)).body
+            for service in body.services:
+                assert_all_service_fields(service)
+            services += [s.service_name for s in body.services]
+            if page * 7 >= body.total_count:
+                break
+            page += 1
+        service_total = body.total_count
+        page = 1
+        while True:
+            request = eas_models.ListServiceInstancesRequest(page_number=page, page_size=30)
+            ibody = client.list_service_instances(region, name, request).body
+            for instance in ibody.instances:
+                assert_all_instance_fields(instance)
+            instances += [i.instance_name for i in ibody.instances]
+            if page * 30 >= ibody.total_count:
+                break
+            page += 1
+        return services, service_total, instances, ibody.total_count
+
+    services, service_total, instances, instance_total = await anyio.to_thread.run_sync(walk)
+    assert len(services) == service_total == len(set(services))
+    assert sorted(services) == sorted(sim.fleet.region(region).by_name)
+    assert len(instances) == instance_total == len(set(instances)) > 30
+    assert instance_total == sim.fleet.service(region, name).live_count  # type: ignore[union-attr]
+
+
 async def test_list_service_instances_with_every_parameter(sim: Simulator) -> None:
     region = sim.regions[0]
     name = biggest_service(sim, region)
@@ -192,6 +230,8 @@ async def test_list_service_instances_with_every_parameter(sim: Simulator) -> No
         assert [i.instance_name for i in response.body.instances] == [target.instance_name]
         assert response.body.total_count == 1
         assert response.body.page_size == 5
+        assert_all_instance_fields(response.body.instances[0])
+        assert response.body.instances[0].to_map() == target.to_map()
 
 
 async def test_page_size_is_capped_at_100(sim: Simulator) -> None:

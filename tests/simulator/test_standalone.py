@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,14 +20,19 @@ from alibabacloud_eas20210701.client import Client
 from alibabacloud_tea_openapi.models import Config
 
 from scanner.simulator.digest import record_key_digest
-from scanner.simulator.standalone import build_parser, main
+from scanner.simulator.standalone import build_parser, main, simulator_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start(*args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+MODULE = (sys.executable, "-m", "scanner.simulator")
+# The console script of this environment (pip install -e . puts it next to the interpreter).
+EAS_SCAN_SIMULATE = (str(Path(sys.executable).parent / "eas-scan"), "simulate")
+
+
+def start(*args: str, command: tuple[str, ...] = MODULE) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "scanner.simulator", *args],
+        [*command, *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -77,9 +83,10 @@ def admin(info: dict[str, Any], route: str) -> Any:
         return json.loads(response.read())
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_serves_signed_requests_and_exits_cleanly_on_a_signal(signum: int) -> None:
-    process, info = start("--preset", "small", "--port", "0")
+@pytest.mark.parametrize("command", [MODULE, EAS_SCAN_SIMULATE], ids=["python-m", "eas-scan-simulate"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serves_signed_requests_and_exits_cleanly_on_a_signal(signum: int, command: tuple[str, ...]) -> None:
+    process, info = start("--preset", "small", "--port", "0", command=command)
     try:
         assert set(info) == {"endpoints", "access_key_id", "access_key_secret", "instances"}
         assert info["instances"] == 1_000
@@ -206,8 +213,6 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_custom_fleet_and_faults_from_flags() -> None:
-    from scanner.simulator.standalone import simulator_from_args
-
     args = build_parser().parse_args(
         ["--regions", "3", "--services-per-region", "4", "--instances", "120", "--distribution", "even",
          "--fault-rate", "0.2", "--rate-limit", "50", "--throttle-status", "400", "--retry-after-ms", "auto",
@@ -220,3 +225,15 @@ def test_custom_fleet_and_faults_from_flags() -> None:
     assert (sim.faults.internal_error_rate, sim.faults.unavailable_rate) == (0.1, 0.1)
     assert (sim.faults.rate_limit, sim.faults.throttle_status, sim.faults.retry_after_ms) == (50, 400, "auto")
     assert sim.churn.instance_starts == 2
+
+
+def test_binds_loopback_unless_told_otherwise() -> None:
+    assert build_parser().parse_args([]).host == "127.0.0.1"
+    sim = simulator_from_args(build_parser().parse_args([]))
+    assert sim.host == "127.0.0.1"
+
+    async def bound_addresses() -> set[str]:
+        async with sim:
+            return {sock.getsockname()[0] for sock in sim._sockets}
+
+    assert asyncio.run(bound_addresses()) == {"127.0.0.1"}
