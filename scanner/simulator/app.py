@@ -168,7 +168,8 @@ class EasHandler:
         request_id = self._request_ids.next()
         try:
             route = _route(request.method, path)
-            body = await request.read()
+            # The API's GETs carry no body; skip the payload reader for them (most requests).
+            body = await request.read() if request.body_exists else b""
             try:
                 verified = self._auth.authenticate(
                     method=request.method,
