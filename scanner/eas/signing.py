@@ -207,15 +207,16 @@ _PLAIN_QUERY = re.compile(r"[A-Za-z0-9\-._~=&]*")
 
 
 # Cached because a scan sends the same few paths and queries (one per service and page) over and
-# over; both functions are pure, so a cached answer is the computed one.
-@lru_cache(maxsize=4096)
+# over; both functions are pure, so a cached answer is the computed one. Small caches: a request
+# line is at most 8 KiB, so whatever clients send these stay under ~40 MiB (a few KiB in practice).
+@lru_cache(maxsize=1024)
 def _canonical_uri_from_raw(raw_path: str) -> str:
     if _PLAIN_PATH.fullmatch(raw_path):
         return raw_path or "/"
     return "/".join(_encode(unquote(segment)) for segment in raw_path.split("/")) or "/"
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _canonical_query_from_raw(raw_query: str) -> str:
     plain = _PLAIN_QUERY.fullmatch(raw_query) is not None
     params: dict[str, str] = {}
