@@ -13,7 +13,7 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ from scanner import (
     Timeouts,
     __version__,
 )
+from scanner.eas.endpoints import EndpointResolver, validate_region
 from scanner.eas.params import MAX_PAGE_SIZE, InstanceSort, Order, ResourceType, Role
 from scanner.output.progress import LogProgress, TerminalProgress, render_summary
 from scanner.output.sinks import OutputFile, check_writable, encoder_for
@@ -102,6 +103,18 @@ def _positive(kind: type[int] | type[float], flag: str) -> Any:
     return parse
 
 
+def _regions(text: str) -> list[str] | str:
+    if text.strip() == "all":
+        return "all"
+    regions: list[str] = _csv_list("--regions")(text)
+    for region in regions:
+        try:
+            validate_region(region)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return regions
+
+
 def _endpoint(text: str) -> tuple[str, str]:
     region, sep, url = text.partition("=")
     if not sep or not region.strip() or not url.strip():
@@ -136,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = scan.add_argument_group("what to scan")
     where.add_argument(
-        "--regions", metavar="all|R1,R2", help="regions to scan (default: all, or the --endpoint ones)"
+        "--regions",
+        metavar="all|R1,R2",
+        type=_regions,
+        help="regions to scan (default: all, or the --endpoint ones)",
     )
     where.add_argument(
         "--services", metavar="S1,S2", type=_csv_list("--services"), help="only these services"
@@ -250,14 +266,15 @@ def _config_from(args: argparse.Namespace) -> ScanConfig:
         )
     if args.simulate and args.profile:
         raise ConfigError("--simulate and --profile cannot be combined: the simulator has its own keys")
-    regions: list[str] | str | None = None
-    if args.regions is not None:
-        regions = "all" if args.regions.strip() == "all" else _csv_list("--regions")(args.regions)
     endpoints: dict[str, str] = {}
     for region, url in args.endpoint:
         if region in endpoints:
             raise ConfigError(f"--endpoint gives {region} twice")
         endpoints[region] = url
+        try:
+            EndpointResolver({region: url})
+        except ConfigError as exc:
+            raise ConfigError(f"--endpoint {region}={url}: {exc}") from None
     if args.page_size > MAX_PAGE_SIZE:
         raise ConfigError(
             f"--page-size must be at most {MAX_PAGE_SIZE} (the API's cap), got {args.page_size}"
@@ -297,7 +314,7 @@ def _config_from(args: argparse.Namespace) -> ScanConfig:
     if args.summary is not None:
         check_writable(args.summary)
     return ScanConfig(
-        regions=regions,
+        regions=args.regions,
         services=args.services,
         service_filter=args.service_filter,
         endpoints=endpoints,
@@ -319,14 +336,24 @@ def _config_from(args: argparse.Namespace) -> ScanConfig:
     )
 
 
-def _configure_logging(config: ScanConfig) -> None:
-    level = logging.WARNING if config.quiet else logging.DEBUG if config.verbose >= 2 else logging.INFO
+def _configure_logging(config: ScanConfig) -> Callable[[], None]:
+    """Log to stderr: warnings with --quiet, progress lines by default, debug with -v.
+
+    Returns the function that puts the ``scanner`` logger back as it was (main may run in-process).
+    """
+    level = logging.WARNING if config.quiet else logging.DEBUG if config.verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger("scanner")
+    saved = (root.handlers[:], root.level, root.propagate)
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+    def restore() -> None:
+        root.handlers[:], root.level, root.propagate = saved
+
+    return restore
 
 
 @dataclass
@@ -358,7 +385,8 @@ async def _scan(config: ScanConfig, output: OutputFile, stderr: Console) -> _Out
         else:
             endpoints = config.endpoints
             credentials = DefaultCredentials(config.profile)
-            await credentials.get_credentials()  # fail now, clearly, before any request
+            # Fail now, clearly, before any request. The repr masks the key and omits the secret.
+            log.debug("using %r", await credentials.get_credentials())
 
         scanner = await stack.enter_async_context(
             Scanner(
@@ -443,13 +471,31 @@ def run_scan(args: argparse.Namespace, *, stdout: Any = None, stderr: Console | 
         config = _config_from(args)
     except ConfigError as exc:
         return fail(EXIT_USAGE, str(exc))
-    _configure_logging(config)
+    restore_logging = _configure_logging(config)
+    try:
+        return _run(config, stdout, err, fail)
+    finally:
+        restore_logging()
+
+
+def _single_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The one error a task group wrapped (several: the first), so it is reported as itself."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str], int]) -> int:
     output = OutputFile(config.output, stream=stdout if stdout is not None else sys.stdout.buffer)
 
     outcome = _Outcome()
     error: str | None = None
     try:
-        outcome = anyio.run(_scan, config, output, err)
+        try:
+            outcome = anyio.run(_scan, config, output, err)
+        except BaseExceptionGroup as group:
+            raise _single_error(group) from None
         if outcome.fatal is not None:
             error = str(outcome.fatal)
     except ConfigError as exc:
@@ -460,6 +506,9 @@ def run_scan(args: argparse.Namespace, *, stdout: Any = None, stderr: Console | 
         outcome.code, error = EXIT_FATAL, str(exc)
     except KeyboardInterrupt:
         outcome.code, error = EXIT_INTERRUPTED, "interrupted"
+    except BaseException:
+        output.discard()  # a bug: no half file in place of the previous one
+        raise
 
     if outcome.code in (EXIT_COMPLETE, EXIT_INCOMPLETE, EXIT_INTERRUPTED):
         output.commit()
