@@ -10,6 +10,7 @@ API only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -422,16 +423,19 @@ async def _scan(config: ScanConfig, output: OutputFile, stderr: Console) -> _Out
                 tg.start_soon(display.run)
             elif not config.quiet:
                 tg.start_soon(LogProgress(stream.statistics).run)
+            written = 0
             try:
                 async for batch in stream.batches():
                     output.write(encoder.encode(batch))
+                    written += len(batch)
             except ScannerError as exc:  # fatal: raised once the records before it were delivered
                 outcome.fatal = exc
             finally:
                 tg.cancel_scope.cancel()
                 if display is not None:
                     display.__exit__(None, None, None)
-        outcome.summary = stream.summary
+        # Interrupted, the pages still buffered were dropped: count what reached the output.
+        outcome.summary = dataclasses.replace(stream.summary, records=written)
         if outcome.fatal is not None:
             outcome.code = EXIT_FATAL
         elif outcome.interrupted:
