@@ -1,0 +1,143 @@
+"""``eas-scan`` and ``python -m scanner`` as processes: what an operator or a cron job sees.
+
+Few and fast (each start costs most of a second); the flag matrix runs in-process (test_scan.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from scanner import __version__, cli
+from scanner.simulator import FaultConfig
+from tests.cli.conftest import (
+    EAS_SCAN,
+    Run,
+    ThreadedSimulator,
+    assert_records_exact,
+    key_of,
+    run_process,
+)
+
+
+def test_version_from_the_console_script_and_python_m() -> None:
+    script = run_process(["--version"])
+    module = run_process(["--version"], module=True)
+    assert script.returncode == module.returncode == 0
+    assert script.stdout == module.stdout == f"eas-scan {__version__}\n"
+
+
+def test_scan_as_a_process_writes_the_file_and_summary(shared_sim: ThreadedSimulator, tmp_path: Path) -> None:
+    out, summary = tmp_path / "fleet.jsonl", tmp_path / "run.json"
+    result = run_process(
+        ["scan", *shared_sim.endpoint_args(), "-o", str(out), "--summary", str(summary)], env=shared_sim.env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert_records_exact(records, shared_sim.expected())
+    assert orjson.loads(summary.read_bytes())["complete"] is True
+    # stderr is a pipe: the summary table, no live display.
+    assert "complete: 1,000 instances" in result.stderr
+    assert "req/s" not in result.stderr
+
+
+def test_python_m_scanner_simulate_to_stdout() -> None:
+    result = run_process(["scan", "--simulate", "--quiet"], module=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    records = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == len({key_of(record) for record in records}) == 1000
+
+
+def test_sigint_mid_scan_exits_130_with_whole_lines(sim: ThreadedSimulator, tmp_path: Path) -> None:
+    out, summary_path = tmp_path / "fleet.jsonl", tmp_path / "run.json"
+    # Slow enough that the scan is still running when the signal arrives; one page per request.
+    sim.set_faults(FaultConfig(latency_ms=40))
+    process = subprocess.Popen(
+        [
+            EAS_SCAN,
+            "scan",
+            *sim.endpoint_args(),
+            "--concurrency",
+            "2",
+            "--page-size",
+            "5",
+            "-o",
+            str(out),
+            "--summary",
+            str(summary_path),
+        ],
+        env={**os.environ, **sim.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while sim.counters().requests_for("ListServiceInstances") < 20:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        # Mid-scan the output is a temporary file beside the target; the target does not exist yet.
+        temps = [p.name for p in tmp_path.iterdir()]
+        assert len(temps) == 1
+        assert temps[0].startswith(".fleet.jsonl.")
+        assert temps[0].endswith(".tmp")
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == cli.EXIT_INTERRUPTED, stderr
+    assert stdout == ""
+    assert "SIGINT" in stderr
+    assert "INCOMPLETE" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fleet.jsonl", "run.json"]
+    data = out.read_bytes()
+    assert data.endswith(b"\n") or data == b""
+    expected = sim.expected()
+    records = [orjson.loads(line) for line in data.splitlines()]
+    assert len(records) < len(expected)
+    for record in records:
+        assert record == expected[key_of(record)]
+    summary = orjson.loads(summary_path.read_bytes())
+    assert summary["complete"] is False
+    assert summary["exit_code"] == cli.EXIT_INTERRUPTED
+    assert summary["records"] == len(records)
+
+
+def test_eas_scan_simulate_serves_the_scanner_and_stops_on_sigint(
+    run_cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    process = subprocess.Popen(
+        [EAS_SCAN, "simulate", "--preset", "small", "--seed", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        info = json.loads(process.stdout.readline())
+        monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", info["access_key_id"])
+        monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", info["access_key_secret"])
+        endpoints = [f"--endpoint={region}={url}" for region, url in info["endpoints"].items()]
+        result = run_cli("scan", *endpoints, "--quiet")
+        assert result.code == 0, result.stderr
+        assert len(result.records()) == info["instances"]
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
