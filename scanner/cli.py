@@ -532,7 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["simulate"]:
         from scanner.simulator.standalone import main as simulate_main
 
-        return simulate_main(args_list[1:])
+        try:
+            return simulate_main(args_list[1:], prog="eas-scan simulate")
+        except SystemExit as exit_:  # --help, or a bad flag (argparse has printed why)
+            return int(exit_.code or 0)
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)

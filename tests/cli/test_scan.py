@@ -577,3 +577,12 @@ def test_no_progress_flags_turn_it_off(shared_sim: ThreadedSimulator, flag: str)
         assert terminal == ""
     else:
         assert "complete: 1,000 instances" in terminal
+
+
+def test_simulate_subcommand_help_and_bad_flag(run_cli: RunCli) -> None:
+    result = run_cli("simulate", "--help")
+    assert result.code == 0
+    assert result.stdout.decode().startswith("usage: eas-scan simulate")
+    result = run_cli("simulate", "--preset", "huge")
+    assert result.code == cli.EXIT_USAGE
+    assert "eas-scan simulate: error: argument --preset" in result.stderr
