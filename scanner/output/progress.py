@@ -8,7 +8,7 @@ Elsewhere (cron, CI, a pipe) one log line at a modest interval instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
 from rich.console import Console, RenderableType
@@ -51,13 +51,20 @@ def describe(stats: ScanStatistics) -> str:
 class LogProgress:
     """Logs a progress line every ``interval`` seconds while the scan runs."""
 
-    def __init__(self, source: StatisticsSource, *, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        source: StatisticsSource,
+        *,
+        interval: float = 10.0,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         self._source = source
         self._interval = interval
+        self._sleep = sleep
 
     async def run(self) -> None:
         while True:
-            await anyio.sleep(self._interval)
+            await self._sleep(self._interval)
             log.info("progress: %s", describe(self._source()))
 
 

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 from rich.console import Console
 
-from scanner import cli
+from scanner import RegionStatistics, ScanStatistics, cli
 from scanner.eas.params import INSTANCE_FIELDS
+from scanner.output.progress import LogProgress
 from scanner.simulator import FaultConfig, Fleet
 from scanner.simulator.spec import preset as preset_spec
+from tests import netguard
 from tests.cli.conftest import Key, Run, ThreadedSimulator, assert_records_exact, key_of
 
 RunCli = Callable[..., Run]
@@ -586,3 +590,59 @@ def test_simulate_subcommand_help_and_bad_flag(run_cli: RunCli) -> None:
     result = run_cli("simulate", "--preset", "huge")
     assert result.code == cli.EXIT_USAGE
     assert "eas-scan simulate: error: argument --preset" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("endpoint_type", "host"),
+    [("public", "pai-eas.cn-beijing.aliyuncs.com"), ("vpc", "pai-eas-manage-vpc.cn-beijing.aliyuncs.com")],
+)
+def test_endpoint_type_picks_the_host(
+    run_cli: RunCli, monkeypatch: pytest.MonkeyPatch, endpoint_type: str, host: str
+) -> None:
+    # No override for the region: the real endpoint is tried, and the test's network guard
+    # refuses it (before any DNS lookup) and records the name.
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI5tNotARealKey000000")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "not-a-real-secret-000000000000")
+    monkeypatch.setattr(netguard, "ATTEMPTS", [])
+    args = ["--regions", "cn-beijing", "--endpoint-type", endpoint_type, "--max-attempts", "1"]
+    result = run_cli("scan", *args)
+    assert result.code == cli.EXIT_FATAL  # the only region failed
+    attempts = netguard.ATTEMPTS
+    assert attempts == [host]
+    assert f"cannot connect to {host}:443" in result.stderr
+
+
+def test_log_progress_reports_at_its_interval(caplog: pytest.LogCaptureFixture) -> None:
+    stats = ScanStatistics(
+        elapsed_s=12.0,
+        requests=240,
+        retries=3,
+        throttled=2,
+        bytes_received=0,
+        records=500,
+        failures=1,
+        regions={
+            "cn-hangzhou": RegionStatistics(10, 10, 400, 400, 120, None),
+            "cn-shanghai": RegionStatistics(20, 5, 900, 100, 120, None),
+        },
+    )
+
+    sleeps: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    async def sleep(seconds: float) -> None:
+        if len(sleeps) == 3:
+            raise Stop
+        sleeps.append(seconds)
+
+    with caplog.at_level(logging.INFO, logger="scanner.progress"), pytest.raises(Stop):
+        anyio.run(LogProgress(lambda: stats, sleep=sleep).run)
+    assert sleeps == [10.0, 10.0, 10.0]  # a modest interval: a line every 10 s
+    lines = [record.getMessage() for record in caplog.records if record.name == "scanner.progress"]
+    assert len(lines) == 3
+    assert lines[0] == (
+        "progress: regions 1/2, services 15/30, instances 500/1,300, 20 req/s, 3 retries, "
+        "2 throttled, 1 failures, 12.0s elapsed"
+    )
