@@ -329,7 +329,7 @@ def test_max_attempts_and_exit_3_on_failed_services(
 @pytest.mark.usefixtures("own_creds")
 def test_timeout_gives_up_on_slow_requests(run_cli: RunCli, sim: ThreadedSimulator) -> None:
     slow, fast = sim.regions
-    sim.set_faults(slow_rate=1.0, slow_ms=3000, regions=frozenset({slow}))
+    sim.set_faults(slow_rate=1.0, slow_ms=800, regions=frozenset({slow}))
     result = run_cli("scan", *sim.endpoint_args(), "--timeout", "0.2", "--max-attempts", "1")
     assert result.code == cli.EXIT_INCOMPLETE, result.stderr
     assert {record["ClusterId"] for record in result.records()} == {fast}
