@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -373,7 +375,17 @@ async def _watch_signals(on_signal: Any) -> None:
             return
 
 
-async def _scan(config: ScanConfig, output: OutputFile, stderr: Console) -> _Outcome:
+def _same_terminal() -> bool:
+    """Whether stdout and stderr are one terminal (records and the live display share a screen)."""
+    try:
+        return os.isatty(1) and os.isatty(2) and os.ttyname(1) == os.ttyname(2)
+    except OSError:
+        return False
+
+
+async def _scan(
+    config: ScanConfig, output: OutputFile, stderr: Console, *, records_on_terminal: bool = False
+) -> _Outcome:
     outcome = _Outcome()
     async with AsyncExitStack() as stack:
         if config.simulate:
@@ -408,7 +420,8 @@ async def _scan(config: ScanConfig, output: OutputFile, stderr: Console) -> _Out
             **config.instance_filters,
         )
         encoder = encoder_for(config.fmt)
-        output.write(encoder.header())
+        write = output.write
+        write(encoder.header())
 
         def interrupt() -> None:
             outcome.interrupted = True
@@ -420,13 +433,17 @@ async def _scan(config: ScanConfig, output: OutputFile, stderr: Console) -> _Out
             if config.progress and stderr.is_terminal:
                 display = TerminalProgress(stream.statistics, stderr)
                 display.__enter__()
+                if records_on_terminal:
+                    # Written straight to the screen, records would be overwritten by the next
+                    # redraw of the display; printed through it, they scroll above it.
+                    write = display.print_above
                 tg.start_soon(display.run)
             elif not config.quiet:
                 tg.start_soon(LogProgress(stream.statistics).run)
             written = 0
             try:
                 async for batch in stream.batches():
-                    output.write(encoder.encode(batch))
+                    write(encoder.encode(batch))
                     written += len(batch)
             except ScannerError as exc:  # fatal: raised once the records before it were delivered
                 outcome.fatal = exc
@@ -497,7 +514,15 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
     error: str | None = None
     try:
         try:
-            outcome = anyio.run(_scan, config, output, err)
+            outcome = anyio.run(
+                functools.partial(
+                    _scan,
+                    config,
+                    output,
+                    err,
+                    records_on_terminal=stdout is None and config.output is None and _same_terminal(),
+                )
+            )
         except BaseExceptionGroup as group:
             raise _single_error(group) from None
         if outcome.fatal is not None:

@@ -114,6 +114,11 @@ class TerminalProgress:
         self.update()
         self._progress.stop()
 
+    def print_above(self, data: bytes) -> None:
+        """Write output text (whole lines) above the display, on its console."""
+        if data:
+            self._progress.console.print(Text(data.decode()), end="", soft_wrap=True, highlight=False)
+
     def update(self) -> None:
         stats = self._source()
         regions_done = sum(

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import time
@@ -141,3 +143,38 @@ def test_eas_scan_simulate_serves_the_scanner_and_stops_on_sigint(
             process.kill()
             process.communicate()
     assert process.returncode == 0
+
+
+def test_readme_first_command_in_a_terminal_shows_records_and_a_progress_bar() -> None:
+    """stdout and stderr on one pseudo-terminal, as a person runs ``eas-scan scan --simulate``."""
+    main, child = pty.openpty()
+    process = subprocess.Popen([EAS_SCAN, "scan", "--simulate"], stdout=child, stderr=child)
+    os.close(child)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(main, 1 << 16)
+            except OSError:  # EIO: the child side is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=30) == 0
+    finally:
+        os.close(main)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    screen = b"".join(chunks).decode()
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    lines = [line for part in plain.split("\r\n") for line in part.split("\r")]
+    records = [orjson.loads(line) for line in lines if line.startswith("{")]
+    # Every record whole on its line: the live display never overwrote one.
+    assert len(records) == len({key_of(record) for record in records}) == 1000
+    final = "\n".join(lines[-12:])
+    assert re.search(r"instances +━+ 1000/1000", plain)
+    assert re.search(r"regions +━+ 2/2", plain)
+    assert "req/s" in plain
+    assert "ETA" in plain
+    assert "complete: 1,000 instances" in final
