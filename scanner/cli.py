@@ -547,6 +547,18 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
         _write_summary(config.summary, outcome.summary, outcome.code, error)
     if outcome.summary is not None and not config.quiet:
         render_summary(outcome.summary, err)
+    elif outcome.code == EXIT_INCOMPLETE and outcome.summary is not None:
+        # --quiet keeps errors: a cron job's log should still say why the inventory is partial.
+        failures = outcome.summary.failures
+        first = failures[0] if failures else None
+        err.print(
+            f"eas-scan: incomplete: {len(failures)} failure(s)"
+            + (f", first {first.region}/{first.service or '-'}: {first.code}" if first else "")
+            + (f" (see {config.summary})" if config.summary else ""),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if error is not None:
         return fail(outcome.code, error)
     return outcome.code

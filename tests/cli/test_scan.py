@@ -378,16 +378,23 @@ def test_every_region_refused_is_fatal_and_keeps_the_old_file(
 
 
 def test_no_credentials_is_fatal_and_says_where_it_looked(
-    run_cli: RunCli, shared_sim: ThreadedSimulator
+    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path
 ) -> None:
     shared_sim.reset_counters()
-    result = run_cli("scan", *shared_sim.endpoint_args())
+    summary_path = tmp_path / "run.json"
+    result = run_cli("scan", *shared_sim.endpoint_args(), "--summary", str(summary_path))
     assert result.code == cli.EXIT_FATAL
     assert result.stdout == b""
     assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in result.stderr
     assert ".aliyun/config.json" in result.stderr
     assert "--simulate" in result.stderr
     assert shared_sim.counters().total_requests == 0
+    summary = orjson.loads(summary_path.read_bytes())
+    assert_summary_shape(summary)
+    assert summary["complete"] is False
+    assert summary["records"] == summary["requests"] == 0
+    assert summary["exit_code"] == cli.EXIT_FATAL
+    assert "no Alibaba Cloud credentials found" in summary["error"]
 
 
 def test_profile_from_the_aliyun_config_file(
@@ -646,3 +653,12 @@ def test_log_progress_reports_at_its_interval(caplog: pytest.LogCaptureFixture) 
         "progress: regions 1/2, services 15/30, instances 500/1,300, 20 req/s, 3 retries, "
         "2 throttled, 1 failures, 12.0s elapsed"
     )
+
+
+@pytest.mark.usefixtures("own_creds")
+def test_quiet_still_says_why_a_scan_is_incomplete(run_cli: RunCli, sim: ThreadedSimulator) -> None:
+    forbidden = sim.regions[0]
+    sim.forbid_region(forbidden)
+    result = run_cli("scan", *sim.endpoint_args(), "--quiet")
+    assert result.code == cli.EXIT_INCOMPLETE
+    assert result.stderr == f"eas-scan: incomplete: 1 failure(s), first {forbidden}/-: Forbidden.RAM\n"
