@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=_positive(int, "--concurrency"),
         metavar="N",
-        help="requests in flight (default 64)",
+        help=f"requests in flight (default {Concurrency().total})",
     )
     knobs.add_argument(
         "--rate-limit",
@@ -212,10 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="ceiling per region and API (default: none, adapts to throttling)",
     )
     knobs.add_argument(
-        "--max-attempts", type=_positive(int, "--max-attempts"), metavar="N", help="per request (default 8)"
+        "--max-attempts",
+        type=_positive(int, "--max-attempts"),
+        metavar="N",
+        help=f"per request (default {RetryPolicy().max_attempts})",
     )
     knobs.add_argument(
-        "--timeout", type=_positive(float, "--timeout"), metavar="SECONDS", help="per request (default 30)"
+        "--timeout",
+        type=_positive(float, "--timeout"),
+        metavar="SECONDS",
+        help=f"per request (default {Timeouts().total:g})",
     )
 
     out = scan.add_argument_group("output")
@@ -226,7 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--summary", metavar="FILE", type=Path, help="also write the summary as JSON to FILE")
     out.add_argument("--no-progress", action="store_true", help="no progress display")
     out.add_argument("--quiet", action="store_true", help="no progress, no summary table: errors only")
-    out.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    out.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="debug logging (which credentials are used, masked)",
+    )
 
     commands.add_parser(
         "simulate",
