@@ -10,6 +10,7 @@ API only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -371,6 +372,10 @@ def _configure_logging(config: ScanConfig) -> Callable[[], None]:
     return restore
 
 
+class OutputClosed(ScannerError):
+    """The reader of stdout went away (EPIPE)."""
+
+
 @dataclass
 class _Outcome:
     code: int = EXIT_COMPLETE
@@ -454,11 +459,17 @@ async def _scan(
                 tg.start_soon(LogProgress(stream.statistics).run)
             written = 0
             try:
-                async for batch in stream.batches():
-                    write(encoder.encode(batch))
-                    written += len(batch)
+                async with contextlib.aclosing(stream.batches()) as batches:
+                    async for batch in batches:
+                        write(encoder.encode(batch))
+                        written += len(batch)
             except ScannerError as exc:  # fatal: raised once the records before it were delivered
                 outcome.fatal = exc
+            except BrokenPipeError:  # `eas-scan scan | head`: nobody reads any more, stop
+                outcome.fatal = OutputClosed(
+                    "stdout was closed by its reader (broken pipe): the scan was stopped"
+                )
+                await stream.aclose()
             finally:
                 tg.cancel_scope.cancel()
                 if display is not None:
@@ -539,6 +550,11 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
             raise _single_error(group) from None
         if outcome.fatal is not None:
             error = str(outcome.fatal)
+            if isinstance(outcome.fatal, OutputClosed) and stdout is None:
+                # Python would otherwise report the broken pipe again when it flushes stdout at exit.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
     except ConfigError as exc:
         outcome.code, error = EXIT_USAGE, str(exc)
     except CredentialsError as exc:

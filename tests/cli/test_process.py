@@ -178,3 +178,35 @@ def test_readme_first_command_in_a_terminal_shows_records_and_a_progress_bar() -
     assert "req/s" in plain
     assert "ETA" in plain
     assert "complete: 1,000 instances" in final
+
+
+def test_a_reader_that_goes_away_stops_the_scan_without_a_traceback(tmp_path: Path) -> None:
+    """``eas-scan scan --simulate | head -c 100``."""
+    summary_path = tmp_path / "run.json"
+    process = subprocess.Popen(
+        [EAS_SCAN, "scan", "--simulate", "--summary", str(summary_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    try:
+        assert process.stdout.read(100).startswith('{"InstanceName":')
+        process.stdout.close()  # more than a pipe's buffer is still to come
+        stderr = process.stderr.read()
+        assert process.wait(timeout=30) == cli.EXIT_FATAL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+    assert "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
+    assert stderr.endswith(
+        "eas-scan: error: stdout was closed by its reader (broken pipe): the scan was stopped\n"
+    )
+    summary = orjson.loads(summary_path.read_bytes())
+    assert summary["complete"] is False
+    assert summary["exit_code"] == cli.EXIT_FATAL
+    assert summary["records"] < 1000
