@@ -410,6 +410,15 @@ async def _scan(
 
             simulator = await stack.enter_async_context(Simulator(preset=config.simulate))
             endpoints: dict[str, str] = dict(simulator.endpoints)
+            outside = (
+                [r for r in config.regions if r not in endpoints] if isinstance(config.regions, list) else []
+            )
+            if outside:
+                # Unknown to the simulator, they would go to the real endpoints with its keys.
+                raise ConfigError(
+                    f"--regions: the simulated fleet ({config.simulate}) has no {', '.join(outside)}; "
+                    f"it has {', '.join(endpoints)}"
+                )
             credentials: Any = StaticCredentials(simulator.access_key_id, simulator.access_key_secret)
             log.info("simulator (%s) listening: %s", config.simulate, ", ".join(endpoints.values()))
         else:

@@ -665,3 +665,21 @@ def test_quiet_still_says_why_a_scan_is_incomplete(run_cli: RunCli, sim: Threade
     result = run_cli("scan", *sim.endpoint_args(), "--quiet")
     assert result.code == cli.EXIT_INCOMPLETE
     assert result.stderr == f"eas-scan: incomplete: 1 failure(s), first {forbidden}/-: Forbidden.RAM\n"
+
+
+def test_simulate_never_sends_a_region_to_the_real_endpoint(
+    run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(netguard, "ATTEMPTS", [])
+    result = run_cli("scan", "--simulate", "--regions", "cn-shanghai,cn-beijing")
+    assert result.code == cli.EXIT_USAGE
+    assert result.stdout == b""
+    assert (
+        "--regions: the simulated fleet (small) has no cn-beijing; it has cn-hangzhou, cn-shanghai"
+        in result.stderr
+    )
+    attempts = netguard.ATTEMPTS
+    assert attempts == []
+    result = run_cli("scan", "--simulate", "--regions", "cn-shanghai", "--quiet")
+    assert result.code == 0
+    assert {record["ClusterId"] for record in result.records()} == {"cn-shanghai"}
