@@ -373,7 +373,7 @@ def _configure_logging(config: ScanConfig) -> Callable[[], None]:
 
 
 class OutputClosed(ScannerError):
-    """The reader of stdout went away (EPIPE)."""
+    """The output cannot take more records: its reader went away (EPIPE), or the disk is full."""
 
 
 @dataclass
@@ -474,9 +474,12 @@ async def _scan(
                         written += len(batch)
             except ScannerError as exc:  # fatal: raised once the records before it were delivered
                 outcome.fatal = exc
-            except BrokenPipeError:  # `eas-scan scan | head`: nobody reads any more, stop
+            except OSError as exc:  # a full disk; `eas-scan scan | head`: nobody reads any more
+                where = config.output or "stdout"
                 outcome.fatal = OutputClosed(
                     "stdout was closed by its reader (broken pipe): the scan was stopped"
+                    if isinstance(exc, BrokenPipeError)
+                    else f"cannot write to {where} ({exc.strerror or exc}): the scan was stopped"
                 )
                 await stream.aclose()
             finally:
@@ -559,7 +562,7 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
             raise _single_error(group) from None
         if outcome.fatal is not None:
             error = str(outcome.fatal)
-            if isinstance(outcome.fatal, OutputClosed) and stdout is None:
+            if isinstance(outcome.fatal, OutputClosed) and stdout is None and config.output is None:
                 # Python would otherwise report the broken pipe again when it flushes stdout at exit.
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())

@@ -4,9 +4,11 @@ API and shows in what is written, both formats exactly, the summary file, the ex
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import logging
 import math
+import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -683,3 +685,22 @@ def test_simulate_never_sends_a_region_to_the_real_endpoint(
     result = run_cli("scan", "--simulate", "--regions", "cn-shanghai", "--quiet")
     assert result.code == 0
     assert {record["ClusterId"] for record in result.records()} == {"cn-shanghai"}
+
+
+@pytest.mark.usefixtures("creds")
+def test_a_full_disk_stops_the_scan_with_one_line(shared_sim: ThreadedSimulator) -> None:
+    class FullDisk(io.BytesIO):
+        def write(self, data: Any, /) -> int:
+            if len(self.getvalue()) > 10_000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(data)
+
+    args = cli.build_parser().parse_args(["scan", *shared_sim.endpoint_args()])
+    terminal = io.StringIO()
+    stdout = FullDisk()
+    code = cli.run_scan(args, stdout=stdout, stderr=Console(file=terminal, width=200))
+    assert code == cli.EXIT_FATAL
+    assert terminal.getvalue().endswith(
+        "eas-scan: error: cannot write to stdout (No space left on device): the scan was stopped\n"
+    )
+    assert stdout.getvalue().endswith(b"\n")
