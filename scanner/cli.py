@@ -231,7 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="default: jsonl")
     out.add_argument("--summary", metavar="FILE", type=Path, help="also write the summary as JSON to FILE")
-    out.add_argument("--no-progress", action="store_true", help="no progress display")
+    out.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (display, or log lines when not on a terminal)",
+    )
     out.add_argument("--quiet", action="store_true", help="no progress, no summary table: errors only")
     out.add_argument(
         "-v",
@@ -464,7 +468,7 @@ async def _scan(
                     # redraw of the display; printed through it, they scroll above it.
                     write = display.print_above
                 tg.start_soon(display.run)
-            elif not config.quiet:
+            elif config.progress:
                 tg.start_soon(LogProgress(stream.statistics).run)
             written = 0
             try:

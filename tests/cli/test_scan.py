@@ -704,3 +704,25 @@ def test_a_full_disk_stops_the_scan_with_one_line(shared_sim: ThreadedSimulator)
         "eas-scan: error: cannot write to stdout (No space left on device): the scan was stopped\n"
     )
     assert stdout.getvalue().endswith(b"\n")
+
+
+@pytest.mark.usefixtures("creds")
+@pytest.mark.parametrize(("flags", "logged"), [([], True), (["--no-progress"], False), (["--quiet"], False)])
+def test_progress_log_lines_off_a_terminal(
+    run_cli: RunCli,
+    shared_sim: ThreadedSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    logged: bool,
+) -> None:
+    started: list[float] = []
+
+    class Recorded(LogProgress):
+        async def run(self) -> None:
+            started.append(self._interval)
+            await super().run()
+
+    monkeypatch.setattr(cli, "LogProgress", Recorded)
+    result = run_cli("scan", *shared_sim.endpoint_args(), *flags)
+    assert result.code == 0
+    assert started == ([10.0] if logged else [])
