@@ -13,7 +13,9 @@ import orjson
 import pytest
 from anyio.from_thread import start_blocking_portal
 
-from scanner import ServiceQuery, cli
+from scanner import Concurrency, RateLimit, RetryPolicy, ServiceQuery, Timeouts, cli
+from scanner.eas.params import INSTANCE_FIELDS
+from scanner.records import SERVICE_SUMMARY_FIELDS
 from scanner.simulator import PRESETS, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,3 +163,25 @@ def test_simulate_presets_are_described_with_their_sizes() -> None:
     sentence = README.split("`--simulate [small|medium|large]`", 1)[1].split("\n\n", 1)[0]
     sizes = [f"{PRESETS[name].total_instances:,}" for name in ("small", "medium", "large")]
     assert f"({sizes[0]}, {sizes[1]} or {sizes[2]} instances)" in " ".join(sentence.split())
+
+
+def test_records_section_names_the_real_fields() -> None:
+    section = " ".join(README.split("## Records", 1)[1].split("## The summary", 1)[0].split())
+    assert f"all {len(INSTANCE_FIELDS)}" in section
+    listed = re.findall(r"`(\w+)`", section.split("- `Service`:", 1)[1].split(".", 1)[0])
+    assert tuple(listed) == SERVICE_SUMMARY_FIELDS
+
+
+def test_library_knob_defaults_are_the_real_ones() -> None:
+    text = " ".join(README.split())
+    c, r, t = Concurrency(), RetryPolicy(), Timeouts()
+    assert (
+        f"Concurrency(total={c.total}, per_region={c.per_region}, pages_per_listing={c.pages_per_listing}, "
+        f"services_per_region={c.services_per_region})"
+    ) in text
+    assert (
+        f"RetryPolicy(max_attempts={r.max_attempts}, base_delay={r.base_delay}, max_delay={r.max_delay}, "
+        f"budget={r.budget})"
+    ) in text
+    assert f"Timeouts(connect={t.connect:g}, read={t.read:g}, total={t.total:g})" in text
+    assert f"RateLimit(requests_per_second={RateLimit().requests_per_second})" in text
