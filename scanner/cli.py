@@ -10,10 +10,14 @@ API only.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import functools
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +41,7 @@ from scanner import (
     Timeouts,
     __version__,
 )
+from scanner.eas.endpoints import EndpointResolver, validate_region
 from scanner.eas.params import MAX_PAGE_SIZE, InstanceSort, Order, ResourceType, Role
 from scanner.output.progress import LogProgress, TerminalProgress, render_summary
 from scanner.output.sinks import OutputFile, check_writable, encoder_for
@@ -102,6 +107,18 @@ def _positive(kind: type[int] | type[float], flag: str) -> Any:
     return parse
 
 
+def _regions(text: str) -> list[str] | str:
+    if text.strip() == "all":
+        return "all"
+    regions: list[str] = _csv_list("--regions")(text)
+    for region in regions:
+        try:
+            validate_region(region)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return regions
+
+
 def _endpoint(text: str) -> tuple[str, str]:
     region, sep, url = text.partition("=")
     if not sep or not region.strip() or not url.strip():
@@ -136,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = scan.add_argument_group("what to scan")
     where.add_argument(
-        "--regions", metavar="all|R1,R2", help="regions to scan (default: all, or the --endpoint ones)"
+        "--regions",
+        metavar="all|R1,R2",
+        type=_regions,
+        help="regions to scan (default: all, or the --endpoint ones)",
     )
     where.add_argument(
         "--services", metavar="S1,S2", type=_csv_list("--services"), help="only these services"
@@ -184,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=_positive(int, "--concurrency"),
         metavar="N",
-        help="requests in flight (default 64)",
+        help=f"requests in flight (default {Concurrency().total})",
     )
     knobs.add_argument(
         "--rate-limit",
@@ -193,10 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="ceiling per region and API (default: none, adapts to throttling)",
     )
     knobs.add_argument(
-        "--max-attempts", type=_positive(int, "--max-attempts"), metavar="N", help="per request (default 8)"
+        "--max-attempts",
+        type=_positive(int, "--max-attempts"),
+        metavar="N",
+        help=f"per request (default {RetryPolicy().max_attempts})",
     )
     knobs.add_argument(
-        "--timeout", type=_positive(float, "--timeout"), metavar="SECONDS", help="per request (default 30)"
+        "--timeout",
+        type=_positive(float, "--timeout"),
+        metavar="SECONDS",
+        help=f"per request (default {Timeouts().total:g})",
     )
 
     out = scan.add_argument_group("output")
@@ -205,9 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="default: jsonl")
     out.add_argument("--summary", metavar="FILE", type=Path, help="also write the summary as JSON to FILE")
-    out.add_argument("--no-progress", action="store_true", help="no progress display")
+    out.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (display, or log lines when not on a terminal)",
+    )
     out.add_argument("--quiet", action="store_true", help="no progress, no summary table: errors only")
-    out.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    out.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="debug logging (which credentials are used, masked)",
+    )
 
     commands.add_parser(
         "simulate",
@@ -250,14 +286,15 @@ def _config_from(args: argparse.Namespace) -> ScanConfig:
         )
     if args.simulate and args.profile:
         raise ConfigError("--simulate and --profile cannot be combined: the simulator has its own keys")
-    regions: list[str] | str | None = None
-    if args.regions is not None:
-        regions = "all" if args.regions.strip() == "all" else _csv_list("--regions")(args.regions)
     endpoints: dict[str, str] = {}
     for region, url in args.endpoint:
         if region in endpoints:
             raise ConfigError(f"--endpoint gives {region} twice")
         endpoints[region] = url
+        try:
+            EndpointResolver({region: url})
+        except ConfigError as exc:
+            raise ConfigError(f"--endpoint {region}={url}: {exc}") from None
     if args.page_size > MAX_PAGE_SIZE:
         raise ConfigError(
             f"--page-size must be at most {MAX_PAGE_SIZE} (the API's cap), got {args.page_size}"
@@ -297,7 +334,7 @@ def _config_from(args: argparse.Namespace) -> ScanConfig:
     if args.summary is not None:
         check_writable(args.summary)
     return ScanConfig(
-        regions=regions,
+        regions=args.regions,
         services=args.services,
         service_filter=args.service_filter,
         endpoints=endpoints,
@@ -319,14 +356,28 @@ def _config_from(args: argparse.Namespace) -> ScanConfig:
     )
 
 
-def _configure_logging(config: ScanConfig) -> None:
-    level = logging.WARNING if config.quiet else logging.DEBUG if config.verbose >= 2 else logging.INFO
+def _configure_logging(config: ScanConfig) -> Callable[[], None]:
+    """Log to stderr: warnings with --quiet, progress lines by default, debug with -v.
+
+    Returns the function that puts the ``scanner`` logger back as it was (main may run in-process).
+    """
+    level = logging.WARNING if config.quiet else logging.DEBUG if config.verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger("scanner")
+    saved = (root.handlers[:], root.level, root.propagate)
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+    def restore() -> None:
+        root.handlers[:], root.level, root.propagate = saved
+
+    return restore
+
+
+class OutputClosed(ScannerError):
+    """The output cannot take more records: its reader went away (EPIPE), or the disk is full."""
 
 
 @dataclass
@@ -345,7 +396,17 @@ async def _watch_signals(on_signal: Any) -> None:
             return
 
 
-async def _scan(config: ScanConfig, output: OutputFile, stderr: Console) -> _Outcome:
+def _same_terminal() -> bool:
+    """Whether stdout and stderr are one terminal (records and the live display share a screen)."""
+    try:
+        return os.isatty(1) and os.isatty(2) and os.ttyname(1) == os.ttyname(2)
+    except OSError:
+        return False
+
+
+async def _scan(
+    config: ScanConfig, output: OutputFile, stderr: Console, *, records_on_terminal: bool = False
+) -> _Outcome:
     outcome = _Outcome()
     async with AsyncExitStack() as stack:
         if config.simulate:
@@ -353,12 +414,22 @@ async def _scan(config: ScanConfig, output: OutputFile, stderr: Console) -> _Out
 
             simulator = await stack.enter_async_context(Simulator(preset=config.simulate))
             endpoints: dict[str, str] = dict(simulator.endpoints)
+            outside = (
+                [r for r in config.regions if r not in endpoints] if isinstance(config.regions, list) else []
+            )
+            if outside:
+                # Unknown to the simulator, they would go to the real endpoints with its keys.
+                raise ConfigError(
+                    f"--regions: the simulated fleet ({config.simulate}) has no {', '.join(outside)}; "
+                    f"it has {', '.join(endpoints)}"
+                )
             credentials: Any = StaticCredentials(simulator.access_key_id, simulator.access_key_secret)
             log.info("simulator (%s) listening: %s", config.simulate, ", ".join(endpoints.values()))
         else:
             endpoints = config.endpoints
             credentials = DefaultCredentials(config.profile)
-            await credentials.get_credentials()  # fail now, clearly, before any request
+            # Fail now, clearly, before any request. The repr masks the key and omits the secret.
+            log.debug("using %r", await credentials.get_credentials())
 
         scanner = await stack.enter_async_context(
             Scanner(
@@ -379,7 +450,8 @@ async def _scan(config: ScanConfig, output: OutputFile, stderr: Console) -> _Out
             **config.instance_filters,
         )
         encoder = encoder_for(config.fmt)
-        output.write(encoder.header())
+        write = output.write
+        write(encoder.header())
 
         def interrupt() -> None:
             outcome.interrupted = True
@@ -391,19 +463,35 @@ async def _scan(config: ScanConfig, output: OutputFile, stderr: Console) -> _Out
             if config.progress and stderr.is_terminal:
                 display = TerminalProgress(stream.statistics, stderr)
                 display.__enter__()
+                if records_on_terminal:
+                    # Written straight to the screen, records would be overwritten by the next
+                    # redraw of the display; printed through it, they scroll above it.
+                    write = display.print_above
                 tg.start_soon(display.run)
-            elif not config.quiet:
+            elif config.progress:
                 tg.start_soon(LogProgress(stream.statistics).run)
+            written = 0
             try:
-                async for batch in stream.batches():
-                    output.write(encoder.encode(batch))
+                async with contextlib.aclosing(stream.batches()) as batches:
+                    async for batch in batches:
+                        write(encoder.encode(batch))
+                        written += len(batch)
             except ScannerError as exc:  # fatal: raised once the records before it were delivered
                 outcome.fatal = exc
+            except OSError as exc:  # a full disk; `eas-scan scan | head`: nobody reads any more
+                where = config.output or "stdout"
+                outcome.fatal = OutputClosed(
+                    "stdout was closed by its reader (broken pipe): the scan was stopped"
+                    if isinstance(exc, BrokenPipeError)
+                    else f"cannot write to {where} ({exc.strerror or exc}): the scan was stopped"
+                )
+                await stream.aclose()
             finally:
                 tg.cancel_scope.cancel()
                 if display is not None:
                     display.__exit__(None, None, None)
-        outcome.summary = stream.summary
+        # Interrupted, the pages still buffered were dropped: count what reached the output.
+        outcome.summary = dataclasses.replace(stream.summary, records=written)
         if outcome.fatal is not None:
             outcome.code = EXIT_FATAL
         elif outcome.interrupted:
@@ -443,15 +531,46 @@ def run_scan(args: argparse.Namespace, *, stdout: Any = None, stderr: Console | 
         config = _config_from(args)
     except ConfigError as exc:
         return fail(EXIT_USAGE, str(exc))
-    _configure_logging(config)
+    restore_logging = _configure_logging(config)
+    try:
+        return _run(config, stdout, err, fail)
+    finally:
+        restore_logging()
+
+
+def _single_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The one error a task group wrapped (several: the first), so it is reported as itself."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str], int]) -> int:
     output = OutputFile(config.output, stream=stdout if stdout is not None else sys.stdout.buffer)
 
     outcome = _Outcome()
     error: str | None = None
     try:
-        outcome = anyio.run(_scan, config, output, err)
+        try:
+            outcome = anyio.run(
+                functools.partial(
+                    _scan,
+                    config,
+                    output,
+                    err,
+                    records_on_terminal=stdout is None and config.output is None and _same_terminal(),
+                )
+            )
+        except BaseExceptionGroup as group:
+            raise _single_error(group) from None
         if outcome.fatal is not None:
             error = str(outcome.fatal)
+            if isinstance(outcome.fatal, OutputClosed) and stdout is None and config.output is None:
+                # Python would otherwise report the broken pipe again when it flushes stdout at exit.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
     except ConfigError as exc:
         outcome.code, error = EXIT_USAGE, str(exc)
     except CredentialsError as exc:
@@ -460,6 +579,9 @@ def run_scan(args: argparse.Namespace, *, stdout: Any = None, stderr: Console | 
         outcome.code, error = EXIT_FATAL, str(exc)
     except KeyboardInterrupt:
         outcome.code, error = EXIT_INTERRUPTED, "interrupted"
+    except BaseException:
+        output.discard()  # a bug: no half file in place of the previous one
+        raise
 
     if outcome.code in (EXIT_COMPLETE, EXIT_INCOMPLETE, EXIT_INTERRUPTED):
         output.commit()
@@ -469,6 +591,18 @@ def run_scan(args: argparse.Namespace, *, stdout: Any = None, stderr: Console | 
         _write_summary(config.summary, outcome.summary, outcome.code, error)
     if outcome.summary is not None and not config.quiet:
         render_summary(outcome.summary, err)
+    elif outcome.code == EXIT_INCOMPLETE and outcome.summary is not None:
+        # --quiet keeps errors: a cron job's log should still say why the inventory is partial.
+        failures = outcome.summary.failures
+        first = failures[0] if failures else None
+        err.print(
+            f"eas-scan: incomplete: {len(failures)} failure(s)"
+            + (f", first {first.region}/{first.service or '-'}: {first.code}" if first else "")
+            + (f" (see {config.summary})" if config.summary else ""),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if error is not None:
         return fail(outcome.code, error)
     return outcome.code
@@ -479,7 +613,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["simulate"]:
         from scanner.simulator.standalone import main as simulate_main
 
-        return simulate_main(args_list[1:])
+        try:
+            return simulate_main(args_list[1:], prog="eas-scan simulate")
+        except SystemExit as exit_:  # --help, or a bad flag (argparse has printed why)
+            return int(exit_.code or 0)
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import inspect
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
@@ -103,7 +103,7 @@ class ScanStream:
             if batch:
                 return batch
 
-    async def batches(self) -> AsyncIterator[Batch]:
+    async def batches(self) -> AsyncGenerator[Batch, None]:
         """The records a page at a time (cheaper than one by one for bulk consumers)."""
         if self._index < len(self._batch):
             rest, self._batch = self._batch[self._index :], []

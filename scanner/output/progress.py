@@ -8,20 +8,19 @@ Elsewhere (cron, CI, a pipe) one log line at a modest interval instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from scanner.engine.stats import ScanStatistics, ScanSummary
 
@@ -52,29 +51,53 @@ def describe(stats: ScanStatistics) -> str:
 class LogProgress:
     """Logs a progress line every ``interval`` seconds while the scan runs."""
 
-    def __init__(self, source: StatisticsSource, *, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        source: StatisticsSource,
+        *,
+        interval: float = 10.0,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         self._source = source
         self._interval = interval
+        self._sleep = sleep
 
     async def run(self) -> None:
         while True:
-            await anyio.sleep(self._interval)
+            await self._sleep(self._interval)
             log.info("progress: %s", describe(self._source()))
 
 
+class _Progress(Progress):
+    """Bars for regions, services and instances, then one line of counters under them."""
+
+    footer: Text = Text()
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        yield self.footer
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
 class TerminalProgress:
-    """A live rich display on a terminal, refreshed a few times a second."""
+    """A live rich display on a terminal, refreshed a few times a second.
+
+    Kept within 80 columns: the bars and counts on three rows, the rates and times on a fourth.
+    """
 
     def __init__(self, source: StatisticsSource, console: Console, *, interval: float = 0.2) -> None:
         self._source = source
         self._interval = interval
-        self._progress = Progress(
+        self._progress = _Progress(
             TextColumn("[bold]{task.description:<9}"),
-            BarColumn(),
+            BarColumn(bar_width=30),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
             console=console,
             transient=False,
             auto_refresh=False,
@@ -84,12 +107,17 @@ class TerminalProgress:
     def __enter__(self) -> TerminalProgress:
         self._progress.start()
         for name in ("regions", "services", "instances"):
-            self._tasks[name] = self._progress.add_task(name, total=None, detail="")
+            self._tasks[name] = self._progress.add_task(name, total=None)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.update()
         self._progress.stop()
+
+    def print_above(self, data: bytes) -> None:
+        """Write output text (whole lines) above the display, on its console."""
+        if data:
+            self._progress.console.print(Text(data.decode()), end="", soft_wrap=True, highlight=False)
 
     def update(self) -> None:
         stats = self._source()
@@ -97,24 +125,22 @@ class TerminalProgress:
             1 for r in stats.regions.values() if r.services_known and r.services_done >= r.services_known
         )
         progress = self._progress
+        progress.update(self._tasks["regions"], completed=regions_done, total=len(stats.regions) or None)
         progress.update(
-            self._tasks["regions"], completed=regions_done, total=max(1, len(stats.regions)), detail=""
+            self._tasks["services"], completed=stats.services_done, total=stats.services_known or None
         )
-        progress.update(
-            self._tasks["services"],
-            completed=stats.services_done,
-            total=stats.services_known or None,
-            detail="",
+        instances = self._tasks["instances"]
+        progress.update(instances, completed=stats.instances_done, total=stats.instances_known or None)
+        # The instance total grows while services are still being listed: no ETA before it settles.
+        listed = stats.services_known > 0 and all(r.services_known for r in stats.regions.values())
+        eta = progress.tasks[instances].time_remaining if listed else None
+        footer = Text(
+            f"{_rate(stats):,.0f} req/s · {stats.retries:,} retries · {stats.throttled:,} throttled · "
+            f"elapsed {_clock(stats.elapsed_s)} · ETA {_clock(eta)}"
         )
-        progress.update(
-            self._tasks["instances"],
-            completed=stats.instances_done,
-            total=stats.instances_known or None,
-            detail=(
-                f"{_rate(stats):,.0f} req/s  {stats.retries:,} retries  {stats.throttled:,} throttled"
-                + (f"  [red]{stats.failures:,} failures[/]" if stats.failures else "")
-            ),
-        )
+        if stats.failures:
+            footer.append(f" · {stats.failures:,} failures", style="red")
+        progress.footer = footer
         progress.refresh()
 
     async def run(self) -> None:
@@ -137,7 +163,8 @@ def render_summary(summary: ScanSummary, console: Console) -> None:
     verdict = "[green]complete[/]" if summary.complete else "[red bold]INCOMPLETE[/]"
     console.print(
         f"{verdict}: {summary.records:,} instances in {summary.duration_s:,.1f}s "
-        f"({summary.requests:,} requests, {summary.retries:,} retries, {summary.throttled:,} throttled)"
+        f"({summary.requests:,} requests, {summary.retries:,} retries, {summary.throttled:,} throttled)",
+        highlight=False,
     )
     for failure in summary.failures[:20]:
         where = failure.region + (f"/{failure.service}" if failure.service else "")
