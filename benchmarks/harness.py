@@ -180,6 +180,7 @@ def run_client(
         if truth is None
         else result["digest"] == {"count": truth["count"], "digest": truth["digest"]},
         "cpu_s": round(result["cpu_s"], 3),
+        "cpu_sys_s": round(result["cpu_sys_s"], 3),
         "process_s": round(outer_s, 3),
         "counts_from": "simulator" if counters is not None else "client",
         "requests_by_region": by_region,

@@ -18,9 +18,9 @@ __all__ = ["Measure", "output_digest"]
 _TAGS = ("ClusterId", "ServiceName", "Service")
 
 
-def _cpu_s() -> float:
+def _cpu() -> tuple[float, float]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 def _peak_rss_mb() -> float:
@@ -35,23 +35,27 @@ class Measure:
 
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    sys_s: float = 0.0
     peak_rss_mb: float = 0.0
     _t0: float = field(default=0.0, repr=False)
-    _c0: float = field(default=0.0, repr=False)
+    _c0: tuple[float, float] = field(default=(0.0, 0.0), repr=False)
 
     def start(self) -> None:
-        self._c0 = _cpu_s()
+        self._c0 = _cpu()
         self._t0 = time.perf_counter()
 
     def stop(self) -> None:
         self.wall_s = time.perf_counter() - self._t0
-        self.cpu_s = _cpu_s() - self._c0
+        user, system = _cpu()
+        self.sys_s = system - self._c0[1]
+        self.cpu_s = user - self._c0[0] + self.sys_s
         self.peak_rss_mb = _peak_rss_mb()
 
     def result(self, records: int, **extra: Any) -> dict[str, Any]:
         return {
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
+            "cpu_sys_s": self.sys_s,
             "peak_rss_mb": self.peak_rss_mb,
             "records": records,
             **extra,
