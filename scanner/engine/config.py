@@ -27,19 +27,26 @@ class Concurrency:
     ``total`` bounds the whole scan; ``per_region`` bounds one region, so a slow or throttled region
     cannot take every slot; ``pages_per_listing`` bounds how many pages of one listing are fetched
     at once, so one huge service cannot starve the others in its region; ``services_per_region``
-    bounds how many service listings of a region are open at once (each holds its dedup keys).
+    bounds how many service listings of a region are open at once (each holds its dedup keys);
+    ``long_listings_per_region`` bounds how many of those may be listings of more than one page
+    (by ListServices' count), which hold thousands of keys until they end: without it, a fleet of
+    big services keeps ``services_per_region`` half-read big listings open in every region, and
+    memory grows with the fleet instead of staying flat. The default times ``pages_per_listing``
+    still fills ``per_region``.
     """
 
     total: int = 64
     per_region: int = 32
     pages_per_listing: int = 8
     services_per_region: int = 32
+    long_listings_per_region: int = 4
 
     def __post_init__(self) -> None:
         _positive("Concurrency.total", self.total, integer=True)
         _positive("Concurrency.per_region", self.per_region, integer=True)
         _positive("Concurrency.pages_per_listing", self.pages_per_listing, integer=True)
         _positive("Concurrency.services_per_region", self.services_per_region, integer=True)
+        _positive("Concurrency.long_listings_per_region", self.long_listings_per_region, integer=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -173,6 +173,7 @@ class ScanJob:
         # consumer and however many listings are open.
         self._page_credits = _Slots(concurrency.total)
         self._region_slots: dict[str, _Slots] = {}
+        self._long_slots: dict[str, _Slots] = {}
         self._retriers: dict[str, Retrier] = {}
         self._found_services: set[str] = set()
 
@@ -381,6 +382,9 @@ class ScanJob:
                 await send.send(target)
 
     async def _service_worker(self, region: str, receive: MemoryObjectReceiveStream[_ServiceTarget]) -> None:
+        long_slots = self._long_slots.get(region)
+        if long_slots is None:
+            long_slots = self._long_slots[region] = _Slots(self._concurrency.long_listings_per_region)
         async with receive:
             while True:
                 # receive() always yields first; a worker only waits when nothing is queued.
@@ -393,7 +397,13 @@ class ScanJob:
                         return
                 except anyio.EndOfStream:
                     return
-                await self._list_instances(region, target)
+                if target.estimate > self._page_size:
+                    # A long listing holds its emitted names until it ends: few at a time, each
+                    # read to its end quickly (``pages_per_listing`` at once), bounds memory.
+                    async with long_slots:
+                        await self._list_instances(region, target)
+                else:
+                    await self._list_instances(region, target)
 
     # --- one service ---------------------------------------------------------------------------
 
