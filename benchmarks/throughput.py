@@ -9,8 +9,9 @@
   pre-signed, nothing else (``benchmarks.clients.floor_aiohttp``).
 - ``orjson_cpu_us_per_record``: decode a page and encode its records, no I/O.
 
-The simulator pre-renders every page (``--prewarm``) so it serves from its cache and is not the
-bottleneck; it runs in its own process.
+The full run measures each of the first three twice, interleaved, and keeps each client's
+fastest round (``wall_s_rounds`` lists them all). The simulator pre-renders every page
+(``--prewarm``) so it serves from its cache and is not the bottleneck; it runs in its own process.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 from benchmarks.harness import SimulatorProcess, fleet_args, output_path, run_client
 
 __all__ = ["run"]
+
+ROUNDS = 2
 
 
 def run(*, quick: bool, workdir: Path) -> dict[str, Any]:
@@ -36,9 +39,19 @@ def run(*, quick: bool, workdir: Path) -> dict[str, Any]:
         ]
     ) as sim:
         truth = sim.truth()
-        for name in ("scanner", "sdk_async", "floor_aiohttp"):
-            job = sim.client_job(output=output_path(workdir, f"throughput-{name}"))
-            result[name] = run_client(name, sim, job, truth=None if name == "floor_aiohttp" else truth)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        # Interleaved rounds, keeping each client's fastest: a neighbour's burst on this shared
+        # machine then spoils one round, not the comparison.
+        for _ in range(1 if quick else ROUNDS):
+            for name in ("scanner", "sdk_async", "floor_aiohttp"):
+                job = sim.client_job(output=output_path(workdir, f"throughput-{name}"))
+                run = run_client(name, sim, job, truth=None if name == "floor_aiohttp" else truth)
+                runs.setdefault(name, []).append(run)
+        for name, attempts in runs.items():
+            best = min(attempts, key=lambda run: run["wall_s"])
+            best["wall_s_rounds"] = [run["wall_s"] for run in attempts]
+            best["exact"] = best["exact"] if name == "floor_aiohttp" else all(r["exact"] for r in attempts)
+            result[name] = best
     result["orjson_cpu_us_per_record"] = result["floor_aiohttp"].pop("orjson_cpu_us_per_record")
     tenth = fleet_args(
         regions=regions, services=services // 10, instances=instances // 10, max_per_service=cap // 10
