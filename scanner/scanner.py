@@ -95,7 +95,11 @@ class ScanStream:
     async def _next_batch(self) -> Batch:
         while True:
             try:
-                batch = await self._receive.receive()
+                # receive() always yields first; only wait when no page is buffered.
+                try:
+                    batch = self._receive.receive_nowait()
+                except anyio.WouldBlock:
+                    batch = await self._receive.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 self._receive.close()
                 await self._end()

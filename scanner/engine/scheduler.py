@@ -102,6 +102,31 @@ def _fields(query: Any) -> dict[str, Any]:
     return {name: getattr(query, name) for name in query.__dataclass_fields__}
 
 
+class _Slots:
+    """``async with`` a token of an ``anyio.CapacityLimiter``, without a trip through the event loop
+    when one is free.
+
+    ``CapacityLimiter.acquire`` always yields once (a shielded checkpoint), even uncontended; every
+    request takes three of these, so at full speed the yields cost more than the bookkeeping.
+    ``acquire_nowait`` still refuses while anyone is queued (first come, first served), and the
+    request's next await is a checkpoint anyway, where a cancellation lands.
+    """
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, tokens: int) -> None:
+        self._limiter = anyio.CapacityLimiter(tokens)
+
+    async def __aenter__(self) -> None:
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release()
+
+
 class ScanJob:
     """One scan: produces batches into ``send`` and closes it when done. See the module docstring."""
 
@@ -142,12 +167,13 @@ class ScanJob:
         self.summary: ScanSummary | None = None
         self.finished = anyio.Event()
         self._scope: anyio.CancelScope | None = None
-        self._global_slots = anyio.CapacityLimiter(concurrency.total)
+        self._global_slots = _Slots(concurrency.total)
         # A page of instances holds a credit from its request until the consumer's buffer takes
         # it, so pages fetched but not yet handed over never exceed ``total``, however slow the
         # consumer and however many listings are open.
-        self._page_credits = anyio.CapacityLimiter(concurrency.total)
-        self._region_slots: dict[str, anyio.CapacityLimiter] = {}
+        self._page_credits = _Slots(concurrency.total)
+        self._region_slots: dict[str, _Slots] = {}
+        self._long_slots: dict[str, _Slots] = {}
         self._retriers: dict[str, Retrier] = {}
         self._found_services: set[str] = set()
 
@@ -238,7 +264,7 @@ class ScanJob:
         limiter = self._rates.get(region, action)
         region_slots = self._region_slots.get(region)
         if region_slots is None:
-            region_slots = self._region_slots[region] = anyio.CapacityLimiter(self._concurrency.per_region)
+            region_slots = self._region_slots[region] = _Slots(self._concurrency.per_region)
         counters = self.stats.region(region)
         stats = self.stats
         global_slots = self._global_slots
@@ -349,12 +375,35 @@ class ScanJob:
             estimate = service.get("TotalInstance")
             estimate = estimate if isinstance(estimate, int) and estimate >= 0 else 0
             counters.instances_known += estimate
-            await send.send(_ServiceTarget(name, service_summary(service), estimate))
+            target = _ServiceTarget(name, service_summary(service), estimate)
+            try:
+                send.send_nowait(target)  # no trip through the event loop while there is room
+            except anyio.WouldBlock:
+                await send.send(target)
 
     async def _service_worker(self, region: str, receive: MemoryObjectReceiveStream[_ServiceTarget]) -> None:
+        long_slots = self._long_slots.get(region)
+        if long_slots is None:
+            long_slots = self._long_slots[region] = _Slots(self._concurrency.long_listings_per_region)
         async with receive:
-            async for target in receive:
-                await self._list_instances(region, target)
+            while True:
+                # receive() always yields first; a worker only waits when nothing is queued.
+                try:
+                    target = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        target = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
+                if target.estimate > self._page_size:
+                    # A long listing holds its emitted names until it ends: few at a time, each
+                    # read to its end quickly (``pages_per_listing`` at once), bounds memory.
+                    async with long_slots:
+                        await self._list_instances(region, target)
+                else:
+                    await self._list_instances(region, target)
 
     # --- one service ---------------------------------------------------------------------------
 
@@ -471,7 +520,10 @@ class ScanJob:
             return
         batch = tag_instances(items, region, target.name, target.summary)
         try:
-            await self._send.send(batch)
+            try:
+                self._send.send_nowait(batch)  # the usual case: room in the consumer's buffer
+            except anyio.WouldBlock:
+                await self._send.send(batch)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self.stop()  # the consumer closed the stream: stop quietly
             await anyio.lowlevel.checkpoint()  # delivers the cancellation now

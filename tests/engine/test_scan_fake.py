@@ -115,6 +115,26 @@ async def test_concurrency_bounds_are_never_exceeded() -> None:
     assert max(api.listing_peak.values()) == 2
 
 
+async def test_few_long_listings_are_open_at_once_per_region() -> None:
+    # Twelve services of several pages each: each holds its emitted names until it ends, so only
+    # ``long_listings_per_region`` of them may be open at once, while one-page services go on.
+    fleet = {"cn-shanghai": {**{f"big{i:02d}": 450 for i in range(12)}, **{f"one{i}": 5 for i in range(6)}}}
+    api = FakeEas(fleet)
+    api.delay = 0.001
+    concurrency = Concurrency(services_per_region=10, long_listings_per_region=3, pages_per_listing=2)
+    async with scanner_for(api, concurrency=concurrency) as scanner:
+        records, summary = await collect(scanner, regions=["cn-shanghai"])
+    assert summary.complete
+    assert len(records) == len(api.expected())
+    spans: dict[str, list[int]] = {}
+    for index, call in enumerate(api.calls):
+        if call.action == "ListServiceInstances" and call.service is not None:
+            spans.setdefault(call.service, [index, index])[1] = index
+    longs = [span for name, span in spans.items() if name.startswith("big")]
+    peak = max(sum(first <= i <= last for first, last in longs) for i in range(len(api.calls)))
+    assert peak == 3
+
+
 async def test_pages_after_the_first_are_fetched_concurrently() -> None:
     api = FakeEas({"cn-shanghai": {"big": 2000}})
     api.delay = 0.002

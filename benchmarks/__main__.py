@@ -1,0 +1,167 @@
+"""``python -m benchmarks run [--quick] [--json PATH]``: every scenario, a table, and a JSON file.
+
+Scenarios (one module each): ``throughput``, ``latency``, ``ratelimit``, ``memory``, ``signing``.
+The simulator always runs in its own process, and so does every measured client. ``--quick`` runs
+a small version of each (under a minute) and fails unless every scanner run is exact; it never
+checks a speed. The JSON keys are listed in the README's Performance section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["goals", "main"]
+
+SCENARIOS = ("throughput", "latency", "ratelimit", "memory", "signing")
+DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
+
+_COLUMNS = (
+    ("wall_s", "wall s", "{:.2f}"),
+    ("records", "records", "{:d}"),
+    ("records_per_s", "rec/s", "{:.0f}"),
+    ("requests", "requests", "{:d}"),
+    ("cpu_us_per_record", "CPU µs/rec", "{:.1f}"),
+    ("peak_rss_mb", "RSS MB", "{:.0f}"),
+    ("throttled_fraction", "throttled", "{:.3f}"),
+    ("achieved_qps", "ok qps", "{:.1f}"),
+    ("errors", "errors", "{:d}"),
+    ("exact", "exact", "{}"),
+)
+
+
+def _runs(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    rows = []
+    for scenario in SCENARIOS:
+        for client, value in results.get(scenario, {}).items():
+            if isinstance(value, dict) and "wall_s" in value:
+                rows.append((scenario, client, value))
+    return rows
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def table(results: dict[str, Any]) -> str:
+    header = f"{'scenario':<11}{'client':<15}" + "".join(f"{title:>12}" for _, title, _ in _COLUMNS)
+    lines = [header, "-" * len(header)]
+    for scenario, client, run in _runs(results):
+        cells = "".join(f"{_cell(run.get(key), fmt):>12}" for key, _, fmt in _COLUMNS)
+        lines.append(f"{scenario:<11}{client:<15}{cells}")
+    return "\n".join(lines)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each goal of the issue: the measured ratio or value, the target, and whether it is met."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def goal(name: str, value: float | bool | None, target: str, met: bool | None) -> None:
+        out[name] = {"value": value, "target": target, "met": met}
+
+    tp = results.get("throughput")
+    if tp:
+        speedup = _ratio(tp["scanner"]["records_per_s"], tp["sdk_async"]["records_per_s"])
+        goal("throughput_vs_sdk_async", speedup, ">= 5", speedup is not None and speedup >= 5)
+        cpu = _ratio(tp["scanner"]["cpu_us_per_record"], tp["floor_aiohttp"]["cpu_us_per_record"])
+        goal("cpu_vs_floor_aiohttp", cpu, "<= 1.5", cpu is not None and cpu <= 1.5)
+    lat = results.get("latency")
+    if lat:
+        ratio = _ratio(lat["scanner"]["wall_s"], lat["ideal_s"])
+        goal("latency_vs_ideal", ratio, "<= 1.25", ratio is not None and ratio <= 1.25)
+    rl = results.get("ratelimit")
+    if rl:
+        achieved = _ratio(rl["scanner"]["achieved_qps"], rl["limit_qps"])
+        goal("ratelimit_achieved_vs_limit", achieved, ">= 0.9", achieved is not None and achieved >= 0.9)
+        fraction = rl["scanner"]["throttled_fraction"]
+        goal("ratelimit_throttled_fraction", fraction, "<= 0.05", fraction <= 0.05)
+    mem = results.get("memory")
+    if mem:
+        growth = _ratio(mem["rss_large_mb"], mem["rss_small_mb"])
+        goal("rss_large_vs_small", growth, "<= 1.3", growth is not None and growth <= 1.3)
+        goal("rss_large_mb", mem["rss_large_mb"], "<= 200", mem["rss_large_mb"] <= 200)
+    exact = [run["exact"] for _, client, run in _runs(results) if client.startswith("scanner")]
+    goal("scanner_exact", all(exact), "every scanner run", all(exact))
+    return out
+
+
+def run(scenarios: Sequence[str], *, quick: bool, json_path: Path) -> int:
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "quick": quick,
+    }
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="eas-bench-") as workdir:
+        for name in scenarios:
+            t0 = time.perf_counter()
+            module = importlib.import_module(f"benchmarks.{name}")
+            results[name] = module.run(quick=quick, workdir=Path(workdir))
+            print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    results["goals"] = goals(results)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+
+    print(table(results))
+    if "signing" in results:
+        print(f"\nsigning: {results['signing']['us_per_request']} µs per signed request")
+    if "throughput" in results:
+        print(f"orjson floor: {results['throughput']['orjson_cpu_us_per_record']} µs CPU per record")
+    if "latency" in results:
+        print(f"latency ideal: {results['latency']['ideal_s']} s")
+    print("\ngoals:")
+    for name, goal in results["goals"].items():
+        mark = "met" if goal["met"] else "MISSED"
+        print(f"  {name:<32}{goal['value']!s:>10}  target {goal['target']:<18}{mark}")
+    print(f"\n{results['total_s']} s in all; written to {json_path}")
+    inexact = [
+        f"{scenario}/{client}"
+        for scenario, client, r in _runs(results)
+        if client.startswith("scanner") and r["exact"] is not True
+    ]
+    if inexact:
+        print(f"scanner output not exact: {', '.join(inexact)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run the scenarios")
+    run_parser.add_argument("--quick", action="store_true", help="a small version of every scenario")
+    run_parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"default: {DEFAULT_JSON}")
+    run_parser.add_argument(
+        "--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    return run(args.only or SCENARIOS, quick=args.quick, json_path=args.json)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

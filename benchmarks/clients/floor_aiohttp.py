@@ -1,0 +1,170 @@
+"""The floor of the HTTP stack: the same page URLs, one aiohttp session, orjson decoding, nothing else.
+
+The simulator only answers signed requests, and the floor must not pay for signing, so every
+request is signed *before* the clock starts (``scanner.eas.signing.sign``, a unique nonce each):
+an untimed discovery pass lists each region's services, the simulator's counters are reset, and
+the timed loop then fetches every ListServices page and every instance page (``PageSize=100``,
+``Sort=StartTime&Order=asc``, the scanner's URLs) from a list of ready (url, headers) pairs,
+with as many requests in flight as the scanner allows by default. Nothing is merged, deduplicated
+or written; records are only counted.
+
+Also measured here, with no I/O at all: the orjson floor, CPU per record to decode a page and
+encode its records as JSON lines (``orjson_cpu_us_per_record``), on pages kept from the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from benchmarks.clients.common import Measure
+from scanner.eas.params import API_VERSION, service_instances_path, services_path
+from scanner.eas.signing import EMPTY_BODY_SHA256, canonical_query, format_date, sign
+from scanner.engine.config import Concurrency
+
+PAGE_SIZE = 100
+KEPT_PAGES = 50
+
+Request = tuple[URL, dict[str, str]]
+
+
+class _Signer:
+    def __init__(self, job: dict[str, Any]) -> None:
+        self._job = job
+        self._nonce = 0
+        self._date = format_date(datetime.now(UTC))
+
+    def __call__(self, region: str, action: str, path: str, params: dict[str, str]) -> Request:
+        base = self._job["endpoints"][region]
+        self._nonce += 1
+        headers = {
+            "host": base.removeprefix("http://"),
+            "x-acs-action": action,
+            "x-acs-version": API_VERSION,
+            "x-acs-date": self._date,
+            "x-acs-signature-nonce": f"floor-{time.time_ns()}-{self._nonce}",
+            "x-acs-content-sha256": EMPTY_BODY_SHA256,
+            "accept": "application/json",
+        }
+        headers["Authorization"] = sign(
+            method="GET",
+            canonical_uri=path,
+            params=params,
+            headers=headers,
+            access_key_id=self._job["access_key_id"],
+            access_key_secret=self._job["access_key_secret"],
+        )
+        return URL(f"{base}{path}?{canonical_query(params)}", encoded=True), headers
+
+
+def _service_pages(region: str, sign: _Signer, total: int) -> list[Request]:
+    pages = max(1, -(-total // PAGE_SIZE))
+    return [
+        sign(region, "ListServices", services_path(), {"PageNumber": str(p), "PageSize": str(PAGE_SIZE)})
+        for p in range(1, pages + 1)
+    ]
+
+
+async def _discover(job: dict[str, Any], sign: _Signer) -> list[Request]:
+    """Untimed: list the services, then sign every request of the timed loop."""
+    plan: list[Request] = []
+    async with aiohttp.ClientSession() as session:
+        for region in job["endpoints"]:
+            services: list[dict[str, Any]] = []
+            total = None
+            page = 1
+            while total is None or len(services) < total:
+                url, headers = sign(
+                    region,
+                    "ListServices",
+                    services_path(),
+                    {"PageNumber": str(page), "PageSize": str(PAGE_SIZE)},
+                )
+                async with session.get(url, headers=headers) as response:
+                    body = orjson.loads(await response.read())
+                services += body["Services"]
+                total = body["TotalCount"]
+                page += 1
+            plan += _service_pages(region, sign, len(services))
+            for service in services:
+                name, count = service["ServiceName"], service["TotalInstance"]
+                for p in range(1, max(1, -(-count // PAGE_SIZE)) + 1):
+                    params = {
+                        "Order": "asc",
+                        "PageNumber": str(p),
+                        "PageSize": str(PAGE_SIZE),
+                        "Sort": "StartTime",
+                    }
+                    plan.append(
+                        sign(region, "ListServiceInstances", service_instances_path(region, name), params)
+                    )
+    return plan
+
+
+async def _fetch_all(plan: list[Request], kept: list[bytes]) -> tuple[int, int]:
+    limits = Concurrency()
+    records = errors = 0
+    work = iter(plan)
+    connector = aiohttp.TCPConnector(limit=limits.total, limit_per_host=limits.per_region)
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal records, errors
+        for url, headers in work:
+            async with session.get(url, headers=headers) as response:
+                raw = await response.read()
+            if response.status != 200:
+                errors += 1
+                continue
+            body = orjson.loads(raw)
+            if "Instances" in body:
+                records += len(body["Instances"])
+                if len(kept) < KEPT_PAGES:
+                    kept.append(raw)
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(limits.total)))
+    return records, errors
+
+
+def orjson_floor(pages: list[bytes], min_seconds: float = 0.5) -> float:
+    """CPU µs per record to decode a page and encode its records as JSON lines, no I/O."""
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    records = 0
+    started = time.process_time()
+    while time.process_time() - started < min_seconds:
+        for raw in pages:
+            instances = orjson.loads(raw)["Instances"]
+            b"".join([dumps(instance, option=newline) for instance in instances])
+            records += len(instances)
+    return (time.process_time() - started) / records * 1e6
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    sign = _Signer(job)
+    plan = asyncio.run(_discover(job, sign))
+    base = next(iter(job["endpoints"].values()))
+    urllib.request.urlopen(
+        urllib.request.Request(f"{base}/_simulator/counters/reset", data=b"{}", method="POST")
+    ).read()
+    kept: list[bytes] = []
+    measure = Measure()
+    measure.start()
+    records, errors = asyncio.run(_fetch_all(plan, kept))
+    measure.stop()
+    return measure.result(
+        records,
+        errors=errors,
+        requests=len(plan),
+        throttled=0,
+        failed_requests=errors,
+        digest=None,
+        orjson_cpu_us_per_record=round(orjson_floor(kept), 3),
+        note="pre-signed requests; records counted, not checked",
+    )
