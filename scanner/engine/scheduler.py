@@ -341,11 +341,15 @@ class ScanJob:
                 self._record_failure(region, None, exc)
                 return
             counters.services_listed = True
-            self._note_service_total(region, first.total_count)
-            await self._offer(region, state.accept(first), send)
+            total = first.total_count
+            self._note_service_total(region, total)
+            services = state.accept(first)
+            del first  # hold no page past its use: see _first_pass
+            await self._offer(region, services, send)
+            del services
             # Newest page first, page 1 last: see scanner.engine.pagination for why this order
             # cannot miss a service that exists throughout.
-            later = list(descending_pages(first.total_count, self._page_size))
+            later = list(descending_pages(total, self._page_size))
             for number in later if len(later) > 1 else ():
                 try:
                     page = await self._services_page(region, number)
@@ -353,7 +357,10 @@ class ScanJob:
                     self._record_failure(region, None, exc)
                     continue
                 self._note_service_total(region, page.total_count)
-                await self._offer(region, state.accept(page), send)
+                services = state.accept(page)
+                del page
+                await self._offer(region, services, send)
+                del services
 
     def _note_service_total(self, region: str, total: int) -> None:
         if self._plan.services is None:
@@ -458,15 +465,19 @@ class ScanJob:
         async with self._page_credits:
             first = await self._instances_page(region, target.name, 1)
             set_known(first.total_count)
+            pages = first.page_count
+            # A page must not outlive its emission: a listing stays open a long while, and a page
+            # kept by it pins its hundred decoded records (memory would grow with open listings).
             await self._emit(region, target, state.accept(first))
-        if first.page_count == 1:
+            del first
+        if pages == 1:
             return
-        numbers = range(2, first.page_count + 1)
+        numbers = range(2, pages + 1)
         if self._verifiable and before is None:
             # It outgrew one page since ListServices said how big it was: start the watched
             # window now, and read page 1 again inside it.
             before = await self._newest(region, target.name, state)
-            numbers = range(1, first.page_count + 1)
+            numbers = range(1, pages + 1)
         await self._fetch_at_once(region, target, state, numbers)
         if before is not None and await self._newest(region, target.name, state) != before:
             state.mark_changed()
@@ -499,7 +510,11 @@ class ScanJob:
                         failures.append(exc)
                         scope.cancel()  # the listing has failed; its other pages are moot
                         return
-                    await self._emit(region, target, state.accept(page))
+                    # Not held while the next request waits: see _first_pass.
+                    items = state.accept(page)
+                    del page
+                    await self._emit(region, target, items)
+                    del items
 
         async with anyio.create_task_group() as tg:
             for _ in range(min(self._concurrency.pages_per_listing, len(numbers))):
@@ -513,7 +528,10 @@ class ScanJob:
         for number in numbers:
             async with self._page_credits:
                 page = await self._instances_page(region, target.name, number)
-                await self._emit(region, target, state.accept(page))
+                items = state.accept(page)
+                del page
+                await self._emit(region, target, items)
+                del items
 
     async def _emit(self, region: str, target: _ServiceTarget, items: list[dict[str, Any]]) -> None:
         if not items:

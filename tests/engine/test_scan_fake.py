@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import weakref
 from typing import Any
 
 import anyio
 import pytest
 
+from scanner.eas.models import Page
 from scanner.engine.config import Concurrency, RetryPolicy
 from scanner.errors import (
     AuthError,
@@ -133,6 +136,45 @@ async def test_few_long_listings_are_open_at_once_per_region() -> None:
     longs = [span for name, span in spans.items() if name.startswith("big")]
     peak = max(sum(first <= i <= last for first, last in longs) for i in range(len(api.calls)))
     assert peak == 3
+
+
+class _TrackedItems(list[dict[str, Any]]):
+    """A page's item list that can be watched with a weak reference."""
+
+
+async def test_a_page_is_released_once_emitted_however_many_listings_are_open() -> None:
+    # Thirty long listings open at once, few requests in flight: a listing that kept any page it
+    # had emitted (its page 1 while the rest is read, a worker's last page while its next request
+    # waits) would make memory grow with open listings instead of with pages in flight.
+    api = FakeEas({"cn-shanghai": {f"big{i:02d}": 450 for i in range(30)}})
+    pages: list[weakref.ref[_TrackedItems]] = []
+    make_page = api._page
+
+    def tracked_page(items: list[dict[str, Any]], number: int, size: int) -> Page:
+        page = make_page(items, number, size)
+        tracked = _TrackedItems(page.items)
+        pages.append(weakref.ref(tracked))
+        return dataclasses.replace(page, items=tracked)
+
+    peak = 0
+
+    def count_live(call: Call) -> None:
+        nonlocal peak
+        peak = max(peak, sum(ref() is not None for ref in pages))
+
+    api._page = tracked_page  # type: ignore[method-assign]
+    api.hooks.append(count_live)
+    api.delay = 0.001
+    concurrency = Concurrency(
+        total=4, per_region=4, pages_per_listing=1, services_per_region=30, long_listings_per_region=30
+    )
+    async with scanner_for(api, concurrency=concurrency, buffer_pages=1) as scanner:
+        records, summary = await collect(scanner, regions=["cn-shanghai"])
+    assert summary.complete
+    assert len(records) == 30 * 450
+    assert len(pages) > 30 * 5
+    # In flight (total), buffered for the consumer (buffer_pages), and the one being read.
+    assert 0 < peak <= 4 + 1 + 1
 
 
 async def test_pages_after_the_first_are_fetched_concurrently() -> None:
