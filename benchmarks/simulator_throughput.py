@@ -33,54 +33,33 @@ from pathlib import Path
 import aiohttp
 import orjson
 import psutil
-from yarl import URL
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scanner.eas.params import API_VERSION, service_instances_path, services_path  # noqa: E402
-from scanner.eas.signing import (  # noqa: E402
-    EMPTY_BODY_SHA256,
-    NonceCache,
-    canonical_query,
-    format_date,
-    sign,
-    verify,
-)
+from benchmarks.clients.common import Request, signed_get  # noqa: E402
+from scanner.eas.params import service_instances_path, services_path  # noqa: E402
+from scanner.eas.signing import NonceCache, verify  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Target:
     base_url: str
-    host: str
     key_id: str
     secret: str
 
 
-def signed(
-    target: Target, action: str, path: str, params: dict[str, str], nonce: str
-) -> tuple[URL, dict[str, str]]:
-    headers = {
-        "host": target.host,
-        "x-acs-action": action,
-        "x-acs-version": API_VERSION,
-        "x-acs-date": format_date(datetime.now(UTC)),
-        "x-acs-signature-nonce": nonce,
-        "x-acs-content-sha256": EMPTY_BODY_SHA256,
-        "accept": "application/json",
-    }
-    headers["Authorization"] = sign(
-        method="GET",
-        canonical_uri=path,
-        params=params,
-        headers=headers,
+def signed(target: Target, action: str, path: str, params: dict[str, str], nonce: str) -> Request:
+    return signed_get(
+        target.base_url,
+        action,
+        path,
+        params,
         access_key_id=target.key_id,
         access_key_secret=target.secret,
+        nonce=nonce,
+        now=datetime.now(UTC),
     )
-    query = canonical_query(params)
-    return URL(
-        f"{target.base_url}{path}?{query}" if query else f"{target.base_url}{path}", encoded=True
-    ), headers
 
 
 async def list_services(target: Target, region: str) -> list[tuple[str, int]]:
@@ -150,7 +129,7 @@ def client_process(
 def measure_verify(count: int) -> float:
     """µs per ``verify`` of a signed ListServiceInstances request as the server receives it (the
     headers aiohttp adds unsigned included, a fresh nonce each, a NonceCache), in this process."""
-    target = Target("http://127.0.0.1:8000", "127.0.0.1:8000", "LTAI5tBenchmarkKey00", "secret")
+    target = Target("http://127.0.0.1:8000", "LTAI5tBenchmarkKey00", "secret")
     params = {"PageNumber": "7", "PageSize": "100", "Sort": "StartTime", "Order": "asc"}
     path = service_instances_path("cn-hangzhou", "svc-benchmark")
     requests = []
@@ -206,9 +185,7 @@ def run(mode: str, options: argparse.Namespace) -> None:
         info = orjson.loads(server.stdout.readline())
         region = sorted(info["endpoints"])[0]
         base_url = info["endpoints"][region]
-        target = Target(
-            base_url, base_url.removeprefix("http://"), info["access_key_id"], info["access_key_secret"]
-        )
+        target = Target(base_url, info["access_key_id"], info["access_key_secret"])
         services = asyncio.run(list_services(target, region))
         plan = page_plan(services, options.pages if mode == "cached" else None)
         proc = psutil.Process(server.pid)

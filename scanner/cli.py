@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import functools
 import logging
 import os
@@ -332,7 +333,12 @@ def _config_from(args: argparse.Namespace) -> ScanConfig:
     if args.output is not None:
         check_writable(args.output)
     if args.summary is not None:
-        check_writable(args.summary)
+        check_writable(args.summary, what="summary", flag="--summary")
+        if args.output is not None and args.summary.resolve() == args.output.resolve():
+            raise ConfigError(
+                f"--summary and -o both name {args.summary}: the summary would replace the records; "
+                "choose another --summary path"
+            )
     return ScanConfig(
         regions=args.regions,
         services=args.services,
@@ -515,9 +521,33 @@ def _write_summary(path: Path, summary: ScanSummary | None, code: int, error: st
         document["error"] = error
     if code == EXIT_INTERRUPTED:
         document["complete"] = False
-    out = OutputFile(path)
-    out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
-    out.commit()
+    out = OutputFile(path, what="summary", flag="--summary")
+    try:
+        out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+        out.commit()
+    except BaseException:
+        out.discard()
+        raise
+
+
+_SUMMARY_FIXES = {
+    errno.ENOSPC: "free some space",
+    errno.EDQUOT: "free some space",
+    errno.EISDIR: "give a file name",
+    errno.ENOENT: "create its folder",
+}
+
+
+def _summary_write_error(path: Path, exc: OSError | ConfigError, *, records_written: bool) -> str:
+    """One line for a summary that could not be written once the scan was over."""
+    if isinstance(exc, ConfigError):  # the up-front check, failing now: the folder went away, ...
+        message = str(exc)
+    else:
+        fix = _SUMMARY_FIXES.get(exc.errno or 0)
+        message = f"cannot write the summary to {path} ({exc.strerror or exc}): " + (
+            f"{fix} or choose another --summary path" if fix else "choose another --summary path"
+        )
+    return message + ("; the records were written, only the summary is missing" if records_written else "")
 
 
 def run_scan(args: argparse.Namespace, *, stdout: Any = None, stderr: Console | None = None) -> int:
@@ -583,12 +613,19 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
         output.discard()  # a bug: no half file in place of the previous one
         raise
 
-    if outcome.code in (EXIT_COMPLETE, EXIT_INCOMPLETE, EXIT_INTERRUPTED):
+    committed = outcome.code in (EXIT_COMPLETE, EXIT_INCOMPLETE, EXIT_INTERRUPTED)
+    if committed:
         output.commit()
     else:
         output.discard()
+    summary_error: str | None = None
     if config.summary is not None:
-        _write_summary(config.summary, outcome.summary, outcome.code, error)
+        # Checked before the scan, but the folder can vanish or the disk fill up while it runs.
+        # The records are already in place (or discarded): this failure must not touch them.
+        try:
+            _write_summary(config.summary, outcome.summary, outcome.code, error)
+        except (OSError, ConfigError) as exc:
+            summary_error = _summary_write_error(config.summary, exc, records_written=committed)
     if outcome.summary is not None and not config.quiet:
         render_summary(outcome.summary, err)
     elif outcome.code == EXIT_INCOMPLETE and outcome.summary is not None:
@@ -598,14 +635,19 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
         err.print(
             f"eas-scan: incomplete: {len(failures)} failure(s)"
             + (f", first {first.region}/{first.service or '-'}: {first.code}" if first else "")
-            + (f" (see {config.summary})" if config.summary else ""),
+            + (f" (see {config.summary})" if config.summary and summary_error is None else ""),
             highlight=False,
             markup=False,
             soft_wrap=True,
         )
+    code = outcome.code
     if error is not None:
-        return fail(outcome.code, error)
-    return outcome.code
+        fail(code, error)
+    if summary_error is not None:
+        # Like an output that cannot be written (1), unless the run already failed in its own way.
+        code = EXIT_FATAL if code in (EXIT_COMPLETE, EXIT_INCOMPLETE) else code
+        fail(code, summary_error)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

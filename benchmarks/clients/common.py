@@ -1,4 +1,8 @@
-"""What every client process shares: the clock, its own CPU and memory, and the digest of its output."""
+"""What every client process shares: the clock, its own CPU and memory, the digest of its output,
+and how a hand-made client signs a request.
+
+Kept free of ``psutil`` and the other ``bench``-only packages: CI's quick run installs only ``.[test]``.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,20 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
+from yarl import URL
 
+from scanner.eas.params import API_VERSION
+from scanner.eas.signing import EMPTY_BODY_SHA256, canonical_query, format_date, sign
 from scanner.simulator.digest import DigestBuilder, content_hash
 
-__all__ = ["Measure", "output_digest"]
+__all__ = ["Measure", "Request", "output_digest", "signed_get"]
+
+Request = tuple[URL, dict[str, str]]
 
 _TAGS = ("ClusterId", "ServiceName", "Service")
 
@@ -75,3 +86,39 @@ def output_digest(path: str, loads: Callable[[bytes], Any] = orjson.loads) -> tu
             builder.add_hash(content_hash(cluster_id, service_name, record))
             lines += 1
     return lines, builder.result().to_dict()
+
+
+def signed_get(
+    base_url: str,
+    action: str,
+    path: str,
+    params: dict[str, str],
+    *,
+    access_key_id: str,
+    access_key_secret: str,
+    nonce: str,
+    now: datetime,
+) -> Request:
+    """A GET of the EAS API signed with ``scanner.eas.signing.sign``: the URL and the headers, for aiohttp.
+
+    The URL is marked already encoded, so aiohttp sends the query exactly as it was signed.
+    """
+    headers = {
+        "host": urlsplit(base_url).netloc,
+        "x-acs-action": action,
+        "x-acs-version": API_VERSION,
+        "x-acs-date": format_date(now),
+        "x-acs-signature-nonce": nonce,
+        "x-acs-content-sha256": EMPTY_BODY_SHA256,
+        "accept": "application/json",
+    }
+    headers["Authorization"] = sign(
+        method="GET",
+        canonical_uri=path,
+        params=params,
+        headers=headers,
+        access_key_id=access_key_id,
+        access_key_secret=access_key_secret,
+    )
+    query = canonical_query(params)
+    return URL(f"{base_url}{path}?{query}" if query else f"{base_url}{path}", encoded=True), headers

@@ -22,46 +22,33 @@ from typing import Any
 
 import aiohttp
 import orjson
-from yarl import URL
 
-from benchmarks.clients.common import Measure
-from scanner.eas.params import API_VERSION, service_instances_path, services_path
-from scanner.eas.signing import EMPTY_BODY_SHA256, canonical_query, format_date, sign
+from benchmarks.clients.common import Measure, Request, signed_get
+from scanner.eas.params import service_instances_path, services_path
 from scanner.engine.config import Concurrency
 
 PAGE_SIZE = 100
 KEPT_PAGES = 50
-
-Request = tuple[URL, dict[str, str]]
 
 
 class _Signer:
     def __init__(self, job: dict[str, Any]) -> None:
         self._job = job
         self._nonce = 0
-        self._date = format_date(datetime.now(UTC))
+        self._now = datetime.now(UTC)
 
     def __call__(self, region: str, action: str, path: str, params: dict[str, str]) -> Request:
-        base = self._job["endpoints"][region]
         self._nonce += 1
-        headers = {
-            "host": base.removeprefix("http://"),
-            "x-acs-action": action,
-            "x-acs-version": API_VERSION,
-            "x-acs-date": self._date,
-            "x-acs-signature-nonce": f"floor-{time.time_ns()}-{self._nonce}",
-            "x-acs-content-sha256": EMPTY_BODY_SHA256,
-            "accept": "application/json",
-        }
-        headers["Authorization"] = sign(
-            method="GET",
-            canonical_uri=path,
-            params=params,
-            headers=headers,
+        return signed_get(
+            self._job["endpoints"][region],
+            action,
+            path,
+            params,
             access_key_id=self._job["access_key_id"],
             access_key_secret=self._job["access_key_secret"],
+            nonce=f"floor-{time.time_ns()}-{self._nonce}",
+            now=self._now,
         )
-        return URL(f"{base}{path}?{canonical_query(params)}", encoded=True), headers
 
 
 def _service_pages(region: str, sign: _Signer, total: int) -> list[Request]:

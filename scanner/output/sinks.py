@@ -96,17 +96,20 @@ def encoder_for(fmt: str) -> RecordEncoder:
     raise ConfigError(f"unknown output format {fmt!r}: use jsonl or csv")
 
 
-def check_writable(path: Path) -> None:
-    """Fail early, before any request, if ``path`` cannot be written (or its folder is missing)."""
+def check_writable(path: Path, *, what: str = "output", flag: str = "-o") -> None:
+    """Fail early, before any request, if ``path`` cannot be written (or its folder is missing).
+
+    ``what`` and ``flag`` name the file in the message (``"summary"``, ``"--summary"``).
+    """
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise ConfigError(f"output path {path} is a directory: give a file name")
+        raise ConfigError(f"{what} path {path} is a directory: give a file name")
     if not folder.is_dir():
-        raise ConfigError(f"output folder {folder} does not exist: create it or choose another -o path")
+        raise ConfigError(f"{what} folder {folder} does not exist: create it or choose another {flag} path")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write to {folder}: choose another -o path")
+        raise ConfigError(f"cannot write to {folder}: choose another {flag} path")
     if path.exists() and not os.access(path, os.W_OK):
-        raise ConfigError(f"{path} exists and is not writable: choose another -o path")
+        raise ConfigError(f"{path} exists and is not writable: choose another {flag} path")
 
 
 class OutputFile:
@@ -115,7 +118,14 @@ class OutputFile:
     With ``path=None`` it writes straight to ``stream`` (stdout), where commit just flushes.
     """
 
-    def __init__(self, path: Path | None, *, stream: IO[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        stream: IO[bytes] | None = None,
+        what: str = "output",
+        flag: str = "-o",
+    ) -> None:
         self.path = path
         self._temp_name: str | None = None
         if path is None:
@@ -123,7 +133,7 @@ class OutputFile:
                 raise ValueError("OutputFile needs a path or a stream")
             self._file: IO[bytes] = stream
             return
-        check_writable(path)
+        check_writable(path, what=what, flag=flag)
         fd, self._temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
 
@@ -152,7 +162,10 @@ class OutputFile:
             with contextlib.suppress(OSError, ValueError):
                 self._file.flush()
             return
-        self._file.close()
+        # Closing flushes what is still buffered; on a full disk that fails again, but the file is
+        # closed all the same, and the temporary file must not be left behind.
+        with contextlib.suppress(OSError):
+            self._file.close()
         Path(self._temp_name).unlink(missing_ok=True)
         self._temp_name = None
 

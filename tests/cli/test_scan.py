@@ -9,6 +9,8 @@ import io
 import logging
 import math
 import os
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +28,7 @@ from scanner.simulator import FaultConfig, Fleet
 from scanner.simulator.spec import preset as preset_spec
 from tests import netguard
 from tests.cli.conftest import Key, Run, ThreadedSimulator, assert_records_exact, key_of
+from tests.disk import fdopen_on_full_disk
 
 RunCli = Callable[..., Run]
 
@@ -523,6 +526,140 @@ def test_output_path_is_checked_before_any_request(
         assert message in result.stderr
         assert "-o" in result.stderr
         assert shared_sim.counters().total_requests == 0
+
+
+@pytest.mark.usefixtures("creds")
+@pytest.mark.parametrize("case", ["directory", "no folder", "read-only folder", "the -o file"])
+def test_summary_path_is_checked_before_any_request(
+    run_cli: RunCli,
+    shared_sim: ThreadedSimulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    out = tmp_path / "fleet.jsonl"
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "a-file").write_text("")
+    summary, message = {
+        "directory": (folder, f"summary path {folder} is a directory: give a file name"),
+        "no folder": (
+            folder / "a-file" / "run.json",
+            f"summary folder {folder / 'a-file'} does not exist: create it or choose another --summary path",
+        ),
+        "read-only folder": (folder / "run.json", f"cannot write to {folder}: choose another --summary path"),
+        "the -o file": (
+            tmp_path / "." / "fleet.jsonl",
+            f"--summary and -o both name {tmp_path / '.' / 'fleet.jsonl'}: the summary would replace "
+            "the records; choose another --summary path",
+        ),
+    }[case]
+    if case == "read-only folder":
+        # Tests may run as root, who can write anywhere, so the permission check itself is faked.
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != folder)
+    shared_sim.reset_counters()
+    result = run_cli("scan", *shared_sim.endpoint_args(), "-o", str(out), "--summary", str(summary))
+    assert result.code == cli.EXIT_USAGE
+    assert result.stderr == f"eas-scan: error: {message}\n"
+    assert shared_sim.counters().total_requests == 0
+    assert not out.exists()
+
+
+def _after_the_scan(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
+    """Run ``change`` once the scan is over, before its outputs are written (cli._scan's return)."""
+    scan = cli._scan
+
+    async def scan_then_change(*args: Any, **kwargs: Any) -> Any:
+        outcome = await scan(*args, **kwargs)
+        change()
+        return outcome
+
+    monkeypatch.setattr(cli, "_scan", scan_then_change)
+
+
+def _refuse_temp_files(*args: Any, **kwargs: Any) -> Any:
+    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+
+@pytest.mark.usefixtures("creds")
+@pytest.mark.parametrize("case", ["folder removed", "now a directory", "permission denied", "disk full"])
+def test_a_summary_that_cannot_be_written_keeps_the_records(
+    run_cli: RunCli,
+    shared_sim: ThreadedSimulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    out = tmp_path / "fleet.jsonl"
+    out.write_text("an earlier inventory\n")
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    summary = folder / "run.json"
+    previous = b'{"an": "earlier summary"}\n'
+    summary.write_bytes(previous)
+    change, message = {
+        "folder removed": (
+            lambda: shutil.rmtree(folder),
+            f"summary folder {folder} does not exist: create it or choose another --summary path",
+        ),
+        "now a directory": (
+            lambda: (summary.unlink(), summary.mkdir()),
+            f"summary path {summary} is a directory: give a file name",
+        ),
+        "permission denied": (
+            lambda: monkeypatch.setattr(tempfile, "mkstemp", _refuse_temp_files),
+            f"cannot write the summary to {summary} (Permission denied): choose another --summary path",
+        ),
+        "disk full": (
+            # After the scan: the records file is open already, only the summary meets the full disk.
+            lambda: monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk),
+            f"cannot write the summary to {summary} (No space left on device): "
+            "free some space or choose another --summary path",
+        ),
+    }[case]
+    _after_the_scan(monkeypatch, change)
+
+    result = run_cli(
+        "scan", *shared_sim.endpoint_args(), "-o", str(out), "--summary", str(summary), "--quiet"
+    )
+
+    assert result.code == cli.EXIT_FATAL
+    assert result.stderr == (
+        f"eas-scan: error: {message}; the records were written, only the summary is missing\n"
+    )
+    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert_records_exact(records, shared_sim.expected())
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["fleet.jsonl"]
+    if case in ("permission denied", "disk full"):
+        # Like the records, a summary that cannot be written leaves the previous one, and no temp file.
+        assert summary.read_bytes() == previous
+        assert [p.name for p in folder.iterdir()] == ["run.json"]
+
+
+@pytest.mark.usefixtures("own_creds")
+def test_an_incomplete_scan_whose_summary_fails_exits_1_and_still_shows_the_table(
+    run_cli: RunCli, sim: ThreadedSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forbidden = sim.regions[0]
+    sim.forbid_region(forbidden)
+    out, summary = tmp_path / "fleet.jsonl", tmp_path / "run.json"
+    _after_the_scan(monkeypatch, lambda: monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk))
+
+    result = run_cli("scan", *sim.endpoint_args(), "-o", str(out), "--summary", str(summary))
+
+    assert result.code == cli.EXIT_FATAL  # not 3: the run did not deliver all it was asked for
+    assert "Traceback" not in result.stderr
+    assert forbidden in result.stderr  # the table on stderr is now the only copy of the summary
+    errors = [line for line in result.stderr.splitlines() if line.startswith("eas-scan: error:")]
+    assert errors == [
+        f"eas-scan: error: cannot write the summary to {summary} (No space left on device): "
+        "free some space or choose another --summary path; the records were written, only the "
+        "summary is missing"
+    ]
+    assert result.stderr.endswith(errors[0] + "\n")
+    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert_records_exact(records, {k: v for k, v in sim.expected().items() if k[0] != forbidden})
+    assert [p.name for p in tmp_path.iterdir()] == ["fleet.jsonl"]
 
 
 def test_no_command_prints_help(run_cli: RunCli) -> None:

@@ -19,6 +19,7 @@ from scanner.output.sinks import (
     check_writable,
     encoder_for,
 )
+from tests.disk import fdopen_on_full_disk
 
 RECORDS = [
     {
@@ -92,6 +93,21 @@ def test_discard_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     out.discard()
     assert target.read_bytes() == b"old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_discard_on_a_full_disk_leaves_the_old_file_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out.jsonl"
+    target.write_bytes(b"old\n")
+    monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk)
+    out = OutputFile(target)
+    out.write(b"new\n")
+    with pytest.raises(OSError, match="No space left on device"):
+        out.commit()
+    out.discard()  # the buffer still cannot be flushed: the file is closed and removed all the same
+    assert target.read_bytes() == b"old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
 
 def test_stdout_output_is_written_through() -> None:
