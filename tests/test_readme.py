@@ -177,7 +177,8 @@ def test_library_knob_defaults_are_the_real_ones() -> None:
     c, r, t = Concurrency(), RetryPolicy(), Timeouts()
     assert (
         f"Concurrency(total={c.total}, per_region={c.per_region}, pages_per_listing={c.pages_per_listing}, "
-        f"services_per_region={c.services_per_region}, long_listings_per_region={c.long_listings_per_region})"
+        f"services_per_region={c.services_per_region}, "
+        f"long_listings_per_region={c.long_listings_per_region}, long_listings={c.long_listings})"
     ) in text
     assert (
         f"RetryPolicy(max_attempts={r.max_attempts}, base_delay={r.base_delay}, max_delay={r.max_delay}, "

@@ -174,6 +174,7 @@ class ScanJob:
         self._page_credits = _Slots(concurrency.total)
         self._region_slots: dict[str, _Slots] = {}
         self._long_slots: dict[str, _Slots] = {}
+        self._global_long_slots = _Slots(concurrency.long_listings)
         self._retriers: dict[str, Retrier] = {}
         self._found_services: set[str] = set()
 
@@ -343,10 +344,11 @@ class ScanJob:
             counters.services_listed = True
             total = first.total_count
             self._note_service_total(region, total)
-            services = state.accept(first)
-            del first  # hold no page past its use: see _first_pass
-            await self._offer(region, services, send)
-            del services
+            # Only the summaries wait for a free worker, not the page's full service objects
+            # (a page is 100 of them, in every region): see also _first_pass.
+            targets = self._targets(region, state.accept(first))
+            del first
+            await self._offer(targets, send)
             # Newest page first, page 1 last: see scanner.engine.pagination for why this order
             # cannot miss a service that exists throughout.
             later = list(descending_pages(total, self._page_size))
@@ -357,32 +359,36 @@ class ScanJob:
                     self._record_failure(region, None, exc)
                     continue
                 self._note_service_total(region, page.total_count)
-                services = state.accept(page)
+                targets = self._targets(region, state.accept(page))
                 del page
-                await self._offer(region, services, send)
-                del services
+                await self._offer(targets, send)
 
     def _note_service_total(self, region: str, total: int) -> None:
         if self._plan.services is None:
             counters = self.stats.region(region)
             counters.services_known = max(counters.services_known, total)
 
-    async def _offer(
-        self, region: str, services: list[dict[str, Any]], send: MemoryObjectSendStream[_ServiceTarget]
-    ) -> None:
+    def _targets(self, region: str, services: list[dict[str, Any]]) -> list[_ServiceTarget]:
+        """The wanted services of a ListServices page, reduced to what a listing needs."""
         counters = self.stats.region(region)
         wanted = self._plan.services
+        targets = []
         for service in services:
             name = service.get("ServiceName")
             if not isinstance(name, str) or (wanted is not None and name not in wanted):
                 continue
-            self._found_services.add(name)
             if wanted is not None:
+                self._found_services.add(name)  # to name the wanted services never found
                 counters.services_known += 1
             estimate = service.get("TotalInstance")
             estimate = estimate if isinstance(estimate, int) and estimate >= 0 else 0
             counters.instances_known += estimate
-            target = _ServiceTarget(name, service_summary(service), estimate)
+            targets.append(_ServiceTarget(name, service_summary(service), estimate))
+        return targets
+
+    @staticmethod
+    async def _offer(targets: list[_ServiceTarget], send: MemoryObjectSendStream[_ServiceTarget]) -> None:
+        for target in targets:
             try:
                 send.send_nowait(target)  # no trip through the event loop while there is room
             except anyio.WouldBlock:
@@ -407,7 +413,7 @@ class ScanJob:
                 if target.estimate > self._page_size:
                     # A long listing holds its emitted names until it ends: few at a time, each
                     # read to its end quickly (``pages_per_listing`` at once), bounds memory.
-                    async with long_slots:
+                    async with long_slots, self._global_long_slots:
                         await self._list_instances(region, target)
                 else:
                     await self._list_instances(region, target)

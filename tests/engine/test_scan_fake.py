@@ -138,6 +138,27 @@ async def test_few_long_listings_are_open_at_once_per_region() -> None:
     assert peak == 3
 
 
+async def test_few_long_listings_are_open_at_once_across_regions() -> None:
+    # The per-region bound alone lets memory grow with the number of regions.
+    fleet = {region: {f"big{i:02d}": 450 for i in range(6)} for region in ("cn-shanghai", "cn-beijing")}
+    api = FakeEas(fleet)
+    api.delay = 0.001
+    concurrency = Concurrency(long_listings_per_region=3, long_listings=4, pages_per_listing=2)
+    async with scanner_for(api, concurrency=concurrency) as scanner:
+        records, summary = await collect(scanner, regions="all")
+    assert summary.complete
+    assert len(records) == len(api.expected())
+    spans: dict[tuple[str, str], list[int]] = {}
+    for index, call in enumerate(api.calls):
+        if call.action == "ListServiceInstances" and call.service is not None:
+            spans.setdefault((call.region, call.service), [index, index])[1] = index
+    open_at = [
+        [key for key, (first, last) in spans.items() if first <= i <= last] for i in range(len(api.calls))
+    ]
+    assert max(len(keys) for keys in open_at) == 4
+    assert max(sum(region == "cn-shanghai" for region, _ in keys) for keys in open_at) <= 3
+
+
 class _TrackedItems(list[dict[str, Any]]):
     """A page's item list that can be watched with a weak reference."""
 
