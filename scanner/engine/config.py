@@ -33,8 +33,8 @@ class Concurrency:
     big services keeps ``services_per_region`` half-read big listings open in every region, and
     memory grows with the fleet instead of staying flat. ``long_listings`` bounds them across all
     regions, so that memory does not grow with the number of regions either. Fewer costs time
-    when every request is slow: a long listing spends three round trips with one request in
-    flight (a look at its newest instance, page 1, and the closing look), so few open listings
+    when every request is slow: a long listing spends two round trips with one request in
+    flight (its last page, read first, and the closing look at its end), so few open listings
     leave slots idle. 8 per region keeps a 50 ms-latency scan of 4 regions as fast as no bound at
     all (4 makes it ~1.5x slower); 32 in all (8 x 4 regions, 4 x 8 pages of ``total`` in the
     closing phases) cuts a 10-region, 1,000,000-instance scan's peak RSS by ~5 MB at no cost.

@@ -7,11 +7,15 @@ instances oldest first (``Sort=StartTime&Order=asc``), so a new instance lands a
 a deletion moves the instances after it, one place towards the start. Names are unique and a
 deleted instance does not come back.
 
-- **Pass 1** reads page 1, then every other page at once. A listing of more than one page is
-  bracketed by two one-record requests for its newest instance (``Order=desc&PageSize=1``), one
-  before page 1 and one after the last page. Suppose both name the same newest instance and every
-  answer reports the same TotalCount. Then no instance was created in between: a new one would be
-  the newest, or, deleted again, would have taken a pre-existing instance's place in the count,
+- **Pass 1** reads every page once, all but the first at once, between two looks at the
+  listing's end: its TotalCount and the name of its last instance, which, oldest first, is the
+  newest. A listing that ListServices counted at more than one page is read last page first, and
+  that answer is the opening look; the closing look, after every other page has been read, is a
+  one-record request (``PageSize=1``) for the instance at the same position, in the same order.
+  (If the listing changed size since ListServices counted it, the first answer does not show its
+  end, and a one-record look of its own opens the window.) Suppose both looks agree and every
+  answer reports the same TotalCount. Then no instance was created in between: a new one would
+  be the last, or, deleted again, would have taken a pre-existing instance's place in the count,
   and deletions are permanent. With no creation, any deletion would have lowered TotalCount. So
   every page was read from one unchanged listing, and the pass saw every instance exactly.
 - Otherwise the listing is read again, **newest page first, one page at a time, page 1 last**.

@@ -7,8 +7,9 @@ Shape of one scan (every task lives in a task group owned by the one above it)::
         ├── _discover_services    ListServices, one page at a time, newest page first; feeds a small
         │                         bounded stream, so discovery waits while services queue up
         └── services_per_region × _service_worker
-            └── _list_instances   page 1, then pages 2..N at once (pages_per_listing workers),
-                                  then newest-first re-reads while the listing is inconsistent
+            └── _list_instances   the first page (the last one, for a listing counted at more
+                                  than one page), then the others at once (pages_per_listing
+                                  workers), then newest-first re-reads while it is inconsistent
 
 Every request passes, in order: its region's slot (``Concurrency.per_region``), its (region,
 action) rate limiter, a global slot (``Concurrency.total``), and is retried per request by the
@@ -24,7 +25,6 @@ that cannot be read, every region refusing us, or any failure in fail-fast mode.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -37,7 +37,7 @@ from scanner.clock import Clock
 from scanner.eas.models import Page
 from scanner.eas.params import Action, InstanceQuery, ServiceQuery
 from scanner.engine.config import Concurrency, Consistency, RetryPolicy
-from scanner.engine.pagination import ListingState, descending_pages
+from scanner.engine.pagination import ListingState, descending_pages, page_count
 from scanner.engine.ports import EasApi
 from scanner.engine.ratelimit import RateLimiters
 from scanner.engine.retry import Retrier, RetryBudget
@@ -102,6 +102,17 @@ def _fields(query: Any) -> dict[str, Any]:
     return {name: getattr(query, name) for name in query.__dataclass_fields__}
 
 
+def _end_of(page: Page) -> tuple[int, Any] | None:
+    """What ``_end_look`` would say, when ``page`` shows the listing's end; else None."""
+    total = page.total_count
+    items = page.items
+    if total == 0:
+        return None if items else (0, None)
+    if items and (page.page_number - 1) * page.page_size + len(items) == total:
+        return total, items[-1].get("InstanceName")
+    return None
+
+
 class _Slots:
     """``async with`` a token of an ``anyio.CapacityLimiter``, without a trip through the event loop
     when one is free.
@@ -159,7 +170,6 @@ class ScanJob:
         self._service_query = _service_query_for_scan(plan.service_query)
         # The consistency proof needs our order: oldest first, so new instances land at the end.
         self._verifiable = plan.instance_query.sort is None and plan.instance_query.order is None
-        self._newest_query = dataclasses.replace(self._instance_query, order="desc")
 
         self.stats = LiveStats(clock.monotonic())
         self.fatal: BaseException | None = None
@@ -168,10 +178,6 @@ class ScanJob:
         self.finished = anyio.Event()
         self._scope: anyio.CancelScope | None = None
         self._global_slots = _Slots(concurrency.total)
-        # A page of instances holds a credit from its request until the consumer's buffer takes
-        # it, so pages fetched but not yet handed over never exceed ``total``, however slow the
-        # consumer and however many listings are open.
-        self._page_credits = _Slots(concurrency.total)
         self._region_slots: dict[str, _Slots] = {}
         self._long_slots: dict[str, _Slots] = {}
         self._global_long_slots = _Slots(concurrency.long_listings)
@@ -261,7 +267,21 @@ class ScanJob:
     def _count_retry(self, exc: BaseException, delay: float) -> None:
         self.stats.retries += 1
 
-    async def _request(self, region: str, action: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _request(
+        self,
+        region: str,
+        action: str,
+        call: Callable[[], Awaitable[T]],
+        deliver: Callable[[T], Awaitable[None]] | None = None,
+    ) -> T:
+        """One request, retried: region slot, then rate limiter, then a global slot.
+
+        ``deliver`` runs on the answer before the global slot is released: a page's records are
+        in the consumer's buffer before another request may take its place, so pages fetched but
+        not handed over never exceed ``Concurrency.total``, and a slow consumer stops the fetching.
+        Nothing global is held while waiting for the region's slot or pace, so a throttled region
+        cannot hold up the others.
+        """
         limiter = self._rates.get(region, action)
         region_slots = self._region_slots.get(region)
         if region_slots is None:
@@ -282,9 +302,11 @@ class ScanJob:
                         stats.throttled += 1
                         limiter.on_throttle(sent_at, exc.retry_after_ms)
                         raise
-            limiter.on_success(sent_at)
-            if isinstance(result, Page):
-                stats.bytes_received += result.body_bytes
+                    limiter.on_success(sent_at)
+                    if isinstance(result, Page):
+                        stats.bytes_received += result.body_bytes
+                    if deliver is not None:
+                        await deliver(result)
             return result
 
         return await self._retrier(region).call(attempt)
@@ -298,13 +320,26 @@ class ScanJob:
             ),
         )
 
-    def _instances_page(self, region: str, service: str, number: int) -> Awaitable[Page]:
+    def _read_page(
+        self, region: str, target: _ServiceTarget, state: ListingState, number: int
+    ) -> Awaitable[Page]:
+        """Fetch a page of instances and hand its new records to the consumer (see ``_request``).
+
+        The caller must not keep the page it returns: a listing stays open a long while, and a
+        page kept by it pins its hundred decoded records (memory would grow with open listings).
+        """
+
+        async def emit(page: Page) -> None:
+            await self._emit(region, target, state.accept(page))
+
+        name = target.name
         return self._request(
             region,
             Action.LIST_SERVICE_INSTANCES,
             lambda: self._api.list_service_instances(
-                region, service, self._instance_query, page_number=number, page_size=self._page_size
+                region, name, self._instance_query, page_number=number, page_size=self._page_size
             ),
+            emit,
         )
 
     def _record_failure(self, region: str, service: str | None, exc: RequestError) -> None:
@@ -459,42 +494,50 @@ class ScanJob:
     async def _first_pass(
         self, region: str, target: _ServiceTarget, state: ListingState, set_known: Callable[[int], None]
     ) -> None:
-        """Page 1, then every other page at once, between two looks at the newest instance.
+        """Every page once, all but the first at once, between two looks at the listing's end.
 
-        See ``scanner.engine.pagination``: if the newest instance is the same before page 1 and
-        after the last page, and every answer gave the same TotalCount, every page was read from
-        one unchanged listing. Only a listing of more than one page needs the two looks.
+        See ``scanner.engine.pagination``: if the last instance (oldest first: the newest) and
+        TotalCount are the same before the first page is sent and after the last page is read,
+        every page was read from one unchanged listing. A listing that ListServices counted at
+        more than one page is read last page first: that answer is the opening look, so only the
+        closing look costs a request of its own.
         """
-        before: tuple[int, Any] | None = None
-        if self._verifiable and target.estimate > self._page_size:
-            before = await self._newest(region, target.name, state)
-        async with self._page_credits:
-            first = await self._instances_page(region, target.name, 1)
-            set_known(first.total_count)
-            pages = first.page_count
-            # A page must not outlive its emission: a listing stays open a long while, and a page
-            # kept by it pins its hundred decoded records (memory would grow with open listings).
-            await self._emit(region, target, state.accept(first))
-            del first
-        if pages == 1:
-            return
-        numbers = range(2, pages + 1)
-        if self._verifiable and before is None:
-            # It outgrew one page since ListServices said how big it was: start the watched
-            # window now, and read page 1 again inside it.
-            before = await self._newest(region, target.name, state)
+        verifiable = self._verifiable
+        number = 1
+        if verifiable and target.estimate > self._page_size:
+            number = page_count(target.estimate, self._page_size)
+        page = await self._read_page(region, target, state, number)
+        total = page.total_count
+        before = _end_of(page) if verifiable else None
+        del page
+        set_known(total)
+        pages = page_count(total, self._page_size)
+        if number == 1 == pages:
+            return  # read whole in one answer
+        if before is not None:
+            numbers = range(1, number) if number == pages else range(1, pages + 1)
+        elif verifiable:
+            # The first answer does not show the listing's end: it changed size since ListServices
+            # counted it. Open the watched window now and read every page inside it.
+            before = await self._end_look(region, target.name, state, total)
             numbers = range(1, pages + 1)
+        else:
+            numbers = range(2, pages + 1)
         await self._fetch_at_once(region, target, state, numbers)
-        if before is not None and await self._newest(region, target.name, state) != before:
+        if before is not None and await self._end_look(region, target.name, state, before[0]) != before:
             state.mark_changed()
 
-    async def _newest(self, region: str, service: str, state: ListingState) -> tuple[int, Any]:
-        """(TotalCount, name of the newest instance) of a listing, from one one-record request."""
+    async def _end_look(self, region: str, service: str, state: ListingState, total: int) -> tuple[int, Any]:
+        """(TotalCount, name of the instance at position ``total``), from one one-record request.
+
+        While TotalCount is still ``total``, that instance is the last of the listing. Same query
+        and order as the pages, so a tie in StartTime cannot make two looks disagree.
+        """
         page = await self._request(
             region,
             Action.LIST_SERVICE_INSTANCES,
             lambda: self._api.list_service_instances(
-                region, service, self._newest_query, page_number=1, page_size=1
+                region, service, self._instance_query, page_number=max(total, 1), page_size=1
             ),
         )
         state.note_total(page.total_count)
@@ -509,18 +552,12 @@ class ScanJob:
 
         async def worker(scope: anyio.CancelScope) -> None:
             for number in pending:
-                async with self._page_credits:
-                    try:
-                        page = await self._instances_page(region, target.name, number)
-                    except RequestError as exc:
-                        failures.append(exc)
-                        scope.cancel()  # the listing has failed; its other pages are moot
-                        return
-                    # Not held while the next request waits: see _first_pass.
-                    items = state.accept(page)
-                    del page
-                    await self._emit(region, target, items)
-                    del items
+                try:
+                    await self._read_page(region, target, state, number)
+                except RequestError as exc:
+                    failures.append(exc)
+                    scope.cancel()  # the listing has failed; its other pages are moot
+                    return
 
         async with anyio.create_task_group() as tg:
             for _ in range(min(self._concurrency.pages_per_listing, len(numbers))):
@@ -532,12 +569,7 @@ class ScanJob:
         self, region: str, target: _ServiceTarget, state: ListingState, numbers: Iterable[int]
     ) -> None:
         for number in numbers:
-            async with self._page_credits:
-                page = await self._instances_page(region, target.name, number)
-                items = state.accept(page)
-                del page
-                await self._emit(region, target, items)
-                del items
+            await self._read_page(region, target, state, number)
 
     async def _emit(self, region: str, target: _ServiceTarget, items: list[dict[str, Any]]) -> None:
         if not items:

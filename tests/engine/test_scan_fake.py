@@ -78,14 +78,67 @@ async def test_instances_are_listed_oldest_first_and_services_in_creation_order(
     pages = [c for c in api.calls if c.action == "ListServiceInstances" and c.page_size == 100]
     assert pages
     assert all(c.query.sort == "StartTime" and c.query.order == "asc" for c in pages)
-    # Multi-page listings are bracketed by one-record looks at their newest instance.
-    probes = [c for c in api.calls if c.action == "ListServiceInstances" and c.page_size == 1]
-    assert {(c.service, c.query.order, c.page_number) for c in probes} == {
-        ("beta", "desc", 1), ("delta", "desc", 1)
-    }  # fmt: skip
-    assert len(probes) == 4
+    # A multi-page listing is read last page first (the look at its end before the others), and
+    # closed by a one-record look at the instance at the same position, in the same order.
+    listings: dict[str, list[tuple[int, int]]] = {}
+    for c in api.calls:
+        if c.action == "ListServiceInstances":
+            assert c.query.sort == "StartTime"
+            assert c.query.order == "asc"
+            listings.setdefault(c.service, []).append((c.page_number, c.page_size))
+    assert listings["beta"][0] == (3, 100)
+    assert listings["beta"][-1] == (250, 1)
+    assert sorted(listings["beta"][1:-1]) == [(1, 100), (2, 100)]
+    assert listings["delta"][0] == (11, 100)
+    assert listings["delta"][-1] == (1001, 1)
+    assert sorted(listings["delta"][1:-1]) == [(n, 100) for n in range(1, 11)]
+    assert listings["alpha"] == [(1, 100)]
+    assert listings["gamma"] == [(1, 100)]
     service_calls = [c for c in api.calls if c.action == "ListServices"]
     assert all(c.query.sort == "CreateTime" and c.query.order == "asc" for c in service_calls)
+
+
+@pytest.mark.parametrize(
+    ("counted", "now"),
+    [(250, 420), (250, 150), (250, 200), (250, 0), (60, 160), (60, 0)],
+)
+async def test_a_listing_that_changed_size_since_listservices_is_read_whole(counted: int, now: int) -> None:
+    # ListServices said ``counted``; by the first instance page there are ``now``. The first
+    # answer may then not show the listing's end: the scan must open its watched window with a
+    # look of its own, and still read every page, once, as one unchanged listing.
+    api = FakeEas({"cn-shanghai": {"svc": counted}})
+    service = api.regions["cn-shanghai"]["svc"]
+    resized = False
+
+    def resize(call: Call) -> None:
+        nonlocal resized
+        if call.action == "ListServiceInstances" and not resized:
+            resized = True
+            del service.instances[now:]
+            while len(service.instances) < now:
+                api.add_instance("cn-shanghai", "svc")
+
+    api.hooks.append(resize)
+    async with scanner_for(api, concurrency=Concurrency(pages_per_listing=2)) as scanner:
+        records, summary = await collect(scanner, regions=["cn-shanghai"])
+    assert sorted(keys(records)) == sorted(api.expected())
+    assert len(records) == now
+    assert summary.verdicts["complete"] == 1
+    assert summary.complete
+    calls = [(c.page_number, c.page_size) for c in api.calls if c.action == "ListServiceInstances"]
+    pages = max(1, -(-now // 100))
+    data = sorted(number for number, size in calls[1:] if size == 100)
+    looks = [call for call in calls[1:] if call[1] == 1]
+    if counted > 100 and (now == 0 or -(-now // 100) == -(-counted // 100)):
+        # The last page still ends the listing (or the listing is empty): no look of its own.
+        assert looks == [(max(now, 1), 1)]
+        assert data == [n for n in range(1, pages + 1) if n != calls[0][0]]
+    elif pages > 1 or counted > 100:
+        assert looks == [(max(now, 1), 1), (max(now, 1), 1)]
+        assert data == list(range(1, pages + 1))
+    else:
+        assert looks == []
+        assert data == []
 
 
 async def test_a_callers_order_is_kept() -> None:
