@@ -55,8 +55,21 @@ def tag_instances(
 
 _DUMPS = orjson.dumps
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
+_Fragment = orjson.Fragment
 
 
 def encode_jsonl(records: list[dict[str, Any]]) -> bytes:
     """Records as JSON Lines: one compact object per line, each ending in a newline."""
-    return b"".join([_DUMPS(record, option=_NEWLINE) for record in records])
+    shared = records[0].get("Service") if records else None
+    if type(shared) is not dict or any(record.get("Service") is not shared for record in records):
+        return b"".join([_DUMPS(record, option=_NEWLINE) for record in records])
+    # The records of a page share one Service object (see tag_instances): encode it once and
+    # splice it into every line (a quarter of the encoding time), then put the object back.
+    fragment = _Fragment(_DUMPS(shared))
+    try:
+        for record in records:
+            record["Service"] = fragment
+        return b"".join([_DUMPS(record, option=_NEWLINE) for record in records])
+    finally:
+        for record in records:
+            record["Service"] = shared
