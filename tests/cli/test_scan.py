@@ -662,6 +662,26 @@ def test_an_incomplete_scan_whose_summary_fails_exits_1_and_still_shows_the_tabl
     assert [p.name for p in tmp_path.iterdir()] == ["fleet.jsonl"]
 
 
+@pytest.mark.usefixtures("creds")
+def test_long_output_names(run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path) -> None:
+    region = shared_sim.regions[0]
+    # The longest name a folder takes: its temporary file beside it must still fit.
+    longest = tmp_path / ("f" * os.pathconf(tmp_path, "PC_NAME_MAX"))
+    result = run_cli("scan", *shared_sim.endpoint_args([region]), "-o", str(longest), "--quiet")
+    assert result.code == cli.EXIT_COMPLETE, result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [longest.name]
+    # One character longer cannot be a file name at all: said before any request, as for -o's folder.
+    shared_sim.reset_counters()
+    too_long = tmp_path / (longest.name + "f")
+    result = run_cli("scan", *shared_sim.endpoint_args([region]), "-o", str(too_long), "--quiet")
+    assert result.code == cli.EXIT_USAGE
+    assert result.stderr == (
+        f"eas-scan: error: output path {too_long} cannot be used (File name too long): "
+        "choose another -o path\n"
+    )
+    assert shared_sim.counters().total_requests == 0
+
+
 def test_no_command_prints_help(run_cli: RunCli) -> None:
     result = run_cli()
     assert result.code == cli.EXIT_USAGE
