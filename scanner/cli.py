@@ -2,9 +2,9 @@
 
 ``eas-scan scan`` streams every instance as JSON Lines (or CSV) to stdout or a file, shows progress
 on a terminal, prints a summary, and exits 0 (complete), 3 (finished, incomplete), 2 (bad usage or
-configuration, before any request), 1 (fatal: no credentials, every region refused) or 130
-(interrupted). ``eas-scan simulate`` runs the embedded EAS simulator. Built on the public library
-API only.
+configuration, before any request), 1 (fatal: no credentials, every region refused, the output
+could not be written) or 130 (interrupted). ``eas-scan simulate`` runs the embedded EAS simulator.
+Built on the public library API only.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN), the aliyun C
 ECS RAM role. Secrets are never taken as flags.
 
 exit codes: 0 complete, 3 finished but incomplete, 2 bad usage or configuration,
-1 fatal (no credentials, every region refused), 130 interrupted.
+1 fatal (no credentials, every region refused, the output could not be written), 130 interrupted.
 """
 
 
@@ -457,7 +457,6 @@ async def _scan(
         )
         encoder = encoder_for(config.fmt)
         write = output.write
-        write(encoder.header())
 
         def interrupt() -> None:
             outcome.interrupted = True
@@ -478,6 +477,7 @@ async def _scan(
                 tg.start_soon(LogProgress(stream.statistics).run)
             written = 0
             try:
+                write(encoder.header())
                 async with contextlib.aclosing(stream.batches()) as batches:
                     async for batch in batches:
                         write(encoder.encode(batch))
@@ -485,12 +485,7 @@ async def _scan(
             except ScannerError as exc:  # fatal: raised once the records before it were delivered
                 outcome.fatal = exc
             except OSError as exc:  # a full disk; `eas-scan scan | head`: nobody reads any more
-                where = config.output or "stdout"
-                outcome.fatal = OutputClosed(
-                    "stdout was closed by its reader (broken pipe): the scan was stopped"
-                    if isinstance(exc, BrokenPipeError)
-                    else f"cannot write to {where} ({exc.strerror or exc}): the scan was stopped"
-                )
+                outcome.fatal = OutputClosed(_output_error(config.output, exc, "the scan was stopped"))
                 await stream.aclose()
             finally:
                 tg.cancel_scope.cancel()
@@ -530,7 +525,7 @@ def _write_summary(path: Path, summary: ScanSummary | None, code: int, error: st
         raise
 
 
-_SUMMARY_FIXES = {
+_WRITE_FIXES = {
     errno.ENOSPC: "free some space",
     errno.EDQUOT: "free some space",
     errno.EISDIR: "give a file name",
@@ -538,14 +533,27 @@ _SUMMARY_FIXES = {
 }
 
 
+def _write_fix(exc: OSError, flag: str) -> str:
+    fix = _WRITE_FIXES.get(exc.errno or 0)
+    return f"{fix} or choose another {flag} path" if fix else f"choose another {flag} path"
+
+
+def _output_error(path: Path | None, exc: OSError, consequence: str) -> str:
+    """One line for records that could not be written, to stdout or to the -o file."""
+    if path is None:
+        if isinstance(exc, BrokenPipeError):
+            return f"stdout was closed by its reader (broken pipe): {consequence}"
+        return f"cannot write to stdout ({exc.strerror or exc}): {consequence}"
+    return f"cannot write to {path} ({exc.strerror or exc}): {consequence}; {_write_fix(exc, '-o')}"
+
+
 def _summary_write_error(path: Path, exc: OSError | ConfigError, *, records_written: bool) -> str:
     """One line for a summary that could not be written once the scan was over."""
     if isinstance(exc, ConfigError):  # the up-front check, failing now: the folder went away, ...
         message = str(exc)
     else:
-        fix = _SUMMARY_FIXES.get(exc.errno or 0)
-        message = f"cannot write the summary to {path} ({exc.strerror or exc}): " + (
-            f"{fix} or choose another --summary path" if fix else "choose another --summary path"
+        message = (
+            f"cannot write the summary to {path} ({exc.strerror or exc}): {_write_fix(exc, '--summary')}"
         )
     return message + ("; the records were written, only the summary is missing" if records_written else "")
 
@@ -576,8 +584,25 @@ def _single_error(group: BaseExceptionGroup[Any]) -> BaseException:
     return error
 
 
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null: Python would otherwise report the failed write again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str], int]) -> int:
-    output = OutputFile(config.output, stream=stdout if stdout is not None else sys.stdout.buffer)
+    real_stdout = stdout is None and config.output is None
+    if real_stdout and sys.stdout is None:  # started with stdout closed (`>&-`)
+        return fail(EXIT_USAGE, "stdout is closed: give -o FILE for the records")
+    try:
+        output = OutputFile(config.output, stream=stdout if stdout is not None else sys.stdout.buffer)
+    except OSError as exc:  # the temporary file beside -o: no space or no inode left, a quota, ...
+        return fail(
+            EXIT_USAGE, f"cannot write to {config.output} ({exc.strerror or exc}): {_write_fix(exc, '-o')}"
+        )
+    except ConfigError as exc:  # -o was checked a moment ago, but the file system may have changed
+        return fail(EXIT_USAGE, str(exc))
 
     outcome = _Outcome()
     error: str | None = None
@@ -589,18 +614,15 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
                     config,
                     output,
                     err,
-                    records_on_terminal=stdout is None and config.output is None and _same_terminal(),
+                    records_on_terminal=real_stdout and _same_terminal(),
                 )
             )
         except BaseExceptionGroup as group:
             raise _single_error(group) from None
         if outcome.fatal is not None:
             error = str(outcome.fatal)
-            if isinstance(outcome.fatal, OutputClosed) and stdout is None and config.output is None:
-                # Python would otherwise report the broken pipe again when it flushes stdout at exit.
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
+            if isinstance(outcome.fatal, OutputClosed) and real_stdout:
+                _silence_stdout()
     except ConfigError as exc:
         outcome.code, error = EXIT_USAGE, str(exc)
     except CredentialsError as exc:
@@ -615,9 +637,30 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
 
     committed = outcome.code in (EXIT_COMPLETE, EXIT_INCOMPLETE, EXIT_INTERRUPTED)
     if committed:
-        output.commit()
+        try:
+            output.commit()
+        except OSError as exc:  # the last buffered records, the fsync or the rename: a full disk, EIO
+            output.discard()
+            committed = False
+            output_error = _output_error(
+                config.output,
+                exc,
+                "the records were not saved" if config.output else "the last records were not written",
+            )
+            if real_stdout:
+                _silence_stdout()
+            error = output_error if error is None else f"{error}; {output_error}"
+            # Like a write that fails during the scan (1), unless the run already failed its own way.
+            if outcome.code in (EXIT_COMPLETE, EXIT_INCOMPLETE):
+                outcome.code = EXIT_FATAL
+            if outcome.summary is not None:
+                # The scan may have listed everything, but the inventory was not delivered.
+                outcome.summary = dataclasses.replace(outcome.summary, complete=False)
     else:
         output.discard()
+    if not committed and config.output is not None and outcome.summary is not None:
+        # `records` counts what the output holds: a discarded file holds none.
+        outcome.summary = dataclasses.replace(outcome.summary, records=0)
     summary_error: str | None = None
     if config.summary is not None:
         # Checked before the scan, but the folder can vanish or the disk fill up while it runs.
