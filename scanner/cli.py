@@ -658,6 +658,9 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
                 outcome.summary = dataclasses.replace(outcome.summary, complete=False)
     else:
         output.discard()
+    if output.temp_name is not None:  # discarded, but the folder would not let it go
+        stuck = f"its temporary file {output.temp_name} could not be removed"
+        error = f"{error}; {stuck}" if error else stuck
     if not committed and config.output is not None and outcome.summary is not None:
         # `records` counts what the output holds: a discarded file holds none.
         outcome.summary = dataclasses.replace(outcome.summary, records=0)

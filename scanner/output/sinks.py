@@ -176,9 +176,15 @@ class OutputFile:
         # closed all the same, and the temporary file must not be left behind.
         with contextlib.suppress(OSError):
             self._file.close()
-        Path(self._temp_name).unlink(missing_ok=True)
+        try:
+            Path(self._temp_name).unlink(missing_ok=True)
+        except OSError:
+            # A folder made read-only (as a file system is remounted after I/O errors): raising
+            # would hide the error that led here; ``temp_name`` still names the file left behind.
+            return
         self._temp_name = None
 
     @property
     def temp_name(self) -> str | None:
+        """The temporary file: before ``commit``, or after a ``discard`` that could not remove it."""
         return self._temp_name

@@ -677,10 +677,22 @@ def _fail_once(monkeypatch: pytest.MonkeyPatch, name: str, code: int) -> None:
     monkeypatch.setattr(os, name, fail_once)
 
 
+def _read_only_file_system(self: Path, missing_ok: bool = False) -> None:
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+
 @pytest.mark.usefixtures("creds")
 @pytest.mark.parametrize(
     "case",
-    ["disk full", "summary too", "fsync fails", "rename across devices", "now a directory", "folder removed"],
+    [
+        "disk full",
+        "summary too",
+        "fsync fails",
+        "rename across devices",
+        "now a directory",
+        "folder removed",
+        "temporary file stuck",
+    ],
 )
 def test_records_that_cannot_be_saved_at_the_end_leave_the_previous_file(
     run_cli: RunCli,
@@ -702,6 +714,7 @@ def test_records_that_cannot_be_saved_at_the_end_leave_the_previous_file(
         "disk full": ("No space left on device", "free some space or choose another -o path"),
         "summary too": ("No space left on device", "free some space or choose another -o path"),
         "fsync fails": ("Input/output error", "choose another -o path"),
+        "temporary file stuck": ("Input/output error", "choose another -o path"),
         "rename across devices": ("Invalid cross-device link", "choose another -o path"),
         "now a directory": ("Is a directory", "give a file name or choose another -o path"),
         "folder removed": ("No such file or directory", "create its folder or choose another -o path"),
@@ -712,6 +725,10 @@ def test_records_that_cannot_be_saved_at_the_end_leave_the_previous_file(
             _after_the_scan(monkeypatch, lambda: monkeypatch.setattr(os, "fdopen", real_fdopen))
     elif case == "fsync fails":
         _fail_once(monkeypatch, "fsync", errno.EIO)
+    elif case == "temporary file stuck":
+        # After EIO, a file system is often remounted read-only: the temporary file cannot go.
+        _fail_once(monkeypatch, "fsync", errno.EIO)
+        monkeypatch.setattr(Path, "unlink", _read_only_file_system)
     elif case == "rename across devices":
         _fail_once(monkeypatch, "replace", errno.EXDEV)
     elif case == "now a directory":
@@ -725,6 +742,9 @@ def test_records_that_cannot_be_saved_at_the_end_leave_the_previous_file(
 
     assert result.code == cli.EXIT_FATAL
     message = f"cannot write to {out} ({problem}): the records were not saved; {fix}"
+    if case == "temporary file stuck":
+        [stuck] = [p for p in folder.iterdir() if p != out]
+        message += f"; its temporary file {stuck} could not be removed"  # the user is told what to clean
     expected_stderr = f"eas-scan: error: {message}\n"
     if case == "summary too":
         expected_stderr += (
@@ -734,6 +754,8 @@ def test_records_that_cannot_be_saved_at_the_end_leave_the_previous_file(
     assert result.stderr == expected_stderr  # no traceback: one line per file that failed
     if case == "folder removed":
         assert not folder.exists()
+    elif case == "temporary file stuck":
+        assert out.read_bytes() == previous
     else:
         assert [p.name for p in folder.iterdir()] == ["fleet.jsonl"]  # no temporary file left
         if case == "now a directory":
