@@ -504,7 +504,7 @@ async def _scan(
     return outcome
 
 
-def _write_summary(path: Path, summary: ScanSummary | None, code: int, error: str | None) -> None:
+def _write_summary(out: OutputFile, summary: ScanSummary | None, code: int, error: str | None) -> None:
     document: dict[str, Any] = (
         summary.to_dict()
         if summary is not None
@@ -516,7 +516,6 @@ def _write_summary(path: Path, summary: ScanSummary | None, code: int, error: st
         document["error"] = error
     if code == EXIT_INTERRUPTED:
         document["complete"] = False
-    out = OutputFile(path, what="summary", flag="--summary")
     try:
         out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
         out.commit()
@@ -547,14 +546,21 @@ def _output_error(path: Path | None, exc: OSError, consequence: str) -> str:
     return f"cannot write to {path} ({exc.strerror or exc}): {consequence}; {_write_fix(exc, '-o')}"
 
 
-def _summary_write_error(path: Path, exc: OSError | ConfigError, *, records_written: bool) -> str:
-    """One line for a summary that could not be written once the scan was over."""
+def _summary_write_error(
+    path: Path, exc: OSError | ConfigError, *, records_written: bool, stuck: str | None = None
+) -> str:
+    """One line for a summary that could not be written once the scan was over.
+
+    ``stuck`` names its temporary file, if that could not be removed either.
+    """
     if isinstance(exc, ConfigError):  # the up-front check, failing now: the folder went away, ...
         message = str(exc)
     else:
         message = (
             f"cannot write the summary to {path} ({exc.strerror or exc}): {_write_fix(exc, '--summary')}"
         )
+    if stuck is not None:
+        message += f"; its temporary file {stuck} could not be removed"
     return message + ("; the records were written, only the summary is missing" if records_written else "")
 
 
@@ -668,10 +674,17 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
     if config.summary is not None:
         # Checked before the scan, but the folder can vanish or the disk fill up while it runs.
         # The records are already in place (or discarded): this failure must not touch them.
+        summary_file: OutputFile | None = None
         try:
-            _write_summary(config.summary, outcome.summary, outcome.code, error)
+            summary_file = OutputFile(config.summary, what="summary", flag="--summary")
+            _write_summary(summary_file, outcome.summary, outcome.code, error)
         except (OSError, ConfigError) as exc:
-            summary_error = _summary_write_error(config.summary, exc, records_written=committed)
+            summary_error = _summary_write_error(
+                config.summary,
+                exc,
+                records_written=committed,
+                stuck=summary_file.temp_name if summary_file is not None else None,
+            )
     if outcome.summary is not None and not config.quiet:
         render_summary(outcome.summary, err)
     elif outcome.code == EXIT_INCOMPLETE and outcome.summary is not None:

@@ -581,8 +581,14 @@ def _refuse_temp_files(*args: Any, **kwargs: Any) -> Any:
     raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
 
+def _read_only_file_system(self: Path, missing_ok: bool = False) -> None:
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+
 @pytest.mark.usefixtures("creds")
-@pytest.mark.parametrize("case", ["folder removed", "now a directory", "permission denied", "disk full"])
+@pytest.mark.parametrize(
+    "case", ["folder removed", "now a directory", "permission denied", "disk full", "temporary file stuck"]
+)
 def test_a_summary_that_cannot_be_written_keeps_the_records(
     run_cli: RunCli,
     shared_sim: ThreadedSimulator,
@@ -616,6 +622,15 @@ def test_a_summary_that_cannot_be_written_keeps_the_records(
             f"cannot write the summary to {summary} (No space left on device): "
             "free some space or choose another --summary path",
         ),
+        "temporary file stuck": (
+            lambda: (
+                monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk),
+                monkeypatch.setattr(Path, "unlink", _read_only_file_system),
+            ),
+            f"cannot write the summary to {summary} (No space left on device): "
+            "free some space or choose another --summary path; "
+            "its temporary file {stuck} could not be removed",
+        ),
     }[case]
     _after_the_scan(monkeypatch, change)
 
@@ -624,6 +639,9 @@ def test_a_summary_that_cannot_be_written_keeps_the_records(
     )
 
     assert result.code == cli.EXIT_FATAL
+    if case == "temporary file stuck":
+        [stuck] = [p for p in folder.iterdir() if p != summary]
+        message = message.replace("{stuck}", str(stuck))  # the user is told what to clean up
     assert result.stderr == (
         f"eas-scan: error: {message}; the records were written, only the summary is missing\n"
     )
@@ -634,6 +652,8 @@ def test_a_summary_that_cannot_be_written_keeps_the_records(
         # Like the records, a summary that cannot be written leaves the previous one, and no temp file.
         assert summary.read_bytes() == previous
         assert [p.name for p in folder.iterdir()] == ["run.json"]
+    elif case == "temporary file stuck":
+        assert summary.read_bytes() == previous
 
 
 @pytest.mark.usefixtures("own_creds")
@@ -675,10 +695,6 @@ def _fail_once(monkeypatch: pytest.MonkeyPatch, name: str, code: int) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(os, name, fail_once)
-
-
-def _read_only_file_system(self: Path, missing_ok: bool = False) -> None:
-    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
 
 @pytest.mark.usefixtures("creds")
