@@ -568,7 +568,9 @@ def run_scan(args: argparse.Namespace, *, stdout: Any = None, stderr: Console | 
     err = stderr or Console(stderr=True)
 
     def fail(code: int, message: str) -> int:
-        err.print(f"eas-scan: error: {message}", highlight=False, markup=False, soft_wrap=True)
+        # stderr itself may not take it (a full disk under `2>>log`): the exit code still tells.
+        with contextlib.suppress(OSError):
+            err.print(f"eas-scan: error: {message}", highlight=False, markup=False, soft_wrap=True)
         return code
 
     try:
@@ -590,10 +592,29 @@ def _single_error(group: BaseExceptionGroup[Any]) -> BaseException:
     return error
 
 
-def _silence_stdout() -> None:
-    """Point fd 1 at /dev/null: Python would otherwise report the failed write again at exit."""
+def _report(config: ScanConfig, outcome: _Outcome, err: Console, *, summary_written: bool) -> None:
+    """The summary table on stderr; with --quiet, one line if the scan is incomplete."""
+    if outcome.summary is not None and not config.quiet:
+        render_summary(outcome.summary, err)
+    elif outcome.code == EXIT_INCOMPLETE and outcome.summary is not None:
+        # --quiet keeps errors: a cron job's log should still say why the inventory is partial.
+        failures = outcome.summary.failures
+        first = failures[0] if failures else None
+        err.print(
+            f"eas-scan: incomplete: {len(failures)} failure(s)"
+            + (f", first {first.region}/{first.service or '-'}: {first.code}" if first else "")
+            + (f" (see {config.summary})" if config.summary and summary_written else ""),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def _silence(stream: Any) -> None:
+    """Point ``stream``'s fd at /dev/null: Python would otherwise report the failed write again at
+    exit (and exit 120 for a stderr it cannot flush)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, stream.fileno())
     os.close(devnull)
 
 
@@ -628,7 +649,7 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
         if outcome.fatal is not None:
             error = str(outcome.fatal)
             if isinstance(outcome.fatal, OutputClosed) and real_stdout:
-                _silence_stdout()
+                _silence(sys.stdout)
     except ConfigError as exc:
         outcome.code, error = EXIT_USAGE, str(exc)
     except CredentialsError as exc:
@@ -654,7 +675,7 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
                 "the records were not saved" if config.output else "the last records were not written",
             )
             if real_stdout:
-                _silence_stdout()
+                _silence(sys.stdout)
             error = output_error if error is None else f"{error}; {output_error}"
             # Like a write that fails during the scan (1), unless the run already failed its own way.
             if outcome.code in (EXIT_COMPLETE, EXIT_INCOMPLETE):
@@ -685,20 +706,8 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
                 records_written=committed,
                 stuck=summary_file.temp_name if summary_file is not None else None,
             )
-    if outcome.summary is not None and not config.quiet:
-        render_summary(outcome.summary, err)
-    elif outcome.code == EXIT_INCOMPLETE and outcome.summary is not None:
-        # --quiet keeps errors: a cron job's log should still say why the inventory is partial.
-        failures = outcome.summary.failures
-        first = failures[0] if failures else None
-        err.print(
-            f"eas-scan: incomplete: {len(failures)} failure(s)"
-            + (f", first {first.region}/{first.service or '-'}: {first.code}" if first else "")
-            + (f" (see {config.summary})" if config.summary and summary_error is None else ""),
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
+    with contextlib.suppress(OSError):  # an unwritable stderr, as in fail()
+        _report(config, outcome, err, summary_written=summary_error is None)
     code = outcome.code
     if error is not None:
         fail(code, error)
@@ -726,4 +735,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    return run_scan(args)
+    code = run_scan(args)
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()  # the log lines still buffered
+    except OSError:  # a full disk under `2>>log`: the records and the exit code still stand
+        _silence(sys.stderr)
+    return code

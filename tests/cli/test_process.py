@@ -236,3 +236,16 @@ def test_stdout_failing_at_its_last_flush_ends_in_one_line(tmp_path: Path) -> No
     summary = orjson.loads(summary_path.read_bytes())
     assert summary["complete"] is False
     assert summary["exit_code"] == cli.EXIT_FATAL
+
+
+def test_an_unwritable_stderr_keeps_the_records_and_the_exit_code(tmp_path: Path) -> None:
+    """``eas-scan scan -o fleet.jsonl 2>>log`` with the log's disk full: nothing to say it on."""
+    out = tmp_path / "fleet.jsonl"
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [EAS_SCAN, "scan", "--simulate", "-o", str(out)], stderr=full, env=env, timeout=60
+        )
+    assert result.returncode == cli.EXIT_COMPLETE  # not 1 (the table), nor 120 (the log at exit)
+    assert len(out.read_bytes().splitlines()) == 1000
+    assert [p.name for p in tmp_path.iterdir()] == ["fleet.jsonl"]

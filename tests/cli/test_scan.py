@@ -977,6 +977,27 @@ def test_long_output_names(run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_p
     assert shared_sim.counters().total_requests == 0
 
 
+class _FullStderr(io.StringIO):
+    """stderr on a full disk (`2>>log`): nothing can be reported, but the exit code still can."""
+
+    def write(self, text: str, /) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.usefixtures("creds")
+def test_an_unwritable_stderr_does_not_change_the_exit_code(
+    shared_sim: ThreadedSimulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "fleet.jsonl"
+    stderr = Console(file=_FullStderr(), width=200)
+    args = cli.build_parser().parse_args(["scan", *shared_sim.endpoint_args(), "-o", str(out)])
+    assert cli.run_scan(args, stderr=stderr) == cli.EXIT_COMPLETE  # the summary table is lost
+    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert_records_exact(records, shared_sim.expected())
+    args = cli.build_parser().parse_args(["scan", *shared_sim.endpoint_args(), "-o", str(tmp_path)])
+    assert cli.run_scan(args, stderr=stderr) == cli.EXIT_USAGE  # so is the error line
+
+
 def test_no_command_prints_help(run_cli: RunCli) -> None:
     result = run_cli()
     assert result.code == cli.EXIT_USAGE
