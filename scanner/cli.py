@@ -2,9 +2,9 @@
 
 ``eas-scan scan`` streams every instance as JSON Lines (or CSV) to stdout or a file, shows progress
 on a terminal, prints a summary, and exits 0 (complete), 3 (finished, incomplete), 2 (bad usage or
-configuration, before any request), 1 (fatal: no credentials, every region refused) or 130
-(interrupted). ``eas-scan simulate`` runs the embedded EAS simulator. Built on the public library
-API only.
+configuration, before any request), 1 (fatal: no credentials, every region refused, the output
+could not be written) or 130 (interrupted). ``eas-scan simulate`` runs the embedded EAS simulator.
+Built on the public library API only.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN), the aliyun C
 ECS RAM role. Secrets are never taken as flags.
 
 exit codes: 0 complete, 3 finished but incomplete, 2 bad usage or configuration,
-1 fatal (no credentials, every region refused), 130 interrupted.
+1 fatal (no credentials, every region refused, the output could not be written), 130 interrupted.
 """
 
 
@@ -457,7 +457,6 @@ async def _scan(
         )
         encoder = encoder_for(config.fmt)
         write = output.write
-        write(encoder.header())
 
         def interrupt() -> None:
             outcome.interrupted = True
@@ -478,6 +477,7 @@ async def _scan(
                 tg.start_soon(LogProgress(stream.statistics).run)
             written = 0
             try:
+                write(encoder.header())
                 async with contextlib.aclosing(stream.batches()) as batches:
                     async for batch in batches:
                         write(encoder.encode(batch))
@@ -485,12 +485,7 @@ async def _scan(
             except ScannerError as exc:  # fatal: raised once the records before it were delivered
                 outcome.fatal = exc
             except OSError as exc:  # a full disk; `eas-scan scan | head`: nobody reads any more
-                where = config.output or "stdout"
-                outcome.fatal = OutputClosed(
-                    "stdout was closed by its reader (broken pipe): the scan was stopped"
-                    if isinstance(exc, BrokenPipeError)
-                    else f"cannot write to {where} ({exc.strerror or exc}): the scan was stopped"
-                )
+                outcome.fatal = OutputClosed(_output_error(config.output, exc, "the scan was stopped"))
                 await stream.aclose()
             finally:
                 tg.cancel_scope.cancel()
@@ -509,7 +504,7 @@ async def _scan(
     return outcome
 
 
-def _write_summary(path: Path, summary: ScanSummary | None, code: int, error: str | None) -> None:
+def _write_summary(out: OutputFile, summary: ScanSummary | None, code: int, error: str | None) -> None:
     document: dict[str, Any] = (
         summary.to_dict()
         if summary is not None
@@ -521,7 +516,6 @@ def _write_summary(path: Path, summary: ScanSummary | None, code: int, error: st
         document["error"] = error
     if code == EXIT_INTERRUPTED:
         document["complete"] = False
-    out = OutputFile(path, what="summary", flag="--summary")
     try:
         out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
         out.commit()
@@ -530,7 +524,7 @@ def _write_summary(path: Path, summary: ScanSummary | None, code: int, error: st
         raise
 
 
-_SUMMARY_FIXES = {
+_WRITE_FIXES = {
     errno.ENOSPC: "free some space",
     errno.EDQUOT: "free some space",
     errno.EISDIR: "give a file name",
@@ -538,15 +532,35 @@ _SUMMARY_FIXES = {
 }
 
 
-def _summary_write_error(path: Path, exc: OSError | ConfigError, *, records_written: bool) -> str:
-    """One line for a summary that could not be written once the scan was over."""
+def _write_fix(exc: OSError, flag: str) -> str:
+    fix = _WRITE_FIXES.get(exc.errno or 0)
+    return f"{fix} or choose another {flag} path" if fix else f"choose another {flag} path"
+
+
+def _output_error(path: Path | None, exc: OSError, consequence: str) -> str:
+    """One line for records that could not be written, to stdout or to the -o file."""
+    if path is None:
+        if isinstance(exc, BrokenPipeError):
+            return f"stdout was closed by its reader (broken pipe): {consequence}"
+        return f"cannot write to stdout ({exc.strerror or exc}): {consequence}"
+    return f"cannot write to {path} ({exc.strerror or exc}): {consequence}; {_write_fix(exc, '-o')}"
+
+
+def _summary_write_error(
+    path: Path, exc: OSError | ConfigError, *, records_written: bool, stuck: str | None = None
+) -> str:
+    """One line for a summary that could not be written once the scan was over.
+
+    ``stuck`` names its temporary file, if that could not be removed either.
+    """
     if isinstance(exc, ConfigError):  # the up-front check, failing now: the folder went away, ...
         message = str(exc)
     else:
-        fix = _SUMMARY_FIXES.get(exc.errno or 0)
-        message = f"cannot write the summary to {path} ({exc.strerror or exc}): " + (
-            f"{fix} or choose another --summary path" if fix else "choose another --summary path"
+        message = (
+            f"cannot write the summary to {path} ({exc.strerror or exc}): {_write_fix(exc, '--summary')}"
         )
+    if stuck is not None:
+        message += f"; its temporary file {stuck} could not be removed"
     return message + ("; the records were written, only the summary is missing" if records_written else "")
 
 
@@ -554,7 +568,9 @@ def run_scan(args: argparse.Namespace, *, stdout: Any = None, stderr: Console | 
     err = stderr or Console(stderr=True)
 
     def fail(code: int, message: str) -> int:
-        err.print(f"eas-scan: error: {message}", highlight=False, markup=False, soft_wrap=True)
+        # stderr itself may not take it (a full disk under `2>>log`): the exit code still tells.
+        with contextlib.suppress(OSError):
+            err.print(f"eas-scan: error: {message}", highlight=False, markup=False, soft_wrap=True)
         return code
 
     try:
@@ -576,8 +592,44 @@ def _single_error(group: BaseExceptionGroup[Any]) -> BaseException:
     return error
 
 
+def _report(config: ScanConfig, outcome: _Outcome, err: Console, *, summary_written: bool) -> None:
+    """The summary table on stderr; with --quiet, one line if the scan is incomplete."""
+    if outcome.summary is not None and not config.quiet:
+        render_summary(outcome.summary, err)
+    elif outcome.code == EXIT_INCOMPLETE and outcome.summary is not None:
+        # --quiet keeps errors: a cron job's log should still say why the inventory is partial.
+        failures = outcome.summary.failures
+        first = failures[0] if failures else None
+        err.print(
+            f"eas-scan: incomplete: {len(failures)} failure(s)"
+            + (f", first {first.region}/{first.service or '-'}: {first.code}" if first else "")
+            + (f" (see {config.summary})" if config.summary and summary_written else ""),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def _silence(stream: Any) -> None:
+    """Point ``stream``'s fd at /dev/null: Python would otherwise report the failed write again at
+    exit (and exit 120 for a stderr it cannot flush)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
 def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str], int]) -> int:
-    output = OutputFile(config.output, stream=stdout if stdout is not None else sys.stdout.buffer)
+    real_stdout = stdout is None and config.output is None
+    if real_stdout and sys.stdout is None:  # started with stdout closed (`>&-`)
+        return fail(EXIT_USAGE, "stdout is closed: give -o FILE for the records")
+    try:
+        output = OutputFile(config.output, stream=stdout if stdout is not None else sys.stdout.buffer)
+    except OSError as exc:  # the temporary file beside -o: no space or no inode left, a quota, ...
+        return fail(
+            EXIT_USAGE, f"cannot write to {config.output} ({exc.strerror or exc}): {_write_fix(exc, '-o')}"
+        )
+    except ConfigError as exc:  # -o was checked a moment ago, but the file system may have changed
+        return fail(EXIT_USAGE, str(exc))
 
     outcome = _Outcome()
     error: str | None = None
@@ -589,18 +641,15 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
                     config,
                     output,
                     err,
-                    records_on_terminal=stdout is None and config.output is None and _same_terminal(),
+                    records_on_terminal=real_stdout and _same_terminal(),
                 )
             )
         except BaseExceptionGroup as group:
             raise _single_error(group) from None
         if outcome.fatal is not None:
             error = str(outcome.fatal)
-            if isinstance(outcome.fatal, OutputClosed) and stdout is None and config.output is None:
-                # Python would otherwise report the broken pipe again when it flushes stdout at exit.
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
+            if isinstance(outcome.fatal, OutputClosed) and real_stdout:
+                _silence(sys.stdout)
     except ConfigError as exc:
         outcome.code, error = EXIT_USAGE, str(exc)
     except CredentialsError as exc:
@@ -615,31 +664,50 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
 
     committed = outcome.code in (EXIT_COMPLETE, EXIT_INCOMPLETE, EXIT_INTERRUPTED)
     if committed:
-        output.commit()
+        try:
+            output.commit()
+        except OSError as exc:  # the last buffered records, the fsync or the rename: a full disk, EIO
+            output.discard()
+            committed = False
+            output_error = _output_error(
+                config.output,
+                exc,
+                "the records were not saved" if config.output else "the last records were not written",
+            )
+            if real_stdout:
+                _silence(sys.stdout)
+            error = output_error if error is None else f"{error}; {output_error}"
+            # Like a write that fails during the scan (1), unless the run already failed its own way.
+            if outcome.code in (EXIT_COMPLETE, EXIT_INCOMPLETE):
+                outcome.code = EXIT_FATAL
+            if outcome.summary is not None:
+                # The scan may have listed everything, but the inventory was not delivered.
+                outcome.summary = dataclasses.replace(outcome.summary, complete=False)
     else:
         output.discard()
+    if output.temp_name is not None:  # discarded, but the folder would not let it go
+        stuck = f"its temporary file {output.temp_name} could not be removed"
+        error = f"{error}; {stuck}" if error else stuck
+    if not committed and config.output is not None and outcome.summary is not None:
+        # `records` counts what the output holds: a discarded file holds none.
+        outcome.summary = dataclasses.replace(outcome.summary, records=0)
     summary_error: str | None = None
     if config.summary is not None:
         # Checked before the scan, but the folder can vanish or the disk fill up while it runs.
         # The records are already in place (or discarded): this failure must not touch them.
+        summary_file: OutputFile | None = None
         try:
-            _write_summary(config.summary, outcome.summary, outcome.code, error)
+            summary_file = OutputFile(config.summary, what="summary", flag="--summary")
+            _write_summary(summary_file, outcome.summary, outcome.code, error)
         except (OSError, ConfigError) as exc:
-            summary_error = _summary_write_error(config.summary, exc, records_written=committed)
-    if outcome.summary is not None and not config.quiet:
-        render_summary(outcome.summary, err)
-    elif outcome.code == EXIT_INCOMPLETE and outcome.summary is not None:
-        # --quiet keeps errors: a cron job's log should still say why the inventory is partial.
-        failures = outcome.summary.failures
-        first = failures[0] if failures else None
-        err.print(
-            f"eas-scan: incomplete: {len(failures)} failure(s)"
-            + (f", first {first.region}/{first.service or '-'}: {first.code}" if first else "")
-            + (f" (see {config.summary})" if config.summary and summary_error is None else ""),
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
+            summary_error = _summary_write_error(
+                config.summary,
+                exc,
+                records_written=committed,
+                stuck=summary_file.temp_name if summary_file is not None else None,
+            )
+    with contextlib.suppress(OSError):  # an unwritable stderr, as in fail()
+        _report(config, outcome, err, summary_written=summary_error is None)
     code = outcome.code
     if error is not None:
         fail(code, error)
@@ -667,4 +735,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    return run_scan(args)
+    code = run_scan(args)
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()  # the log lines still buffered
+    except OSError:  # a full disk under `2>>log`: the records and the exit code still stand
+        _silence(sys.stderr)
+    return code

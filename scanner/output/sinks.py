@@ -102,7 +102,13 @@ def check_writable(path: Path, *, what: str = "output", flag: str = "-o") -> Non
     ``what`` and ``flag`` name the file in the message (``"summary"``, ``"--summary"``).
     """
     folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name too long for the file system, a loop of links, ...
+        raise ConfigError(
+            f"{what} path {path} cannot be used ({exc.strerror or exc}): choose another {flag} path"
+        ) from None
+    if is_dir:
         raise ConfigError(f"{what} path {path} is a directory: give a file name")
     if not folder.is_dir():
         raise ConfigError(f"{what} folder {folder} does not exist: create it or choose another {flag} path")
@@ -134,7 +140,11 @@ class OutputFile:
             self._file: IO[bytes] = stream
             return
         check_writable(path, what=what, flag=flag)
-        fd, self._temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        # The temporary name adds 14 characters to a stem cut to 50 (at most 200 bytes), so every name
+        # the file system takes (255 bytes) gets a temporary file beside it.
+        fd, self._temp_name = tempfile.mkstemp(
+            prefix=f".{path.name[:50]}.", suffix=".tmp", dir=path.parent or "."
+        )
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
 
     def write(self, data: bytes) -> None:
@@ -166,9 +176,15 @@ class OutputFile:
         # closed all the same, and the temporary file must not be left behind.
         with contextlib.suppress(OSError):
             self._file.close()
-        Path(self._temp_name).unlink(missing_ok=True)
+        try:
+            Path(self._temp_name).unlink(missing_ok=True)
+        except OSError:
+            # A folder made read-only (as a file system is remounted after I/O errors): raising
+            # would hide the error that led here; ``temp_name`` still names the file left behind.
+            return
         self._temp_name = None
 
     @property
     def temp_name(self) -> str | None:
+        """The temporary file: before ``commit``, or after a ``discard`` that could not remove it."""
         return self._temp_name

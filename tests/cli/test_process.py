@@ -210,3 +210,42 @@ def test_a_reader_that_goes_away_stops_the_scan_without_a_traceback(tmp_path: Pa
     assert summary["complete"] is False
     assert summary["exit_code"] == cli.EXIT_FATAL
     assert summary["records"] < 1000
+
+
+def test_stdout_failing_at_its_last_flush_ends_in_one_line(tmp_path: Path) -> None:
+    """``eas-scan scan --format csv ... > /dev/full``: only the header, which waits in stdout's buffer."""
+    summary_path = tmp_path / "run.json"
+    # Buffered, as stdout is by default: the write fails only at the flush after the scan.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    argv = ["scan", "--simulate", "--format", "csv", "--services", "nosuch", "--quiet"]
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [EAS_SCAN, *argv, "--summary", str(summary_path)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert result.returncode == cli.EXIT_FATAL
+    # Not reported again by Python's own flush of stdout at exit ("Exception ignored").
+    assert result.stderr == (
+        "eas-scan: error: cannot write to stdout (No space left on device): "
+        "the last records were not written\n"
+    )
+    summary = orjson.loads(summary_path.read_bytes())
+    assert summary["complete"] is False
+    assert summary["exit_code"] == cli.EXIT_FATAL
+
+
+def test_an_unwritable_stderr_keeps_the_records_and_the_exit_code(tmp_path: Path) -> None:
+    """``eas-scan scan -o fleet.jsonl 2>>log`` with the log's disk full: nothing to say it on."""
+    out = tmp_path / "fleet.jsonl"
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [EAS_SCAN, "scan", "--simulate", "-o", str(out)], stderr=full, env=env, timeout=60
+        )
+    assert result.returncode == cli.EXIT_COMPLETE  # not 1 (the table), nor 120 (the log at exit)
+    assert len(out.read_bytes().splitlines()) == 1000
+    assert [p.name for p in tmp_path.iterdir()] == ["fleet.jsonl"]

@@ -581,8 +581,14 @@ def _refuse_temp_files(*args: Any, **kwargs: Any) -> Any:
     raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
 
+def _read_only_file_system(self: Path, missing_ok: bool = False) -> None:
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+
 @pytest.mark.usefixtures("creds")
-@pytest.mark.parametrize("case", ["folder removed", "now a directory", "permission denied", "disk full"])
+@pytest.mark.parametrize(
+    "case", ["folder removed", "now a directory", "permission denied", "disk full", "temporary file stuck"]
+)
 def test_a_summary_that_cannot_be_written_keeps_the_records(
     run_cli: RunCli,
     shared_sim: ThreadedSimulator,
@@ -616,6 +622,15 @@ def test_a_summary_that_cannot_be_written_keeps_the_records(
             f"cannot write the summary to {summary} (No space left on device): "
             "free some space or choose another --summary path",
         ),
+        "temporary file stuck": (
+            lambda: (
+                monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk),
+                monkeypatch.setattr(Path, "unlink", _read_only_file_system),
+            ),
+            f"cannot write the summary to {summary} (No space left on device): "
+            "free some space or choose another --summary path; "
+            "its temporary file {stuck} could not be removed",
+        ),
     }[case]
     _after_the_scan(monkeypatch, change)
 
@@ -624,6 +639,9 @@ def test_a_summary_that_cannot_be_written_keeps_the_records(
     )
 
     assert result.code == cli.EXIT_FATAL
+    if case == "temporary file stuck":
+        [stuck] = [p for p in folder.iterdir() if p != summary]
+        message = message.replace("{stuck}", str(stuck))  # the user is told what to clean up
     assert result.stderr == (
         f"eas-scan: error: {message}; the records were written, only the summary is missing\n"
     )
@@ -634,6 +652,8 @@ def test_a_summary_that_cannot_be_written_keeps_the_records(
         # Like the records, a summary that cannot be written leaves the previous one, and no temp file.
         assert summary.read_bytes() == previous
         assert [p.name for p in folder.iterdir()] == ["run.json"]
+    elif case == "temporary file stuck":
+        assert summary.read_bytes() == previous
 
 
 @pytest.mark.usefixtures("own_creds")
@@ -660,6 +680,322 @@ def test_an_incomplete_scan_whose_summary_fails_exits_1_and_still_shows_the_tabl
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert_records_exact(records, {k: v for k, v in sim.expected().items() if k[0] != forbidden})
     assert [p.name for p in tmp_path.iterdir()] == ["fleet.jsonl"]
+
+
+def _fail_once(monkeypatch: pytest.MonkeyPatch, name: str, code: int) -> None:
+    """``os.<name>`` fails once with ``code`` (the records' commit), then works (the summary's)."""
+    real = getattr(os, name)
+    calls = 0
+
+    def fail_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError(code, os.strerror(code))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, name, fail_once)
+
+
+@pytest.mark.usefixtures("creds")
+@pytest.mark.parametrize(
+    "case",
+    [
+        "disk full",
+        "summary too",
+        "fsync fails",
+        "rename across devices",
+        "now a directory",
+        "folder removed",
+        "temporary file stuck",
+    ],
+)
+def test_records_that_cannot_be_saved_at_the_end_leave_the_previous_file(
+    run_cli: RunCli,
+    shared_sim: ThreadedSimulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    # One region: every record fits the file's buffer, so nothing reaches the disk before the commit.
+    region = shared_sim.regions[0]
+    folder = tmp_path / "inventory"
+    folder.mkdir()
+    out, summary = folder / "fleet.jsonl", tmp_path / "run.json"
+    previous, previous_summary = b"an earlier inventory\n", b'{"an": "earlier summary"}\n'
+    out.write_bytes(previous)
+    summary.write_bytes(previous_summary)
+    real_fdopen = os.fdopen
+    problem, fix = {
+        "disk full": ("No space left on device", "free some space or choose another -o path"),
+        "summary too": ("No space left on device", "free some space or choose another -o path"),
+        "fsync fails": ("Input/output error", "choose another -o path"),
+        "temporary file stuck": ("Input/output error", "choose another -o path"),
+        "rename across devices": ("Invalid cross-device link", "choose another -o path"),
+        "now a directory": ("Is a directory", "give a file name or choose another -o path"),
+        "folder removed": ("No such file or directory", "create its folder or choose another -o path"),
+    }[case]
+    if case in ("disk full", "summary too"):
+        monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk)
+        if case == "disk full":  # room again for the small summary
+            _after_the_scan(monkeypatch, lambda: monkeypatch.setattr(os, "fdopen", real_fdopen))
+    elif case == "fsync fails":
+        _fail_once(monkeypatch, "fsync", errno.EIO)
+    elif case == "temporary file stuck":
+        # After EIO, a file system is often remounted read-only: the temporary file cannot go.
+        _fail_once(monkeypatch, "fsync", errno.EIO)
+        monkeypatch.setattr(Path, "unlink", _read_only_file_system)
+    elif case == "rename across devices":
+        _fail_once(monkeypatch, "replace", errno.EXDEV)
+    elif case == "now a directory":
+        _after_the_scan(monkeypatch, lambda: (out.unlink(), out.mkdir()))
+    else:
+        _after_the_scan(monkeypatch, lambda: shutil.rmtree(folder))
+
+    result = run_cli(
+        "scan", *shared_sim.endpoint_args([region]), "-o", str(out), "--summary", str(summary), "--quiet"
+    )
+
+    assert result.code == cli.EXIT_FATAL
+    message = f"cannot write to {out} ({problem}): the records were not saved; {fix}"
+    if case == "temporary file stuck":
+        [stuck] = [p for p in folder.iterdir() if p != out]
+        message += f"; its temporary file {stuck} could not be removed"  # the user is told what to clean
+    expected_stderr = f"eas-scan: error: {message}\n"
+    if case == "summary too":
+        expected_stderr += (
+            f"eas-scan: error: cannot write the summary to {summary} (No space left on device): "
+            "free some space or choose another --summary path\n"
+        )
+    assert result.stderr == expected_stderr  # no traceback: one line per file that failed
+    if case == "folder removed":
+        assert not folder.exists()
+    elif case == "temporary file stuck":
+        assert out.read_bytes() == previous
+    else:
+        assert [p.name for p in folder.iterdir()] == ["fleet.jsonl"]  # no temporary file left
+        if case == "now a directory":
+            assert list(out.iterdir()) == []
+        else:
+            assert out.read_bytes() == previous
+    if case == "summary too":
+        assert summary.read_bytes() == previous_summary
+    else:
+        document = orjson.loads(summary.read_bytes())
+        # The scan itself went through, but the run did not deliver its inventory.
+        assert document["exit_code"] == cli.EXIT_FATAL
+        assert document["error"] == message
+        assert document["complete"] is False
+        assert document["records"] == 0
+        assert document["regions"][region]["complete"] is True
+        assert document["regions"][region]["instances"] == sum(
+            1 for key in shared_sim.expected() if key[0] == region
+        )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["run.json"]
+
+
+@pytest.mark.usefixtures("creds")
+def test_an_interrupted_run_whose_records_cannot_be_saved_keeps_130(
+    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, summary = tmp_path / "fleet.jsonl", tmp_path / "run.json"
+    out.write_bytes(b"an earlier inventory\n")
+    encoder_for = cli.encoder_for
+
+    class CtrlC:
+        """Ctrl-C while the second page is encoded: the first one waits in the file's buffer."""
+
+        def __init__(self, fmt: str) -> None:
+            self._encoder = encoder_for(fmt)
+            self._pages = 0
+
+        def header(self) -> bytes:
+            return self._encoder.header()
+
+        def encode(self, records: list[dict[str, Any]]) -> bytes:
+            self._pages += 1
+            if self._pages == 2:
+                raise KeyboardInterrupt
+            return self._encoder.encode(records)
+
+    monkeypatch.setattr(cli, "encoder_for", CtrlC)
+    real_fdopen = os.fdopen
+    opened: list[int] = []
+
+    def records_on_a_full_disk(fd: int, mode: str = "wb", buffering: int = -1) -> Any:
+        opened.append(fd)  # the records' file first; the summary's, after, finds room
+        return (fdopen_on_full_disk if len(opened) == 1 else real_fdopen)(fd, mode, buffering)
+
+    monkeypatch.setattr(os, "fdopen", records_on_a_full_disk)
+
+    result = run_cli(
+        "scan", *shared_sim.endpoint_args(), "-o", str(out), "--summary", str(summary), "--quiet"
+    )
+
+    assert result.code == cli.EXIT_INTERRUPTED
+    message = (
+        f"interrupted; cannot write to {out} (No space left on device): the records were not saved; "
+        "free some space or choose another -o path"
+    )
+    assert result.stderr == f"eas-scan: error: {message}\n"
+    assert out.read_bytes() == b"an earlier inventory\n"
+    document = orjson.loads(summary.read_bytes())
+    assert (document["exit_code"], document["error"]) == (cli.EXIT_INTERRUPTED, message)
+    assert (document["complete"], document["records"]) == (False, 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fleet.jsonl", "run.json"]
+
+
+@pytest.mark.usefixtures("creds")
+def test_a_full_disk_during_the_scan_names_the_fix_and_keeps_the_previous_file(
+    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "fleet.jsonl"
+    out.write_bytes(b"an earlier inventory\n")
+    monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk)
+    # Every region: more than the file's buffer, so the disk is met while the scan runs.
+    result = run_cli("scan", *shared_sim.endpoint_args(), "-o", str(out), "--quiet")
+    assert result.code == cli.EXIT_FATAL
+    assert result.stderr == (
+        f"eas-scan: error: cannot write to {out} (No space left on device): the scan was stopped; "
+        "free some space or choose another -o path\n"
+    )
+    assert out.read_bytes() == b"an earlier inventory\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["fleet.jsonl"]
+
+
+class _Unwritable(io.RawIOBase):
+    """A stdout whose every write to the device fails (behind a buffer: only once it flushes)."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any, /) -> int:
+        raise self.error
+
+
+@pytest.mark.usefixtures("creds")
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (
+            OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+            "cannot write to stdout (No space left on device): the last records were not written",
+        ),
+        (
+            BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)),
+            "stdout was closed by its reader (broken pipe): the last records were not written",
+        ),
+    ],
+)
+def test_stdout_failing_at_the_last_flush_ends_in_one_line(
+    shared_sim: ThreadedSimulator, tmp_path: Path, error: OSError, message: str
+) -> None:
+    summary = tmp_path / "run.json"
+    args = cli.build_parser().parse_args(
+        ["scan", *shared_sim.endpoint_args(), "--quiet", "--summary", str(summary)]
+    )
+    terminal = io.StringIO()
+    stdout = io.BufferedWriter(_Unwritable(error), buffer_size=1 << 24)  # all of it, until the end
+    code = cli.run_scan(args, stdout=stdout, stderr=Console(file=terminal, width=200))
+    assert code == cli.EXIT_FATAL
+    assert terminal.getvalue() == f"eas-scan: error: {message}\n"
+    document = orjson.loads(summary.read_bytes())
+    assert (document["exit_code"], document["error"], document["complete"]) == (
+        cli.EXIT_FATAL,
+        message,
+        False,
+    )
+
+
+@pytest.mark.usefixtures("creds")
+def test_a_csv_header_that_cannot_be_written_stops_the_scan(shared_sim: ThreadedSimulator) -> None:
+    args = cli.build_parser().parse_args(["scan", *shared_sim.endpoint_args(), "--format", "csv", "--quiet"])
+    terminal = io.StringIO()
+    stdout = _Unwritable(BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)))
+    code = cli.run_scan(args, stdout=stdout, stderr=Console(file=terminal, width=200))
+    assert code == cli.EXIT_FATAL
+    assert terminal.getvalue() == (
+        "eas-scan: error: stdout was closed by its reader (broken pipe): the scan was stopped\n"
+    )
+
+
+@pytest.mark.usefixtures("creds")
+def test_a_closed_stdout_without_o_exits_2_before_any_request(
+    run_cli: RunCli, shared_sim: ThreadedSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `eas-scan scan >&-`: Python starts with sys.stdout None.
+    monkeypatch.setattr("sys.stdout", None)
+    shared_sim.reset_counters()
+    result = run_cli("scan", *shared_sim.endpoint_args())
+    assert result.code == cli.EXIT_USAGE
+    assert result.stderr == "eas-scan: error: stdout is closed: give -o FILE for the records\n"
+    assert shared_sim.counters().total_requests == 0
+
+
+@pytest.mark.usefixtures("creds")
+def test_no_room_for_the_temporary_file_exits_2_before_any_request(
+    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "fleet.jsonl"
+    out.write_bytes(b"an earlier inventory\n")
+
+    def no_inode_left(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_inode_left)
+    shared_sim.reset_counters()
+    result = run_cli("scan", *shared_sim.endpoint_args(), "-o", str(out))
+    assert result.code == cli.EXIT_USAGE
+    assert result.stderr == (
+        f"eas-scan: error: cannot write to {out} (No space left on device): "
+        "free some space or choose another -o path\n"
+    )
+    assert shared_sim.counters().total_requests == 0
+    assert out.read_bytes() == b"an earlier inventory\n"
+
+
+@pytest.mark.usefixtures("creds")
+def test_long_output_names(run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path) -> None:
+    region = shared_sim.regions[0]
+    # The longest name a folder takes: its temporary file beside it must still fit.
+    longest = tmp_path / ("f" * os.pathconf(tmp_path, "PC_NAME_MAX"))
+    result = run_cli("scan", *shared_sim.endpoint_args([region]), "-o", str(longest), "--quiet")
+    assert result.code == cli.EXIT_COMPLETE, result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [longest.name]
+    # One character longer cannot be a file name at all: said before any request, as for -o's folder.
+    shared_sim.reset_counters()
+    too_long = tmp_path / (longest.name + "f")
+    result = run_cli("scan", *shared_sim.endpoint_args([region]), "-o", str(too_long), "--quiet")
+    assert result.code == cli.EXIT_USAGE
+    assert result.stderr == (
+        f"eas-scan: error: output path {too_long} cannot be used (File name too long): "
+        "choose another -o path\n"
+    )
+    assert shared_sim.counters().total_requests == 0
+
+
+class _FullStderr(io.StringIO):
+    """stderr on a full disk (`2>>log`): nothing can be reported, but the exit code still can."""
+
+    def write(self, text: str, /) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.usefixtures("creds")
+def test_an_unwritable_stderr_does_not_change_the_exit_code(
+    shared_sim: ThreadedSimulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "fleet.jsonl"
+    stderr = Console(file=_FullStderr(), width=200)
+    args = cli.build_parser().parse_args(["scan", *shared_sim.endpoint_args(), "-o", str(out)])
+    assert cli.run_scan(args, stderr=stderr) == cli.EXIT_COMPLETE  # the summary table is lost
+    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert_records_exact(records, shared_sim.expected())
+    args = cli.build_parser().parse_args(["scan", *shared_sim.endpoint_args(), "-o", str(tmp_path)])
+    assert cli.run_scan(args, stderr=stderr) == cli.EXIT_USAGE  # so is the error line
 
 
 def test_no_command_prints_help(run_cli: RunCli) -> None:
