@@ -61,15 +61,17 @@ _Fragment = orjson.Fragment
 def encode_jsonl(records: list[dict[str, Any]]) -> bytes:
     """Records as JSON Lines: one compact object per line, each ending in a newline."""
     shared = records[0].get("Service") if records else None
-    if type(shared) is not dict or any(record.get("Service") is not shared for record in records):
+    if type(shared) is not dict:
         return b"".join([_DUMPS(record, option=_NEWLINE) for record in records])
     # The records of a page share one Service object (see tag_instances): encode it once and
-    # splice it into every line (a quarter of the encoding time), then put the object back.
+    # splice it into every line that has it (a quarter of the encoding time), then put it back.
     fragment = _Fragment(_DUMPS(shared))
     try:
         for record in records:
-            record["Service"] = fragment
+            if record.get("Service") is shared:
+                record["Service"] = fragment
         return b"".join([_DUMPS(record, option=_NEWLINE) for record in records])
     finally:
         for record in records:
-            record["Service"] = shared
+            if record.get("Service") is fragment:
+                record["Service"] = shared

@@ -713,6 +713,7 @@ DECODE_CASES: list[tuple[str, bytes, str | None]] = [
     ("a list", b"[]", None),
     ("items not a list", b'{"RequestId": "R-5", "TotalCount": 1, "Instances": {"a": 1}}', "R-5"),
     ("items not objects", b'{"RequestId": "R-6", "TotalCount": 1, "Instances": ["a"]}', "R-6"),
+    ("one item not an object", b'{"RequestId": "R-12", "TotalCount": 2, "Instances": [{}, null]}', "R-12"),
     ("TotalCount missing", b'{"RequestId": "R-7", "Instances": []}', "R-7"),
     ("TotalCount a string", b'{"RequestId": "R-8", "TotalCount": "1", "Instances": []}', "R-8"),
     ("TotalCount a bool", b'{"RequestId": "R-9", "TotalCount": true, "Instances": []}', "R-9"),

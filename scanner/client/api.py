@@ -394,6 +394,9 @@ def _decode_regions(raw: RawResponse, region: str, action: str) -> list[Region]:
     return result
 
 
+_DICT_ONLY: Final = frozenset({dict})
+
+
 def _decode_page(
     raw: RawResponse,
     items_key: str,
@@ -421,7 +424,7 @@ def _decode_page(
         if (page_number - 1) * page_size < total:
             raise fail(f"no {items_key} list, but TotalCount={total} puts items on page {page_number}")
         items = []
-    elif type(items) is not list or not all(type(item) is dict for item in items):
+    elif type(items) is not list or not _DICT_ONLY.issuperset(map(type, items)):  # C loop: ~2x faster
         raise fail(f"{items_key} is not a list of objects")
     request_id = data.get("RequestId")
     return Page(
