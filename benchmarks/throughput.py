@@ -9,9 +9,11 @@
   pre-signed, nothing else (``benchmarks.clients.floor_aiohttp``).
 - ``orjson_cpu_us_per_record``: decode a page and encode its records, no I/O.
 
-The full run measures each of the first three twice, interleaved, and keeps each client's
-fastest round (``wall_s_rounds`` lists them all). The simulator pre-renders every page
-(``--prewarm``) so it serves from its cache and is not the bottleneck; it runs in its own process.
+The full run measures each of the first three three times, interleaved, and keeps each client's
+fastest round; its ``cpu_us_per_record`` is the least over the rounds (a neighbour's burst on
+this shared machine only ever adds time). ``wall_s_rounds`` and ``cpu_us_per_record_rounds`` list
+them all. The simulator pre-renders every page (``--prewarm``) so it serves from its cache and is
+not the bottleneck; it runs in its own process.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from benchmarks.harness import SimulatorProcess, fleet_args, output_path, run_cl
 
 __all__ = ["run"]
 
-ROUNDS = 2
+ROUNDS = 3
 
 
 def run(*, quick: bool, workdir: Path) -> dict[str, Any]:
@@ -50,6 +52,8 @@ def run(*, quick: bool, workdir: Path) -> dict[str, Any]:
         for name, attempts in runs.items():
             best = min(attempts, key=lambda run: run["wall_s"])
             best["wall_s_rounds"] = [run["wall_s"] for run in attempts]
+            best["cpu_us_per_record_rounds"] = [run["cpu_us_per_record"] for run in attempts]
+            best["cpu_us_per_record"] = min(best["cpu_us_per_record_rounds"])
             best["exact"] = best["exact"] if name == "floor_aiohttp" else all(r["exact"] for r in attempts)
             result[name] = best
     result["orjson_cpu_us_per_record"] = result["floor_aiohttp"].pop("orjson_cpu_us_per_record")
