@@ -9,13 +9,19 @@ Each scope has one ``AdaptiveRateLimiter``. It goes through three phases:
   ``slow_start_max_window``, and from then on the scope is not limited at all. An unlimited API
   thus costs a couple of round trips at the start of each scope; a rate-limited one sees at most
   one round's excess over its burst throttled, instead of every task of the region at once.
-- **Ramp**: the first throttle, when it comes less than a second into the scope, says only that
-  the burst is spent, nothing about the rate: the rate starts from what got through in that
-  second and doubles every ``ramp_doubling_seconds`` until the next throttle.
+- **Ramp**: a throttle when what got through was only a burst (less than half a second of
+  sending: the scope's first, or its first after a pause) says the burst is spent, nothing about
+  the rate: the rate starts from what got through and doubles every ``ramp_doubling_seconds``
+  until the next throttle. The first paced request waits one interval: the bucket is empty.
 - **CUBIC**, as botocore's adaptive mode (``botocore/retries/throttling.py``): a throttle cuts
-  the rate to ``beta`` times what got through in the last second (the server's limit, as
-  measured, not the rate that was being sent), remembered as ``w_max``; successes grow it again
-  along ``scale * (t - K)**3 + w_max``, flat near ``w_max`` and probing beyond.
+  the rate to ``beta`` times what got through (in the last second, or since the previous cut if
+  more: the server's limit as measured, not the rate that was being sent), remembered as
+  ``w_max``; successes grow it again along ``scale * (t - K)**3 + w_max``, flat near ``w_max``
+  and probing beyond. The throttle that ends a ramp knows less (the ramp overshot, and spent
+  part of the second below): the rate drops to ``beta`` times the geometric mean of the rate
+  sent and the rate that got through, and the curve rises from there toward the overshoot, so
+  the next throttle, at a steadier rate, measures the limit instead of leaving a plateau at a
+  guess.
 
 Pacing is GCRA: the next send slot is due one interval after the last. Waiters queue on a FIFO
 lock and only the head books a slot, at the rate of that moment, so a changed rate takes effect
@@ -24,7 +30,8 @@ a thundering herd; with no limit in force there is no queue at all.
 
 Unlike botocore, the limiter is shared by every task of the scope, and a throttle cuts the rate
 only if its request was sent after the previous cut (plus ``cooldown_seconds``): the answers to
-requests already in flight at the old rate say nothing new (TCP's one-decrease-per-window rule).
+requests already in flight at the old rate say nothing new (TCP's one-decrease-per-window rule);
+a throttle of a request sent since the cut, within the cooldown, stops growth until it ends.
 ``x-acs-retry-after`` pauses the whole scope for the time the server asked.
 """
 
@@ -303,10 +310,7 @@ class AdaptiveRateLimiter:
             current = max(current, self._config.min_rate)
             to = None
             if self._ramp_from is not None:
-                # A ramp overshoots the limit, and what got through during it undershoots (it
-                # spent part of the time below): drop to beta times their geometric mean, and
-                # let the curve rise toward the overshoot, so that the next throttle, at a
-                # steadier rate, measures the limit instead of leaving a plateau at a guess.
+                # The end of a ramp: between an overshoot and an undershoot (module docstring).
                 to = self._config.beta * math.sqrt(sending * current)
                 current = sending
             self._ramp_from = None

@@ -209,6 +209,15 @@ def test_cubic_curve_matches_botocore() -> None:
     assert curve.rate_at(k + 1) == pytest.approx(10.4)
 
 
+def test_cubic_curve_cut_to_a_given_rate_rises_from_it_to_w_max() -> None:
+    curve = CubicCurve(w_max=10, at=0, scale=0.4, beta=0.7)
+    assert curve.cut(40, at=5, to=20) == 20
+    k = (20 / 0.4) ** (1 / 3)
+    assert curve.rate_at(5) == pytest.approx(20)
+    assert curve.rate_at(5 + k) == pytest.approx(40)
+    assert curve.w_max == 40
+
+
 def test_send_rate_meter() -> None:
     meter = SendRateMeter(window=1.0)
     for i in range(50):
