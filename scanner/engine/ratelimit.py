@@ -142,9 +142,9 @@ class RateLimiterState:
 class AdaptiveRateLimiter:
     """Paces one (region, action) scope. ``acquire`` before each request; report each outcome.
 
-    A request that fails otherwise than by a throttle is not reported; slow start, which counts
-    answers, gives up its window if a round waits ``slow_start_timeout`` for answers that never
-    come.
+    A request that fails otherwise than by a throttle should be reported with ``on_error``; one
+    that is not (or is cancelled) leaves slow start, which counts answers, waiting: it gives up
+    its window if a round waits ``slow_start_timeout`` for answers that never come.
     """
 
     def __init__(self, config: RateLimit, clock: Clock) -> None:
@@ -268,6 +268,11 @@ class AdaptiveRateLimiter:
         if measured > 0:
             grown = min(grown, _MAX_GROWTH_OVER_MEASURED * measured)
         self._set_rate(grown)
+
+    def on_error(self, sent_at: float) -> None:
+        """A request failed otherwise than by a throttle: answered, but says nothing of the rate."""
+        if self._config.adaptive:
+            self._answered_one()
 
     def on_throttle(self, sent_at: float, retry_after_ms: int | None = None) -> None:
         self.throttles += 1

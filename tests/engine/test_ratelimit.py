@@ -401,6 +401,18 @@ async def test_acquire_holds_a_crowd_to_the_first_window_until_it_is_answered() 
     assert limiter.window is None
 
 
+def test_an_error_answers_a_request_of_a_round_without_touching_the_rate() -> None:
+    limiter = AdaptiveRateLimiter(RateLimit(slow_start_window=2, slow_start_max_window=8), FakeClock())
+    first, second = limiter.reserve()[1], limiter.reserve()[1]
+    limiter.on_success(first)
+    assert not limiter.window_open()
+    limiter.on_error(second)
+    assert limiter.window == 4
+    assert limiter.window_open()
+    assert limiter.rate is None
+    assert limiter.cuts == 0
+
+
 @pytest.mark.asyncio
 async def test_a_round_whose_answers_never_come_ends_slow_start() -> None:
     import anyio
