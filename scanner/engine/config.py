@@ -75,7 +75,8 @@ class RateLimit:
     cooldown_seconds: float = 0.5
     #: Slow start, before the first throttle: the first round of requests of a scope, before any
     #: answer; each round answered without a throttle doubles it, up to the max, beyond which
-    #: the scope is not limited. A round left unanswered this many seconds ends slow start.
+    #: the scope is not limited. A round left unanswered this many seconds ends slow start
+    #: (once answers have come, four times the slowest of them, if less).
     slow_start_window: int = 8
     slow_start_max_window: int = 32
     slow_start_timeout: float = 1.0

@@ -55,6 +55,11 @@ _MAX_GROWTH_OVER_MEASURED = 2.0
 #: The span over which sends and successes are counted, in seconds.
 _METER_WINDOW = 1.0
 
+#: In slow start, a request is given up on (as failed unreported) after this many times the
+#: slowest answer yet, but not under the floor, in seconds.
+_OVERDUE_FACTOR = 4.0
+_OVERDUE_FLOOR = 0.05
+
 
 class CubicCurve:
     """CUBIC window growth, in requests per second. Pure: time is passed in."""
@@ -170,6 +175,7 @@ class AdaptiveRateLimiter:
         self._round_budget = self._window or 0
         self._answered = 0
         self._answer: anyio.Event | None = None
+        self._slowest_answer: float | None = None  # seconds, in slow start
         self.throttles = 0
         self.cuts = 0
         self.sent = 0
@@ -220,9 +226,14 @@ class AdaptiveRateLimiter:
         answer = self._answer
         if answer is None:
             answer = self._answer = anyio.Event()
-        # Loop time, not the injected clock: this is a safety net against requests that failed
-        # unreported, not pacing; a fake clock's sleep would fire it at once.
-        with anyio.move_on_after(self._config.slow_start_timeout) as waited:
+        # A request that failed unreported never answers; the round would wait for it forever.
+        # Once answers have come, one is overdue at a few times the slowest of them.
+        timeout = self._config.slow_start_timeout
+        if self._slowest_answer is not None:
+            timeout = min(timeout, max(_OVERDUE_FACTOR * self._slowest_answer, _OVERDUE_FLOOR))
+        # Loop time, not the injected clock: this is a safety net, not pacing; a fake clock's
+        # sleep would fire it at once.
+        with anyio.move_on_after(timeout) as waited:
             await answer.wait()
         if waited.cancelled_caught:
             self._end_slow_start()
@@ -254,6 +265,10 @@ class AdaptiveRateLimiter:
         now = self._clock.monotonic()
         self._successes.record(now)
         self._since_cut += 1
+        if self._window is not None:
+            took = now - sent_at
+            if self._slowest_answer is None or took > self._slowest_answer:
+                self._slowest_answer = took
         self._answered_one()
         if now < self._frozen_until:
             return

@@ -380,7 +380,9 @@ def test_a_short_scan_starts_without_a_storm_of_throttles(limit: float, burst: f
 async def test_acquire_holds_a_crowd_to_the_first_window_until_it_is_answered() -> None:
     import anyio
 
-    limiter = AdaptiveRateLimiter(RateLimit(slow_start_window=8, slow_start_max_window=32), FakeClock())
+    clock = FakeClock()
+    config = RateLimit(slow_start_window=8, slow_start_max_window=32, slow_start_timeout=60)
+    limiter = AdaptiveRateLimiter(config, clock)
     sends: list[float] = []
 
     async def one() -> None:
@@ -391,6 +393,7 @@ async def test_acquire_holds_a_crowd_to_the_first_window_until_it_is_answered() 
             tg.start_soon(one)
         await anyio.wait_all_tasks_blocked()
         assert len(sends) == 8  # not 32: the rest wait for the first round's answers
+        clock.advance(10)  # a slow answer: nothing is given up on for a while (in loop time)
         for sent in list(sends):
             limiter.on_success(sent)
         await anyio.wait_all_tasks_blocked()
@@ -398,6 +401,20 @@ async def test_acquire_holds_a_crowd_to_the_first_window_until_it_is_answered() 
         for sent in sends[8:]:
             limiter.on_success(sent)
     assert len(sends) == 32  # window 32 is the max: slow start is over, nothing waits
+    assert limiter.window is None
+
+
+@pytest.mark.asyncio
+async def test_once_answers_have_come_an_overdue_one_is_given_up_on_sooner() -> None:
+    import anyio
+
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(RateLimit(slow_start_window=2, slow_start_timeout=60), clock)
+    first, _lost = limiter.reserve()[1], limiter.reserve()[1]
+    clock.advance(0.001)
+    limiter.on_success(first)  # answered in 1 ms; the other request failed unreported
+    with anyio.fail_after(5):  # not the 60 s of slow_start_timeout: the floor of 50 ms
+        await limiter.acquire()
     assert limiter.window is None
 
 
