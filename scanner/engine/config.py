@@ -77,6 +77,15 @@ class RateLimit:
     #: After a cut, throttles of requests sent within this many seconds do not cut again: the
     #: server is still working off the earlier excess, and cutting again would collapse the rate.
     cooldown_seconds: float = 0.5
+    #: Slow start, before the first throttle: the first round of requests of a scope, before any
+    #: answer; each round answered without a throttle doubles it, up to the max, beyond which
+    #: the scope is not limited. A round left unanswered this many seconds ends slow start
+    #: (once answers have come, four times the slowest of them, if less).
+    slow_start_window: int = 8
+    slow_start_max_window: int = 32
+    slow_start_timeout: float = 1.0
+    #: After a throttle in a scope's first second, the rate doubles this often until the next.
+    ramp_doubling_seconds: float = 0.35
 
     def __post_init__(self) -> None:
         if self.requests_per_second is not None:
@@ -87,6 +96,10 @@ class RateLimit:
         _positive("RateLimit.scale", self.scale)
         _positive("RateLimit.burst_seconds", self.burst_seconds)
         _positive("RateLimit.cooldown_seconds", self.cooldown_seconds)
+        _positive("RateLimit.slow_start_window", self.slow_start_window, integer=True)
+        _positive("RateLimit.slow_start_max_window", self.slow_start_max_window, integer=True)
+        _positive("RateLimit.slow_start_timeout", self.slow_start_timeout)
+        _positive("RateLimit.ramp_doubling_seconds", self.ramp_doubling_seconds)
         if not self.adaptive and self.requests_per_second is None:
             raise ConfigError("RateLimit(adaptive=False) needs requests_per_second")
 
