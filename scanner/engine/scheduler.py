@@ -302,6 +302,9 @@ class ScanJob:
                         stats.throttled += 1
                         limiter.on_throttle(sent_at, exc.retry_after_ms)
                         raise
+                    except Exception:
+                        limiter.on_error(sent_at)  # answered all the same: slow start counts answers
+                        raise
                     limiter.on_success(sent_at)
                     if isinstance(result, Page):
                         stats.bytes_received += result.body_bytes

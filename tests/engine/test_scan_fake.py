@@ -12,6 +12,7 @@ import pytest
 
 from scanner.eas.models import Page
 from scanner.engine.config import Concurrency, RetryPolicy
+from scanner.engine.ratelimit import AdaptiveRateLimiter
 from scanner.errors import (
     AuthError,
     CredentialsError,
@@ -80,7 +81,7 @@ async def test_instances_are_listed_oldest_first_and_services_in_creation_order(
     assert all(c.query.sort == "StartTime" and c.query.order == "asc" for c in pages)
     # A multi-page listing is read last page first (the look at its end before the others), and
     # closed by a one-record look at the instance at the same position, in the same order.
-    listings: dict[str, list[tuple[int, int]]] = {}
+    listings: dict[str | None, list[tuple[int, int]]] = {}
     for c in api.calls:
         if c.action == "ListServiceInstances":
             assert c.query.sort == "StartTime"
@@ -295,6 +296,36 @@ async def test_transient_errors_are_retried_per_page_and_counted() -> None:
     assert summary.throttled > 0
     assert summary.requests == len(api.calls)  # DescribeRegions included
     assert clock.sleeps  # backoff went through the injected clock
+
+
+async def test_every_answer_reaches_the_rate_limiter_failures_included(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Slow start counts answers: a failure the limiter never heard of would hold its round open.
+    outcomes: list[str] = []
+    for name in ("on_success", "on_throttle", "on_error"):
+        original = getattr(AdaptiveRateLimiter, name)
+
+        def spy(self: AdaptiveRateLimiter, *args: Any, _name: str = name, _original: Any = original) -> None:
+            outcomes.append(_name)
+            _original(self, *args)
+
+        monkeypatch.setattr(AdaptiveRateLimiter, name, spy)
+    api = FakeEas(FLEET)
+    failures = iter([ServerError, ThrottledError, ServerError, NotFoundError])  # the last ends it
+
+    def fail_some(call: Call) -> None:
+        if call.action == "ListServiceInstances" and call.service == "beta":
+            error = next(failures, None)
+            if error is not None:
+                raise error("injected", region=call.region, action=call.action, status=503, code="X")
+
+    api.hooks.append(fail_some)
+    async with scanner_for(api) as scanner:
+        _, summary = await collect(scanner, regions=["cn-shanghai"])
+    assert len(outcomes) == summary.requests == len(api.calls)
+    assert outcomes.count("on_throttle") == summary.throttled == 1
+    assert outcomes.count("on_error") == 3
 
 
 async def test_a_forbidden_region_is_a_partial_failure() -> None:
