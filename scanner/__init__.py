@@ -51,6 +51,7 @@ from scanner.errors import (
     TransportError,
     UsageError,
 )
+from scanner.gctuning import batch_gc
 from scanner.scanner import Scanner, ScanStream
 
 try:
@@ -101,4 +102,5 @@ __all__ = [
     "TransportError",
     "UsageError",
     "__version__",
+    "batch_gc",
 ]

@@ -44,6 +44,7 @@ from scanner import (
 )
 from scanner.eas.endpoints import EndpointResolver, validate_region
 from scanner.eas.params import MAX_PAGE_SIZE, InstanceSort, Order, ResourceType, Role
+from scanner.gctuning import batch_gc
 from scanner.output.progress import LogProgress, TerminalProgress, render_summary
 from scanner.output.sinks import OutputFile, check_writable, encoder_for
 
@@ -635,15 +636,16 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
     error: str | None = None
     try:
         try:
-            outcome = anyio.run(
-                functools.partial(
-                    _scan,
-                    config,
-                    output,
-                    err,
-                    records_on_terminal=real_stdout and _same_terminal(),
+            with batch_gc():  # this process is the scan: ~10% less CPU (see scanner.gctuning)
+                outcome = anyio.run(
+                    functools.partial(
+                        _scan,
+                        config,
+                        output,
+                        err,
+                        records_on_terminal=real_stdout and _same_terminal(),
+                    )
                 )
-            )
         except BaseExceptionGroup as group:
             raise _single_error(group) from None
         if outcome.fatal is not None:

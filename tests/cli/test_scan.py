@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import gc
 import io
 import logging
 import math
@@ -23,6 +24,7 @@ from rich.console import Console
 
 from scanner import RegionStatistics, ScanStatistics, cli
 from scanner.eas.params import INSTANCE_FIELDS
+from scanner.gctuning import BATCH_GC_THRESHOLD
 from scanner.output.progress import LogProgress
 from scanner.simulator import FaultConfig, Fleet
 from scanner.simulator.spec import preset as preset_spec
@@ -57,6 +59,26 @@ def test_jsonl_on_stdout_is_exactly_the_fleet(run_cli: RunCli, shared_sim: Threa
     # Not a terminal: the summary table, and no live progress display.
     assert "complete: 1,000 instances" in result.stderr
     assert "req/s" not in result.stderr
+
+
+@pytest.mark.usefixtures("creds")
+def test_the_scan_runs_with_the_batch_gc_threshold(
+    run_cli: RunCli, shared_sim: ThreadedSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[int, int, int]] = []
+    run = anyio.run
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.get_threshold())
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(cli.anyio, "run", spy)
+    before = gc.get_threshold()
+    result = run_cli("scan", *shared_sim.endpoint_args())
+    assert result.code == cli.EXIT_COMPLETE, result.stderr
+    assert len(seen) == 1
+    assert seen[0][0] >= BATCH_GC_THRESHOLD
+    assert gc.get_threshold() == before
 
 
 @pytest.mark.usefixtures("creds")
