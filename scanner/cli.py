@@ -35,6 +35,7 @@ from scanner import (
     DefaultCredentials,
     RateLimit,
     RetryPolicy,
+    ScanFailedError,
     Scanner,
     ScannerError,
     ScanSummary,
@@ -419,7 +420,13 @@ async def _scan(
         if config.simulate:
             from scanner.simulator import Simulator
 
-            simulator = await stack.enter_async_context(Simulator(preset=config.simulate))
+            try:
+                simulator = await stack.enter_async_context(Simulator(preset=config.simulate))
+            except OSError as exc:  # no loopback interface, or no free port on it
+                raise ScanFailedError(
+                    f"cannot start the embedded simulator on 127.0.0.1 ({exc.strerror or exc}): "
+                    "check that the loopback interface is up, or scan a real account without --simulate"
+                ) from exc
             endpoints: dict[str, str] = dict(simulator.endpoints)
             outside = (
                 [r for r in config.regions if r not in endpoints] if isinstance(config.regions, list) else []

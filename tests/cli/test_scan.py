@@ -1049,6 +1049,27 @@ def test_simulate_scans_the_embedded_fleet(run_cli: RunCli, tmp_path: Path) -> N
     assert set(keys) == set(fleet.current_keys())
 
 
+def test_simulate_without_loopback_is_one_error_line(
+    run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scanner.simulator import Simulator
+
+    async def no_loopback(self: Simulator) -> Simulator:
+        raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
+
+    monkeypatch.setattr(Simulator, "__aenter__", no_loopback)
+    out = tmp_path / "fleet.jsonl"
+    result = run_cli("scan", "--simulate", "-o", str(out), "--quiet")
+    assert result.code == cli.EXIT_FATAL
+    assert result.stderr == (
+        "eas-scan: error: cannot start the embedded simulator on 127.0.0.1 "
+        f"({os.strerror(errno.EADDRNOTAVAIL)}): check that the loopback interface is up, "
+        "or scan a real account without --simulate\n"
+    )
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
 def _scan_on_terminal(argv: list[str], width: int = 120) -> tuple[int, str, bytes]:
     parser = cli.build_parser()
     args = parser.parse_args(argv)
