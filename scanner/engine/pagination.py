@@ -109,6 +109,8 @@ class ListingState:
         """Record a page; return its items not emitted before (in page order)."""
         self._pass_totals.add(page.total_count)
         self.last_total = page.total_count
+        if page.page_size > 0:
+            self.page_size = page.page_size  # the server's paging, should it cap what we ask
         items = page.items
         key = self._key
         names = [item.get(key) for item in items]

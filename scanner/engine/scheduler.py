@@ -389,7 +389,7 @@ class ScanJob:
             await self._offer(targets, send)
             # Newest page first, page 1 last: see scanner.engine.pagination for why this order
             # cannot miss a service that exists throughout.
-            later = list(descending_pages(total, self._page_size))
+            later = list(descending_pages(total, state.page_size))
             for number in later if len(later) > 1 else ():
                 try:
                     page = await self._services_page(region, number)
@@ -475,7 +475,7 @@ class ScanJob:
                 state.start_pass()
                 set_known(max(state.last_total, state.emitted))
                 await self._fetch_in_order(
-                    region, target, state, descending_pages(state.last_total, self._page_size)
+                    region, target, state, descending_pages(state.last_total, state.page_size)
                 )
         except RequestError as exc:
             error = exc
@@ -511,10 +511,10 @@ class ScanJob:
             number = page_count(target.estimate, self._page_size)
         page = await self._read_page(region, target, state, number)
         total = page.total_count
+        pages = page.page_count  # at the page size the server used, should it cap ours
         before = _end_of(page) if verifiable else None
         del page
         set_known(total)
-        pages = page_count(total, self._page_size)
         if number == 1 == pages:
             return  # read whole in one answer
         if before is not None:

@@ -99,6 +99,32 @@ async def test_instances_are_listed_oldest_first_and_services_in_creation_order(
     assert all(c.query.sort == "CreateTime" and c.query.order == "asc" for c in service_calls)
 
 
+async def test_a_server_that_pages_smaller_than_asked_is_read_whole() -> None:
+    # The API answers PageSize=100 with pages of 40 (and says so): discovery, the first pass and
+    # a re-read all follow the server's paging, and every instance is read once.
+    fleet = {f"svc{i:03d}": 3 for i in range(95)} | {"beta": 250, "delta": 1001}
+    api = FakeEas({"cn-shanghai": fleet}, page_cap=40)
+    at_start = api.expected()
+    service = api.regions["cn-shanghai"]["delta"]
+    deleted: set[tuple[str, str, str]] = set()
+
+    def swap(call: Call) -> None:  # a deletion hidden by a creation: delta is read again
+        if call.service == "delta" and call.page_size == 100 and call.page_number == 5 and not deleted:
+            deleted.add(("cn-shanghai", "delta", service.instances.pop(3)["InstanceName"]))
+            api.add_instance("cn-shanghai", "delta")
+
+    api.hooks.append(swap)
+    async with scanner_for(api, concurrency=Concurrency(pages_per_listing=1)) as scanner:
+        records, summary = await collect(scanner, regions=["cn-shanghai"])
+    got = keys(records)
+    assert len(got) == len(set(got))
+    assert deleted
+    assert at_start - deleted <= set(got) <= at_start | api.expected()
+    assert summary.verdicts["reread"] == 1
+    assert summary.verdicts["complete"] == 96
+    assert summary.complete
+
+
 @pytest.mark.parametrize(
     ("counted", "now"),
     [(250, 420), (250, 150), (250, 200), (250, 0), (60, 160), (60, 0)],
