@@ -6,7 +6,7 @@ answering 429 ``Throttling`` at once); and 3% of the admitted requests answer 50
 ``InternalError`` or 503 ``ServiceUnavailable`` (half each, seeded), after the latency. Nobody
 is told the limit. The fleet is long-tailed (60,000 instances, 3 regions x 100 services, up to
 3,000 per service), so its regions hold different amounts of work (185 to 308 instance pages).
-In ``--quick``: 2 regions x 10 services, 2,000 instances (29 instance pages), for exactness only.
+In ``--quick``: 2 regions x 10 services, 1,000 instances (23 instance pages), for exactness only.
 
 - ``achieved_qps``: ListServiceInstances requests the limit admitted (answered 200, 500 or 503:
   each took a token) in the region with the most of them, per second of the client's wall time.
@@ -50,8 +50,8 @@ def run(*, quick: bool, workdir: Path) -> dict[str, Any]:
     args = fleet_args(
         regions=3 if not quick else 2,
         services=100 if not quick else 10,
-        instances=60_000 if not quick else 2_000,
-        max_per_service=3_000 if not quick else 300,
+        instances=60_000 if not quick else 1_000,
+        max_per_service=3_000 if not quick else 200,
     )
     faults = ["--latency-ms", LATENCY_MS, "--rate-limit", LIMIT_QPS, "--fault-rate", ERROR_RATE]
     result: dict[str, Any] = {"latency_ms": LATENCY_MS, "limit_qps": LIMIT_QPS, "error_rate": ERROR_RATE}
