@@ -32,7 +32,8 @@ Unlike botocore, the limiter is shared by every task of the scope, and a throttl
 only if its request was sent after the previous cut (plus ``cooldown_seconds``): the answers to
 requests already in flight at the old rate say nothing new (TCP's one-decrease-per-window rule);
 a throttle of a request sent since the cut, within the cooldown, stops growth until it ends.
-``x-acs-retry-after`` pauses the whole scope for the time the server asked.
+``x-acs-retry-after`` pauses the whole scope for the time the server asked, at most
+``MAX_RETRY_AFTER_S`` (60 s).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 import anyio
 
 from scanner.clock import Clock
-from scanner.engine.config import RateLimit
+from scanner.engine.config import RateLimit, retry_after_seconds
 
 __all__ = ["AdaptiveRateLimiter", "CubicCurve", "RateLimiterState", "RateLimiters", "SendRateMeter"]
 
@@ -293,7 +294,7 @@ class AdaptiveRateLimiter:
         self.throttles += 1
         now = self._clock.monotonic()
         if retry_after_ms is not None and retry_after_ms > 0:
-            self._paused_until = max(self._paused_until, now + retry_after_ms / 1000)
+            self._paused_until = max(self._paused_until, now + retry_after_seconds(retry_after_ms))
         if not self._config.adaptive:
             return
         self._end_slow_start()

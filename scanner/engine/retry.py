@@ -16,7 +16,7 @@ from typing import Final, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from scanner.clock import Clock
-from scanner.engine.config import RetryPolicy
+from scanner.engine.config import RetryPolicy, retry_after_seconds
 from scanner.errors import (
     AuthError,
     BadRequestError,
@@ -90,7 +90,7 @@ class JitteredBackoff:
         delay = self._rng.random() * ceiling
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, ThrottledError) and exc.retry_after_ms is not None:
-            delay = max(delay, min(policy.max_retry_after, exc.retry_after_ms / 1000))
+            delay = max(delay, min(policy.max_retry_after, retry_after_seconds(exc.retry_after_ms)))
         return delay
 
 

@@ -6,13 +6,16 @@ import heapq
 import itertools
 import math
 import random
+import time
 from dataclasses import dataclass
 
+import anyio
 import pytest
 
-from scanner.engine.config import RateLimit
+from scanner.engine.config import MAX_RETRY_AFTER_S, RateLimit, RetryPolicy
 from scanner.engine.ratelimit import AdaptiveRateLimiter, CubicCurve, RateLimiters, SendRateMeter
-from scanner.errors import ConfigError
+from scanner.engine.retry import Retrier, RetryBudget
+from scanner.errors import ConfigError, ThrottledError
 from scanner.testing import FakeClock
 
 
@@ -144,6 +147,55 @@ def test_retry_after_pauses_the_whole_scope() -> None:
     limiter.on_throttle(sent, retry_after_ms=1500)
     delay, _ = limiter.reserve()
     assert delay == pytest.approx(1.5)
+
+
+ONE_HOUR_MS = 3_600_000
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "config",
+    [RateLimit(), RateLimit(requests_per_second=100), RateLimit(requests_per_second=100, adaptive=False)],
+    ids=["adaptive", "ceiling", "fixed"],
+)
+async def test_an_hour_long_retry_after_pauses_the_scope_60_s_at_most(config: RateLimit) -> None:
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(config, clock)
+    sent = await limiter.acquire()
+    limiter.on_throttle(sent, retry_after_ms=ONE_HOUR_MS)
+    started = time.perf_counter()
+    with anyio.fail_after(5):
+        resumed = await limiter.acquire()
+    real_ms = (time.perf_counter() - started) * 1000
+    # Paused for the cap, not the hour the server asked for, and in fake time only.
+    assert resumed - sent == pytest.approx(MAX_RETRY_AFTER_S)
+    assert sum(clock.sleeps) <= MAX_RETRY_AFTER_S
+    assert real_ms < 500, f"{real_ms:.0f} ms of real time"
+
+
+@pytest.mark.asyncio
+async def test_a_request_throttled_with_an_hour_long_hint_is_retried_within_60_s() -> None:
+    # The limiter's pause and the retry's wait both obey the one cap: they overlap, not add up.
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(RateLimit(), clock)
+    retrier = Retrier(RetryPolicy(), RetryBudget(500), clock=clock, rng=random.Random(0))
+    answers = iter([ThrottledError("slow down", retry_after_ms=ONE_HOUR_MS), None])
+
+    async def attempt() -> float:
+        sent_at = await limiter.acquire()
+        error = next(answers)
+        if error is not None:
+            limiter.on_throttle(sent_at, error.retry_after_ms)
+            raise error
+        limiter.on_success(sent_at)
+        return sent_at
+
+    started = time.perf_counter()
+    with anyio.fail_after(5):
+        sent_at = await retrier.call(attempt)
+    assert sent_at == pytest.approx(MAX_RETRY_AFTER_S)
+    assert clock.now == pytest.approx(MAX_RETRY_AFTER_S)
+    assert (time.perf_counter() - started) * 1000 < 500
 
 
 def test_a_throttle_cuts_to_beta_times_what_got_through_once_per_cooldown() -> None:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from scanner.engine.config import RetryPolicy
+from scanner.engine.config import MAX_RETRY_AFTER_S, RetryPolicy, retry_after_seconds
 from scanner.engine.retry import Retrier, RetryBudget, is_retryable
 from scanner.errors import (
     AuthError,
@@ -111,11 +111,30 @@ async def test_a_server_retry_after_hint_is_honoured() -> None:
 
 
 @pytest.mark.asyncio
-async def test_retry_after_is_capped() -> None:
+async def test_retry_after_is_capped_at_60_s() -> None:
+    r, clock, _ = retrier(RetryPolicy())
+    await r.call(Flaky([ThrottledError("slow", retry_after_ms=3_600_000)]))
+    assert clock.sleeps == [MAX_RETRY_AFTER_S] == [60.0]
+
+
+@pytest.mark.asyncio
+async def test_retry_after_cap_can_be_lowered() -> None:
     policy = RetryPolicy(max_retry_after=2.0)
     r, clock, _ = retrier(policy)
     await r.call(Flaky([ThrottledError("slow", retry_after_ms=3_600_000)]))
     assert clock.sleeps == [2.0]
+
+
+def test_retry_after_cap_cannot_be_raised() -> None:
+    with pytest.raises(ConfigError, match="at most 60 s"):
+        RetryPolicy(max_retry_after=61.0)
+
+
+@pytest.mark.parametrize(
+    ("hint_ms", "seconds"), [(1, 0.001), (1500, 1.5), (60_000, 60.0), (60_001, 60.0), (10**15, 60.0)]
+)
+def test_retry_after_seconds(hint_ms: int, seconds: float) -> None:
+    assert retry_after_seconds(hint_ms) == seconds
 
 
 @pytest.mark.asyncio
