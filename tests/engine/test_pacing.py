@@ -1,4 +1,7 @@
-"""The adaptive rate limiter: pacing, server hints, CUBIC, and convergence against a hidden limit."""
+"""The client's rate limiter: pacing, server hints, CUBIC, and convergence against a hidden limit.
+
+The control law on its own, as plain function calls, is in ``test_rate_control.py``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import anyio
 import pytest
 
 from scanner.engine.config import MAX_RETRY_AFTER_S, RateLimit, RetryPolicy
-from scanner.engine.ratelimit import AdaptiveRateLimiter, CubicCurve, RateLimiters, SendRateMeter
+from scanner.engine.pacing import ClientRateLimiter, ClientRateLimiters
+from scanner.engine.rate_control import CubicCurve, SendRateMeter
 from scanner.engine.retry import Retrier, RetryBudget
 from scanner.errors import ConfigError, ThrottledError
 from scanner.testing import FakeClock
@@ -21,7 +25,7 @@ from scanner.testing import FakeClock
 
 def test_an_unconfigured_limiter_does_not_pace_until_throttled() -> None:
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(), clock)
+    limiter = ClientRateLimiter(RateLimit(), clock)
     assert [limiter.reserve()[0] for _ in range(1000)] == [0.0] * 1000
     assert limiter.rate is None
 
@@ -29,7 +33,7 @@ def test_an_unconfigured_limiter_does_not_pace_until_throttled() -> None:
 def test_slow_start_sends_rounds_that_double_until_the_max_window() -> None:
     clock = FakeClock()
     config = RateLimit(slow_start_window=4, slow_start_max_window=16)
-    limiter = AdaptiveRateLimiter(config, clock)
+    limiter = ClientRateLimiter(config, clock)
     rounds = []
     while limiter.window is not None:
         assert len(rounds) < 3
@@ -50,7 +54,7 @@ def test_slow_start_sends_rounds_that_double_until_the_max_window() -> None:
 
 def test_a_round_that_is_not_full_still_ends_when_answered() -> None:
     # One request at a time (a scope's first listing page, say) grows the window all the same.
-    limiter = AdaptiveRateLimiter(RateLimit(slow_start_window=2, slow_start_max_window=8), FakeClock())
+    limiter = ClientRateLimiter(RateLimit(slow_start_window=2, slow_start_max_window=8), FakeClock())
     for expected in (2, 4, None):
         assert limiter.window == expected
         limiter.on_success(limiter.reserve()[1])
@@ -59,7 +63,7 @@ def test_a_round_that_is_not_full_still_ends_when_answered() -> None:
 
 def test_slow_start_is_only_for_an_unknown_limit() -> None:
     for config in (RateLimit(requests_per_second=50), RateLimit(requests_per_second=50, adaptive=False)):
-        limiter = AdaptiveRateLimiter(config, FakeClock())
+        limiter = ClientRateLimiter(config, FakeClock())
         assert limiter.window is None
         assert limiter.window_open()
 
@@ -67,7 +71,7 @@ def test_slow_start_is_only_for_an_unknown_limit() -> None:
 def test_a_throttle_in_slow_start_paces_from_what_got_through_and_ramps() -> None:
     clock = FakeClock()
     config = RateLimit(slow_start_window=8, ramp_doubling_seconds=0.5)
-    limiter = AdaptiveRateLimiter(config, clock)
+    limiter = ClientRateLimiter(config, clock)
     sends = [limiter.reserve()[1] for _ in range(8)]
     assert not limiter.window_open()
     clock.advance(0.01)
@@ -95,7 +99,7 @@ def test_a_throttle_in_slow_start_paces_from_what_got_through_and_ramps() -> Non
 
 def test_a_throttle_after_a_ramp_measures_the_limit_and_does_not_plateau_below_it() -> None:
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(), clock)
+    limiter = ClientRateLimiter(RateLimit(), clock)
     server = ServerBucket(rate=20, burst=5)
     sent_ok = 0
     # Ramp up from a burst cut until the server throttles again, one request per slot.
@@ -120,7 +124,7 @@ def test_a_throttle_after_a_ramp_measures_the_limit_and_does_not_plateau_below_i
 
 def test_a_configured_rate_spaces_requests_evenly_after_a_small_burst() -> None:
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(requests_per_second=100, burst_seconds=0.05), clock)
+    limiter = ClientRateLimiter(RateLimit(requests_per_second=100, burst_seconds=0.05), clock)
     delays = [limiter.reserve()[0] for _ in range(20)]
     # 0.05 s of burst = 5 requests at once (plus the first), then one every 10 ms.
     assert delays[:6] == pytest.approx([0.0] * 6)
@@ -129,7 +133,7 @@ def test_a_configured_rate_spaces_requests_evenly_after_a_small_burst() -> None:
 
 def test_pacing_resumes_from_now_after_idle_time() -> None:
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(requests_per_second=10, burst_seconds=0.1), clock)
+    limiter = ClientRateLimiter(RateLimit(requests_per_second=10, burst_seconds=0.1), clock)
     for _ in range(5):
         limiter.reserve()
     clock.advance(100)
@@ -139,7 +143,7 @@ def test_pacing_resumes_from_now_after_idle_time() -> None:
 
 def test_retry_after_pauses_the_whole_scope() -> None:
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(), clock)
+    limiter = ClientRateLimiter(RateLimit(), clock)
     for _ in range(20):  # 20/s for a second, so the cut's own pacing interval is well under 1.5 s
         clock.advance(0.05)
         _, sent = limiter.reserve()
@@ -160,7 +164,7 @@ ONE_HOUR_MS = 3_600_000
 )
 async def test_an_hour_long_retry_after_pauses_the_scope_60_s_at_most(config: RateLimit) -> None:
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(config, clock)
+    limiter = ClientRateLimiter(config, clock)
     sent = await limiter.acquire()
     limiter.on_throttle(sent, retry_after_ms=ONE_HOUR_MS)
     started = time.perf_counter()
@@ -177,7 +181,7 @@ async def test_an_hour_long_retry_after_pauses_the_scope_60_s_at_most(config: Ra
 async def test_a_request_throttled_with_an_hour_long_hint_is_retried_within_60_s() -> None:
     # The limiter's pause and the retry's wait both obey the one cap: they overlap, not add up.
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(), clock)
+    limiter = ClientRateLimiter(RateLimit(), clock)
     retrier = Retrier(RetryPolicy(), RetryBudget(500), clock=clock, rng=random.Random(0))
     answers = iter([ThrottledError("slow down", retry_after_ms=ONE_HOUR_MS), None])
 
@@ -200,7 +204,7 @@ async def test_a_request_throttled_with_an_hour_long_hint_is_retried_within_60_s
 
 def test_a_throttle_cuts_to_beta_times_what_got_through_once_per_cooldown() -> None:
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(beta=0.7, cooldown_seconds=0.5), clock)
+    limiter = ClientRateLimiter(RateLimit(beta=0.7, cooldown_seconds=0.5), clock)
     sends = []
     for _ in range(100):  # 100 requests over one second, 60 of them let through
         clock.advance(0.01)
@@ -229,7 +233,7 @@ def test_a_throttle_cuts_to_beta_times_what_got_through_once_per_cooldown() -> N
 
 def test_with_nothing_getting_through_it_backs_off_from_what_it_sends() -> None:
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(beta=0.5), clock)
+    limiter = ClientRateLimiter(RateLimit(beta=0.5), clock)
     for _ in range(100):
         clock.advance(0.01)
         _, sent = limiter.reserve()
@@ -239,7 +243,7 @@ def test_with_nothing_getting_through_it_backs_off_from_what_it_sends() -> None:
 
 def test_a_throttle_never_drops_below_the_floor_or_rises_above_the_ceiling() -> None:
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(requests_per_second=5, min_rate=2, cooldown_seconds=0.1), clock)
+    limiter = ClientRateLimiter(RateLimit(requests_per_second=5, min_rate=2, cooldown_seconds=0.1), clock)
     for _ in range(10):
         clock.advance(1)
         _, sent = limiter.reserve()
@@ -279,7 +283,7 @@ def test_send_rate_meter() -> None:
 
 
 def test_limiters_are_per_region_and_action() -> None:
-    limiters = RateLimiters(RateLimit(), FakeClock())
+    limiters = ClientRateLimiters(RateLimit(), FakeClock())
     assert limiters.get("a", "X") is limiters.get("a", "X")
     assert limiters.get("a", "X") is not limiters.get("a", "Y")
     assert limiters.get("a", "X") is not limiters.get("b", "X")
@@ -341,12 +345,12 @@ def simulate(
 ) -> Run:
     """Discrete-event run of ``workers`` clients sharing one limiter against a hidden limit.
 
-    Mirrors ``AdaptiveRateLimiter.acquire``: ready workers queue in order and only the head books a
+    Mirrors ``ClientRateLimiter.acquire``: ready workers queue in order and only the head books a
     slot (``reserve``), once slow start's window lets it (``window_open``), releasing the queue when
     its slot comes. A throttled request is retried after the scanner's jittered backoff.
     """
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(), clock)
+    limiter = ClientRateLimiter(RateLimit(), clock)
     server = ServerBucket(limit, burst=burst if burst is not None else max(1.0, limit * 0.1))
     rng = random.Random(seed)
     seq = itertools.count()
@@ -434,7 +438,7 @@ async def test_acquire_holds_a_crowd_to_the_first_window_until_it_is_answered() 
 
     clock = FakeClock()
     config = RateLimit(slow_start_window=8, slow_start_max_window=32, slow_start_timeout=60)
-    limiter = AdaptiveRateLimiter(config, clock)
+    limiter = ClientRateLimiter(config, clock)
     sends: list[float] = []
 
     async def one() -> None:
@@ -461,7 +465,7 @@ async def test_once_answers_have_come_an_overdue_one_is_given_up_on_sooner() -> 
     import anyio
 
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(slow_start_window=2, slow_start_timeout=60), clock)
+    limiter = ClientRateLimiter(RateLimit(slow_start_window=2, slow_start_timeout=60), clock)
     first, _lost = limiter.reserve()[1], limiter.reserve()[1]
     clock.advance(0.001)
     limiter.on_success(first)  # answered in 1 ms; the other request failed unreported
@@ -471,7 +475,7 @@ async def test_once_answers_have_come_an_overdue_one_is_given_up_on_sooner() -> 
 
 
 def test_an_error_answers_a_request_of_a_round_without_touching_the_rate() -> None:
-    limiter = AdaptiveRateLimiter(RateLimit(slow_start_window=2, slow_start_max_window=8), FakeClock())
+    limiter = ClientRateLimiter(RateLimit(slow_start_window=2, slow_start_max_window=8), FakeClock())
     first, second = limiter.reserve()[1], limiter.reserve()[1]
     limiter.on_success(first)
     assert not limiter.window_open()
@@ -487,7 +491,7 @@ async def test_a_round_whose_answers_never_come_ends_slow_start() -> None:
     import anyio
 
     # A request that fails otherwise than by a throttle is never reported to the limiter.
-    limiter = AdaptiveRateLimiter(RateLimit(slow_start_window=2, slow_start_timeout=0.05), FakeClock())
+    limiter = ClientRateLimiter(RateLimit(slow_start_window=2, slow_start_timeout=0.05), FakeClock())
     with anyio.fail_after(5):
         sends = [await limiter.acquire() for _ in range(5)]
     assert len(sends) == 5
@@ -499,13 +503,13 @@ async def test_acquire_queues_waiters_and_a_new_rate_applies_to_the_next_in_line
     import anyio
 
     clock = FakeClock()
-    limiter = AdaptiveRateLimiter(RateLimit(requests_per_second=10, burst_seconds=0.01), clock)
+    limiter = ClientRateLimiter(RateLimit(requests_per_second=10, burst_seconds=0.01), clock)
     sends: list[float] = []
 
     async def one() -> None:
         sends.append(await limiter.acquire())
         if len(sends) == 5:
-            limiter._set_rate(2)  # as a cut would
+            limiter.controller._set_rate(2)  # as a cut would
 
     async with anyio.create_task_group() as tg:
         for _ in range(8):
