@@ -163,13 +163,19 @@ class ClientRateLimiter:
         return send_at - now, send_at
 
     def on_success(self, sent_at: float) -> None:
-        self.controller.on_success(sent_at, self._clock.monotonic())
-        self._pacer.answered()
+        control = self.controller
+        if control.window is None:  # not in slow start: nothing waits for answers
+            control.on_success(sent_at, self._clock.monotonic())
+        else:
+            control.on_success(sent_at, self._clock.monotonic())
+            self._pacer.answered()
 
     def on_error(self, sent_at: float) -> None:
         """A request failed otherwise than by a throttle: answered, but says nothing of the rate."""
-        self.controller.on_error()
-        self._pacer.answered()
+        control = self.controller
+        if control.window is not None:
+            control.on_error()
+            self._pacer.answered()
 
     def on_throttle(self, sent_at: float, retry_after_ms: int | None = None) -> None:
         control = self.controller
