@@ -44,25 +44,36 @@ class RateLimiterState:
 
 
 class Pacer:
-    """Spaces sends at a given rate (GCRA) and lets slow start's rounds wait for answers."""
+    """Spaces sends at a given rate (GCRA) on the clock, and lets slow start's rounds wait for answers."""
 
-    __slots__ = ("_answer", "_burst", "_next_slot", "queue")
+    __slots__ = ("_answer", "_burst", "_clock", "_next_slot", "queue")
 
-    def __init__(self, burst_seconds: float) -> None:
+    def __init__(self, clock: Clock, burst_seconds: float) -> None:
+        self._clock = clock
         self._burst = burst_seconds
         self._next_slot = -math.inf  # GCRA: when the next send is due
         self._answer: anyio.Event | None = None
         #: FIFO: waiters for a slot queue here; only the head books one.
         self.queue = anyio.Lock()
 
-    def book(self, now: float, rate: float | None, not_before: float) -> float:
-        """Book the next send slot at ``rate`` (``None``: unpaced): its time. Never blocks."""
+    def book(self, rate: float | None, not_before: float) -> tuple[float, float]:
+        """Book the next send slot at ``rate`` (``None``: unpaced), not before ``not_before``.
+
+        Returns ``(delay before sending, send time)``. Never blocks.
+        """
+        now = self._clock.monotonic()
         start = max(now, not_before)
         if rate is None:
-            return start
+            return start - now, start
         due = max(self._next_slot, start)
         self._next_slot = due + 1.0 / rate
-        return max(start, due - self._burst)
+        send_at = max(start, due - self._burst)
+        return send_at - now, send_at
+
+    async def wait(self, delay: float) -> None:
+        """Sleep until a booked slot (on the clock, so a fake one makes it instant)."""
+        if delay > 0:
+            await self._clock.sleep(delay)
 
     def empty(self, now: float, rate: float) -> None:
         """The server's bucket is empty (a throttle): the next send waits one interval."""
@@ -102,7 +113,7 @@ class ClientRateLimiter:
     def __init__(self, config: RateLimit, clock: Clock) -> None:
         self._clock = clock
         self.controller = RateController(config)
-        self._pacer = Pacer(config.burst_seconds)
+        self._pacer = Pacer(clock, config.burst_seconds)
 
     @property
     def rate(self) -> float | None:
@@ -147,8 +158,7 @@ class ClientRateLimiter:
                 if not await self._pacer.wait_for_answer(control.answer_timeout()):
                     control.give_up_round()
             delay, send_at = self.reserve()
-            if delay > 0:
-                await self._clock.sleep(delay)
+            await self._pacer.wait(delay)
         return send_at
 
     def reserve(self) -> tuple[float, float]:
@@ -157,10 +167,9 @@ class ClientRateLimiter:
         Does not look at slow start's window: ask ``window_open`` first.
         """
         control = self.controller
-        now = self._clock.monotonic()
-        send_at = self._pacer.book(now, control.rate, control.paused_until)
+        delay, send_at = self._pacer.book(control.rate, control.paused_until)
         control.on_send(send_at)
-        return send_at - now, send_at
+        return delay, send_at
 
     def on_success(self, sent_at: float) -> None:
         control = self.controller

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scanner.engine.config import MAX_RETRY_AFTER_S, RateLimit, RetryPolicy
-from scanner.engine.pacing import ClientRateLimiter, ClientRateLimiters
+from scanner.engine.pacing import ClientRateLimiter, ClientRateLimiters, Pacer
 from scanner.engine.rate_control import CubicCurve, Phase, SendRateMeter
 from scanner.engine.retry import Retrier, RetryBudget
 from scanner.errors import ConfigError, ThrottledError
@@ -532,6 +533,21 @@ async def test_acquire_queues_waiters_and_a_new_rate_applies_to_the_next_in_line
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(sends)]
     assert gaps[1:4] == [0.1] * 3  # (the first gap is shortened by the burst allowance)
     assert gaps[5:] == [0.5, 0.5]  # the waiters already queued paced at the new rate
+
+
+@pytest.mark.asyncio
+async def test_the_pacer_books_gcra_slots_and_waits_on_the_clock() -> None:
+    clock = FakeClock()
+    pacer = Pacer(clock, burst_seconds=0.0)
+    assert [pacer.book(10, -math.inf)[0] for _ in range(3)] == pytest.approx([0.0, 0.1, 0.2])
+    assert pacer.book(None, -math.inf) == (0.0, 0.0)  # unpaced: at once
+    assert pacer.book(None, 2.5) == (2.5, 2.5)  # ...unless paused
+    pacer.empty(now=1.0, rate=4)  # a throttle at 1.0: the bucket is empty
+    delay, send_at = pacer.book(4, -math.inf)
+    assert (delay, send_at) == (pytest.approx(1.25), pytest.approx(1.25))
+    await pacer.wait(delay)
+    await pacer.wait(0.0)  # no slot to wait for: no sleep
+    assert clock.sleeps == [delay]
 
 
 def test_acquire_unlimited_returns_without_awaiting() -> None:
