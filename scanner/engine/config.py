@@ -78,9 +78,11 @@ class Concurrency:
 class RateLimit:
     """Requests per second, per (region, action), shared by every task of a scan.
 
-    ``requests_per_second=None`` means no fixed ceiling: full speed until the API first throttles,
-    then adaptive. With ``adaptive`` on, a throttle cuts the rate and it then probes back up (CUBIC,
-    as botocore's adaptive retry mode does); ``x-acs-retry-after`` pauses the whole scope.
+    ``requests_per_second=None`` means no fixed ceiling: slow start, then full speed until the API
+    first throttles, then adaptive. With ``adaptive`` on, a throttle cuts the rate and it then
+    probes back up (CUBIC, as botocore's adaptive retry mode does); the phases are described in
+    ``scanner.engine.rate_control``. ``x-acs-retry-after`` pauses the whole scope, for at most
+    ``MAX_RETRY_AFTER_S`` (60 s).
     """
 
     requests_per_second: float | None = None
