@@ -333,6 +333,7 @@ class Run:
     early_throttles: int = 0  # in the first two seconds
     ok_after_warmup: int = 0
     first_batch: int = 0  # requests sent before the first answer came back
+    errors: int = 0  # answered 500
     phase: Phase = Phase.SLOW_START  # the limiter's, at the end
     rate: float = 0.0  # the limiter's rate at the end (0.0: not paced)
 
@@ -346,12 +347,14 @@ def simulate(
     seed: int,
     burst: float | None = None,
     warmup: float = 10.0,
+    error_rate: float = 0.0,
 ) -> Run:
     """Discrete-event run of ``workers`` clients sharing one limiter against a hidden limit.
 
     Mirrors ``ClientRateLimiter.acquire``: ready workers queue in order and only the head books a
     slot (``reserve``), once slow start's window lets it (``window_open``), releasing the queue when
-    its slot comes. A throttled request is retried after the scanner's jittered backoff.
+    its slot comes. A throttled request is retried after the scanner's jittered backoff, and so
+    is one of the ``error_rate`` admitted requests that the server answers with a 500.
     """
     clock = FakeClock()
     limiter = ClientRateLimiter(RateLimit(), clock)
@@ -392,12 +395,20 @@ def simulate(
         elif kind == "arrive":
             run.sent += 1
             outcome = "ok" if server.admit(now) else "throttled"
+            if outcome == "ok" and rng.random() < error_rate:
+                outcome = "error"
             push(now + latency / 2, outcome, worker, sent_at, tries)
         elif kind == "ok":
             answered = True
             limiter.on_success(sent_at)
             run.ok_after_warmup += now > warmup
             push(now, "ready", worker)
+        elif kind == "error":
+            answered = True
+            run.errors += 1
+            limiter.on_error(sent_at)
+            backoff = rng.random() * min(20.0, 0.1 * 2**tries)
+            push(now + backoff, "ready", worker, 0.0, tries + 1)
         else:
             answered = True
             run.throttled += 1
@@ -423,6 +434,18 @@ def test_settles_near_an_untold_limit_with_few_throttles(limit: float, workers: 
     # It settled on the curve, near the limit: neither stuck low nor paced far above it.
     assert run.phase is Phase.CUBIC
     assert 0.7 * limit <= run.rate <= 1.5 * limit, run
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_settles_near_an_untold_limit_through_server_errors(seed: int) -> None:
+    # A real account's shape: 80 ms latency, 30/s per region and API, 3% of answers a 500
+    # (reported with on_error and retried). Errors answer slow start's rounds and leave the rate.
+    run = simulate(30, workers=32, latency=0.08, seconds=70, seed=seed, burst=5, error_rate=0.03)
+    assert run.errors > 0
+    achieved = run.ok_after_warmup / (70 - 10)
+    assert achieved >= 0.9 * 30, f"achieved {achieved:.1f}/s of 30/s"
+    assert run.throttled / run.sent <= 0.05, f"{run.throttled / run.sent:.1%} throttled"
+    assert run.phase is Phase.CUBIC
 
 
 @pytest.mark.parametrize(
