@@ -45,6 +45,10 @@ __all__ = ["CubicCurve", "Phase", "RateController", "SendRateMeter"]
 #: limit does not balloon while something else (concurrency, latency) is what holds us back.
 _MAX_GROWTH_OVER_MEASURED = 2.0
 
+#: A ramp stops doubling after this many doublings (far above any rate; the growth cap over the
+#: measured rate holds it anyway), so that its arithmetic cannot overflow.
+_MAX_DOUBLINGS = 64.0
+
 #: The span over which sends and successes are counted, in seconds.
 _METER_WINDOW = 1.0
 
@@ -243,7 +247,9 @@ class RateController:
             return self.rate
         phase = self.phase
         if phase is Phase.RAMP:
-            grown = self._ramp_start * 2.0 ** ((now - self._ramp_since) / self._config.ramp_doubling_seconds)
+            doublings = (now - self._ramp_since) / self._config.ramp_doubling_seconds
+            # Capped: 2.0 ** 1024 overflows, about six minutes into a ramp that meets no throttle.
+            grown = self._ramp_start * 2.0 ** min(doublings, _MAX_DOUBLINGS)
         elif phase is Phase.CUBIC:
             assert self._cubic is not None
             grown = self._cubic.rate_at(now)

@@ -91,6 +91,21 @@ def test_a_burst_throttle_ramps_from_what_got_through() -> None:
     assert rate == pytest.approx(20.0)  # doubled twice in one second
 
 
+def test_a_ramp_that_meets_no_throttle_for_minutes_does_not_overflow() -> None:
+    # 2.0 ** (400 s / 0.35 s) overflows a float: the ramp's doubling is capped.
+    control = RateController(RateLimit())
+    sends = send_round(control, 0.0)
+    control.on_success(sends[0], 0.01)
+    control.on_throttle(sends[1], 0.01)
+    assert control.phase is Phase.RAMP
+    for now in (400.0, 4000.0, 1e7):
+        control.on_send(now)
+        rate = control.on_success(now, now)
+        assert rate is not None
+        assert math.isfinite(rate)
+        assert rate <= 2 * 20  # twice the measured rate (one send, over the meter's shortest span)
+
+
 def test_a_throttle_of_a_steady_rate_cuts_to_beta_times_what_got_through() -> None:
     control = RateController(RateLimit(beta=0.7, requests_per_second=1000))
     for i in range(100):  # 100/s for a second, 60 of them let through
@@ -165,6 +180,7 @@ delays = st.one_of(
     st.just(0.0),
     st.floats(min_value=0.0, max_value=0.05),  # bursts
     st.floats(min_value=0.0, max_value=2.0),  # steady sending, idle gaps
+    st.floats(min_value=0.0, max_value=10_000.0),  # long silences
 )
 counts = st.one_of(st.just(1), st.integers(min_value=1, max_value=40))
 events = st.one_of(
