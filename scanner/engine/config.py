@@ -26,7 +26,9 @@ MAX_RETRY_AFTER_S: Final = 60.0
 
 def retry_after_seconds(retry_after_ms: int) -> float:
     """A server's retry-after hint in seconds, capped at ``MAX_RETRY_AFTER_S``."""
-    return min(retry_after_ms / 1000, MAX_RETRY_AFTER_S)
+    if retry_after_ms >= MAX_RETRY_AFTER_S * 1000:  # compared as an int: 10**400 / 1000 overflows
+        return MAX_RETRY_AFTER_S
+    return retry_after_ms / 1000
 
 
 def _positive(name: str, value: float, *, integer: bool = False) -> None:

@@ -149,6 +149,13 @@ def test_a_retry_after_pause_is_a_phase_of_its_own_for_60_s_at_most() -> None:
     assert control.phase_at(60.1) is control.phase is Phase.RAMP
 
 
+def test_an_absurd_retry_after_pauses_60_s() -> None:
+    control = RateController(RateLimit())
+    control.on_send(0.0)
+    control.on_throttle(0.0, 0.1, retry_after_ms=10**400)
+    assert control.paused_until == 0.1 + MAX_RETRY_AFTER_S
+
+
 def test_a_non_adaptive_limit_only_pauses() -> None:
     control = RateController(RateLimit(requests_per_second=10, adaptive=False))
     control.on_send(0.0)
@@ -190,7 +197,7 @@ events = st.one_of(
         delays,
         st.sampled_from(["ok", "ok", "ok", "error", "throttle"]),
         st.integers(min_value=0, max_value=1000),
-        st.one_of(st.none(), st.integers(min_value=1, max_value=10**12)),
+        st.one_of(st.none(), st.integers(min_value=1, max_value=10**12), st.just(10**400)),
         counts,
     ),
 )

@@ -120,6 +120,14 @@ async def test_retry_after_is_capped_at_60_s() -> None:
 
 
 @pytest.mark.asyncio
+async def test_an_absurd_retry_after_is_capped_too() -> None:
+    # A 400-digit header parses as an int; divided by 1000 it would overflow a float.
+    r, clock, _ = retrier(RetryPolicy())
+    await r.call(Flaky([ThrottledError("slow", retry_after_ms=10**400)]))
+    assert clock.sleeps == [60.0]
+
+
+@pytest.mark.asyncio
 async def test_retry_after_cap_can_be_lowered() -> None:
     policy = RetryPolicy(max_retry_after=2.0)
     r, clock, _ = retrier(policy)
@@ -133,7 +141,8 @@ def test_retry_after_cap_cannot_be_raised() -> None:
 
 
 @pytest.mark.parametrize(
-    ("hint_ms", "seconds"), [(1, 0.001), (1500, 1.5), (60_000, 60.0), (60_001, 60.0), (10**15, 60.0)]
+    ("hint_ms", "seconds"),
+    [(1, 0.001), (1500, 1.5), (60_000, 60.0), (60_001, 60.0), (10**15, 60.0), (10**400, 60.0)],
 )
 def test_retry_after_seconds(hint_ms: int, seconds: float) -> None:
     assert retry_after_seconds(hint_ms) == seconds
