@@ -465,8 +465,6 @@ def test_a_short_scan_starts_without_a_storm_of_throttles(limit: float, burst: f
 
 @pytest.mark.asyncio
 async def test_acquire_holds_a_crowd_to_the_first_window_until_it_is_answered() -> None:
-    import anyio
-
     clock = FakeClock()
     config = RateLimit(slow_start_window=8, slow_start_max_window=32, slow_start_timeout=60)
     limiter = ClientRateLimiter(config, clock)
@@ -493,8 +491,6 @@ async def test_acquire_holds_a_crowd_to_the_first_window_until_it_is_answered() 
 
 @pytest.mark.asyncio
 async def test_once_answers_have_come_an_overdue_one_is_given_up_on_sooner() -> None:
-    import anyio
-
     clock = FakeClock()
     limiter = ClientRateLimiter(RateLimit(slow_start_window=2, slow_start_timeout=60), clock)
     first, _lost = limiter.reserve()[1], limiter.reserve()[1]
@@ -519,8 +515,6 @@ def test_an_error_answers_a_request_of_a_round_without_touching_the_rate() -> No
 
 @pytest.mark.asyncio
 async def test_a_round_whose_answers_never_come_ends_slow_start() -> None:
-    import anyio
-
     # Requests never reported (cancelled, say) leave their round open until it is given up on.
     limiter = ClientRateLimiter(RateLimit(slow_start_window=2, slow_start_timeout=0.05), FakeClock())
     started = anyio.current_time()
@@ -539,8 +533,6 @@ async def test_a_round_whose_answers_never_come_ends_slow_start() -> None:
 
 @pytest.mark.asyncio
 async def test_acquire_queues_waiters_and_a_new_rate_applies_to_the_next_in_line() -> None:
-    import anyio
-
     clock = FakeClock()
     limiter = ClientRateLimiter(RateLimit(requests_per_second=10, burst_seconds=0.01), clock)
     sends: list[float] = []
