@@ -10,19 +10,22 @@ Built on the public library API only.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import errno
 import functools
 import logging
 import os
+import select
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn, Protocol
 
 import anyio
 import orjson
@@ -38,6 +41,7 @@ from scanner import (
     ScanFailedError,
     Scanner,
     ScannerError,
+    ScanStream,
     ScanSummary,
     StaticCredentials,
     Timeouts,
@@ -46,7 +50,7 @@ from scanner import (
 from scanner.eas.endpoints import EndpointResolver, validate_region
 from scanner.eas.params import MAX_PAGE_SIZE, InstanceSort, Order, ResourceType, Role
 from scanner.gctuning import batch_gc
-from scanner.output.progress import LogProgress, TerminalProgress, render_summary
+from scanner.output.progress import LogProgress, TerminalProgress, one_line, render_summary
 from scanner.output.sinks import OutputFile, check_writable, encoder_for
 
 __all__ = ["EXIT_COMPLETE", "EXIT_FATAL", "EXIT_INCOMPLETE", "EXIT_INTERRUPTED", "EXIT_USAGE", "main"]
@@ -60,6 +64,10 @@ EXIT_INTERRUPTED = 130
 PRESETS = ("small", "medium", "large")
 
 log = logging.getLogger("scanner.cli")
+
+#: The width of stderr when it is not a terminal: in effect none, so rich never wraps a line.
+UNBOUNDED_WIDTH: Final = 1 << 20
+
 
 SCAN_EXAMPLES = """\
 examples:
@@ -396,12 +404,112 @@ class _Outcome:
     fatal: ScannerError | None = None
 
 
-async def _watch_signals(on_signal: Any) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.warning("received %s: stopping", signal.Signals(signum).name)
-            on_signal()
+class _TempFile(Protocol):
+    @property
+    def temp_name(self) -> str | None: ...
+
+
+class Interrupts:
+    """SIGINT and SIGTERM for the whole run, from the flags to the summary.
+
+    The first signal asks for a clean stop: the scan ends, the output is committed (whole lines)
+    and the summary written, and the run exits 130. A second one is absorbed (``timeout`` and many
+    supervisors send two): the stop goes on. Only a third ends the process at once, with 130: the
+    temporary files are removed, no summary is written.
+
+    The handler only counts and wakes the event loop (``call_soon_threadsafe``, as asyncio's own
+    Ctrl-C handler does); what it would say is logged later, from the loop or the next safe point.
+    It must not write to ``sys.stderr``: it may have interrupted a write to that very buffer.
+    """
+
+    SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+    FORCE_AFTER: Final = 3
+
+    def __init__(self) -> None:
+        self.received: list[signal.Signals] = []
+        self._reported = 0
+        self._files: list[_TempFile] = []
+        self._wake: Callable[[], object] | None = None
+        self._stop: Callable[[], None] | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Interrupts]:
+        """Handle the signals while the block runs (only the main thread can)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
             return
+        previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+    def track(self, file: _TempFile) -> None:
+        """Remove ``file.temp_name`` (if any) on a forced exit."""
+        self._files.append(file)
+
+    @contextlib.contextmanager
+    def stopping(self, stop: Callable[[], None]) -> Iterator[None]:
+        """Run ``stop`` on the running event loop at the first signal (at once if one came already)."""
+        loop = asyncio.get_running_loop()
+        self._stop = stop
+        self._wake = functools.partial(loop.call_soon_threadsafe, self._on_loop)
+        try:
+            if self.received:
+                self._on_loop()
+            yield
+        finally:
+            self._wake = self._stop = None
+
+    def report(self) -> None:
+        """Log the signals received since the last report (from a safe point, never the handler)."""
+        for index in range(self._reported, len(self.received)):
+            name = self.received[index].name
+            if index == 0:
+                log.warning("received %s: stopping", name)
+            else:
+                log.warning(
+                    "received %s again: still stopping (a third signal stops at once, without a summary)",
+                    name,
+                )
+        self._reported = len(self.received)
+
+    def _on_loop(self) -> None:
+        self.report()
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            stop()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.append(signal.Signals(signum))
+        if len(self.received) >= self.FORCE_AFTER:
+            self._force(signal.Signals(signum).name)
+        wake = self._wake
+        if wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has just closed
+                wake()
+
+    def _force(self, name: str) -> NoReturn:
+        left: list[str] = []
+        for file in self._files:
+            temp = file.temp_name
+            if temp is None:
+                continue
+            try:
+                os.unlink(temp)
+            except FileNotFoundError:  # renamed into place a moment ago
+                pass
+            except OSError:
+                left.append(temp)
+        message = f"eas-scan: error: received {name} a third time: stopped at once, without a summary"
+        if left:
+            message += f"; temporary file(s) that could not be removed: {', '.join(left)}"
+        with contextlib.suppress(OSError, ValueError):
+            # Only if it cannot block: a stderr nobody reads must not hold up the exit.
+            if select.select([], [2], [], 0)[1]:
+                os.write(2, one_line(message).encode(errors="replace") + b"\n")
+        os._exit(EXIT_INTERRUPTED)
 
 
 def _same_terminal() -> bool:
@@ -413,103 +521,126 @@ def _same_terminal() -> bool:
 
 
 async def _scan(
-    config: ScanConfig, output: OutputFile, stderr: Console, *, records_on_terminal: bool = False
+    config: ScanConfig,
+    output: OutputFile,
+    stderr: Console,
+    interrupts: Interrupts,
+    *,
+    records_on_terminal: bool = False,
 ) -> _Outcome:
     outcome = _Outcome()
-    async with AsyncExitStack() as stack:
-        if config.simulate:
-            from scanner.simulator import Simulator
+    stream: ScanStream | None = None
 
-            try:
-                simulator = await stack.enter_async_context(Simulator(preset=config.simulate))
-            except OSError as exc:  # no loopback interface, or no free port on it
-                raise ScanFailedError(
-                    f"cannot start the embedded simulator on 127.0.0.1 ({exc.strerror or exc}): "
-                    "check that the loopback interface is up, or scan a real account without --simulate"
-                ) from exc
-            endpoints: dict[str, str] = dict(simulator.endpoints)
-            outside = (
-                [r for r in config.regions if r not in endpoints] if isinstance(config.regions, list) else []
-            )
-            if outside:
-                # Unknown to the simulator, they would go to the real endpoints with its keys.
-                raise ConfigError(
-                    f"--regions: the simulated fleet ({config.simulate}) has no {', '.join(outside)}; "
-                    f"it has {', '.join(endpoints)}"
-                )
-            credentials: Any = StaticCredentials(simulator.access_key_id, simulator.access_key_secret)
-            log.info("simulator (%s) listening: %s", config.simulate, ", ".join(endpoints.values()))
+    def stop() -> None:
+        outcome.interrupted = True
+        if stream is not None:
+            stream.close_nowait()  # the records already read are still written
         else:
-            endpoints = config.endpoints
-            credentials = DefaultCredentials(config.profile)
-            # Fail now, clearly, before any request. The repr masks the key and omits the secret.
-            log.debug("using %r", await credentials.get_credentials())
+            scope.cancel()  # credentials, the simulator: nothing written yet
 
-        scanner = await stack.enter_async_context(
-            Scanner(
-                credentials=credentials,
-                endpoints=endpoints or None,
-                endpoint_type=config.endpoint_type,
-                concurrency=config.concurrency,
-                rate_limit=config.rate_limit,
-                retry=config.retry,
-                timeouts=config.timeouts,
-                page_size=config.page_size,
+    with anyio.CancelScope() as scope, interrupts.stopping(stop):
+        async with AsyncExitStack() as stack:
+            scanner = await _open_scanner(config, stack)
+            stream = scanner.scan(
+                regions=config.regions,
+                services=config.services,
+                service_filter=config.service_filter,
+                **config.instance_filters,
             )
-        )
-        stream = scanner.scan(
-            regions=config.regions,
-            services=config.services,
-            service_filter=config.service_filter,
-            **config.instance_filters,
-        )
-        encoder = encoder_for(config.fmt)
-        write = output.write
-
-        def interrupt() -> None:
-            outcome.interrupted = True
-            stream.close_nowait()
-
-        display: TerminalProgress | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, interrupt)
-            if config.progress and stderr.is_terminal:
-                display = TerminalProgress(stream.statistics, stderr)
-                display.__enter__()
-                if records_on_terminal:
-                    # Written straight to the screen, records would be overwritten by the next
-                    # redraw of the display; printed through it, they scroll above it.
-                    write = display.print_above
-                tg.start_soon(display.run)
-            elif config.progress:
-                tg.start_soon(LogProgress(stream.statistics).run)
-            written = 0
-            try:
-                write(encoder.header())
-                async with contextlib.aclosing(stream.batches()) as batches:
-                    async for batch in batches:
-                        write(encoder.encode(batch))
-                        written += len(batch)
-            except ScannerError as exc:  # fatal: raised once the records before it were delivered
-                outcome.fatal = exc
-            except OSError as exc:  # a full disk; `eas-scan scan | head`: nobody reads any more
-                outcome.fatal = OutputClosed(_output_error(config.output, exc, "the scan was stopped"))
-                await stream.aclose()
-            finally:
-                tg.cancel_scope.cancel()
-                if display is not None:
-                    display.__exit__(None, None, None)
-        # Interrupted, the pages still buffered were dropped: count what reached the output.
-        outcome.summary = dataclasses.replace(stream.summary, records=written)
-        if outcome.fatal is not None:
-            outcome.code = EXIT_FATAL
-        elif outcome.interrupted:
-            outcome.code = EXIT_INTERRUPTED
-        elif outcome.summary.complete:
-            outcome.code = EXIT_COMPLETE
-        else:
-            outcome.code = EXIT_INCOMPLETE
+            outcome.summary, outcome.fatal = await _write_records(
+                config, stream, output, stderr, records_on_terminal=records_on_terminal
+            )
+    if outcome.fatal is not None:
+        outcome.code = EXIT_FATAL
+    elif outcome.interrupted:
+        outcome.code = EXIT_INTERRUPTED
+    elif outcome.summary is not None and outcome.summary.complete:
+        outcome.code = EXIT_COMPLETE
+    else:
+        outcome.code = EXIT_INCOMPLETE
     return outcome
+
+
+async def _open_scanner(config: ScanConfig, stack: AsyncExitStack) -> Scanner:
+    if config.simulate:
+        from scanner.simulator import Simulator
+
+        try:
+            simulator = await stack.enter_async_context(Simulator(preset=config.simulate))
+        except OSError as exc:  # no loopback interface, or no free port on it
+            raise ScanFailedError(
+                f"cannot start the embedded simulator on 127.0.0.1 ({exc.strerror or exc}): "
+                "check that the loopback interface is up, or scan a real account without --simulate"
+            ) from exc
+        endpoints: dict[str, str] = dict(simulator.endpoints)
+        outside = (
+            [r for r in config.regions if r not in endpoints] if isinstance(config.regions, list) else []
+        )
+        if outside:
+            # Unknown to the simulator, they would go to the real endpoints with its keys.
+            raise ConfigError(
+                f"--regions: the simulated fleet ({config.simulate}) has no {', '.join(outside)}; "
+                f"it has {', '.join(endpoints)}"
+            )
+        credentials: Any = StaticCredentials(simulator.access_key_id, simulator.access_key_secret)
+        log.info("simulator (%s) listening: %s", config.simulate, ", ".join(endpoints.values()))
+    else:
+        endpoints = config.endpoints
+        credentials = DefaultCredentials(config.profile)
+        # Fail now, clearly, before any request. The repr masks the key and omits the secret.
+        log.debug("using %r", await credentials.get_credentials())
+    return await stack.enter_async_context(
+        Scanner(
+            credentials=credentials,
+            endpoints=endpoints or None,
+            endpoint_type=config.endpoint_type,
+            concurrency=config.concurrency,
+            rate_limit=config.rate_limit,
+            retry=config.retry,
+            timeouts=config.timeouts,
+            page_size=config.page_size,
+        )
+    )
+
+
+async def _write_records(
+    config: ScanConfig,
+    stream: ScanStream,
+    output: OutputFile,
+    stderr: Console,
+    *,
+    records_on_terminal: bool,
+) -> tuple[ScanSummary, ScannerError | None]:
+    """Every record of ``stream`` to ``output``, with progress; the summary and any fatal error."""
+    encoder = encoder_for(config.fmt)
+    write = output.write
+    fatal: ScannerError | None = None
+    written = 0
+    async with AsyncExitStack() as stack, anyio.create_task_group() as tg:
+        if config.progress and stderr.is_terminal:
+            display = stack.enter_context(TerminalProgress(stream.statistics, stderr))
+            if records_on_terminal:
+                # Written straight to the screen, records would be overwritten by the next
+                # redraw of the display; printed through it, they scroll above it.
+                write = display.print_above
+            tg.start_soon(display.run)
+        elif config.progress:
+            tg.start_soon(LogProgress(stream.statistics).run)
+        try:
+            write(encoder.header())
+            async with contextlib.aclosing(stream.batches()) as batches:
+                async for batch in batches:
+                    write(encoder.encode(batch))
+                    written += len(batch)
+        except ScannerError as exc:  # fatal: raised once the records before it were delivered
+            fatal = exc
+        except OSError as exc:  # a full disk; `eas-scan scan | head`: nobody reads any more
+            fatal = OutputClosed(_output_error(config.output, exc, "the scan was stopped"))
+            await stream.aclose()
+        finally:
+            tg.cancel_scope.cancel()
+    # Interrupted, the pages still buffered were dropped: count what reached the output.
+    return dataclasses.replace(stream.summary, records=written), fatal
 
 
 def _write_summary(out: OutputFile, summary: ScanSummary | None, code: int, error: str | None) -> None:
@@ -572,24 +703,34 @@ def _summary_write_error(
     return message + ("; the records were written, only the summary is missing" if records_written else "")
 
 
+def stderr_console() -> Console:
+    """stderr for people: on a terminal, rich's own width; elsewhere (a log file, a pipe, journald)
+    no width at all, so that each summary line and each failure stays one line that grep finds."""
+    console = Console(stderr=True, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, soft_wrap=True, width=UNBOUNDED_WIDTH)
+    return console
+
+
 def run_scan(args: argparse.Namespace, *, stdout: Any = None, stderr: Console | None = None) -> int:
-    err = stderr or Console(stderr=True)
+    err = stderr or stderr_console()
 
     def fail(code: int, message: str) -> int:
         # stderr itself may not take it (a full disk under `2>>log`): the exit code still tells.
         with contextlib.suppress(OSError):
-            err.print(f"eas-scan: error: {message}", highlight=False, markup=False, soft_wrap=True)
+            err.print(f"eas-scan: error: {one_line(message)}", highlight=False, markup=False, soft_wrap=True)
         return code
 
-    try:
-        config = _config_from(args)
-    except ConfigError as exc:
-        return fail(EXIT_USAGE, str(exc))
-    restore_logging = _configure_logging(config)
-    try:
-        return _run(config, stdout, err, fail)
-    finally:
-        restore_logging()
+    with Interrupts().installed() as interrupts:
+        try:
+            config = _config_from(args)
+        except ConfigError as exc:
+            return fail(EXIT_USAGE, str(exc))
+        restore_logging = _configure_logging(config)
+        try:
+            return _run(config, stdout, err, fail, interrupts)
+        finally:
+            restore_logging()
 
 
 def _single_error(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -626,7 +767,13 @@ def _silence(stream: Any) -> None:
     os.close(devnull)
 
 
-def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str], int]) -> int:
+def _run(
+    config: ScanConfig,
+    stdout: Any,
+    err: Console,
+    fail: Callable[[int, str], int],
+    interrupts: Interrupts,
+) -> int:
     real_stdout = stdout is None and config.output is None
     if real_stdout and sys.stdout is None:  # started with stdout closed (`>&-`)
         return fail(EXIT_USAGE, "stdout is closed: give -o FILE for the records")
@@ -638,6 +785,7 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
         )
     except ConfigError as exc:  # -o was checked a moment ago, but the file system may have changed
         return fail(EXIT_USAGE, str(exc))
+    interrupts.track(output)
 
     outcome = _Outcome()
     error: str | None = None
@@ -650,6 +798,7 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
                         config,
                         output,
                         err,
+                        interrupts,
                         records_on_terminal=real_stdout and _same_terminal(),
                     )
                 )
@@ -700,6 +849,11 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
     if not committed and config.output is not None and outcome.summary is not None:
         # `records` counts what the output holds: a discarded file holds none.
         outcome.summary = dataclasses.replace(outcome.summary, records=0)
+    interrupts.report()
+    if interrupts.received and outcome.code in (EXIT_COMPLETE, EXIT_INCOMPLETE):
+        # A signal once the scan was over (while the records were saved) still means: stopped.
+        # The exit code is decided here; a signal after this point changes nothing.
+        outcome.code = EXIT_INTERRUPTED
     summary_error: str | None = None
     if config.summary is not None:
         # Checked before the scan, but the folder can vanish or the disk fill up while it runs.
@@ -707,6 +861,7 @@ def _run(config: ScanConfig, stdout: Any, err: Console, fail: Callable[[int, str
         summary_file: OutputFile | None = None
         try:
             summary_file = OutputFile(config.summary, what="summary", flag="--summary")
+            interrupts.track(summary_file)
             _write_summary(summary_file, outcome.summary, outcome.code, error)
         except (OSError, ConfigError) as exc:
             summary_error = _summary_write_error(
