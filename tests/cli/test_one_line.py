@@ -13,6 +13,7 @@ from anyio.from_thread import BlockingPortal
 from rich.console import Console
 
 from scanner import Failure, RegionSummary, ScanSummary, cli
+from scanner.cli.report import UNBOUNDED_WIDTH, stderr_console
 from scanner.output.progress import one_line, render_summary
 from tests.cli.conftest import Run, ThreadedSimulator
 from tests.loopback import serve_app
@@ -100,7 +101,7 @@ def test_render_summary_on_a_wide_console_gives_one_line_per_row_and_failure() -
         failures=tuple(Failure("cn-beijing", f"svc-{n}", "InternalError", MESSAGE) for n in range(3)),
     )
     buffer = io.StringIO()
-    render_summary(summary, Console(file=buffer, width=cli.UNBOUNDED_WIDTH, soft_wrap=True))
+    render_summary(summary, Console(file=buffer, width=UNBOUNDED_WIDTH, soft_wrap=True))
     lines = [line.rstrip() for line in buffer.getvalue().splitlines()]
     assert len(lines) == 2 + 2 + 1 + 3  # header, rule, two regions, the verdict, three failures
     assert lines[3].startswith("cn-hangzhou")
@@ -113,7 +114,7 @@ def test_render_summary_on_a_wide_console_gives_one_line_per_row_and_failure() -
 
 def test_the_stderr_console_is_unbounded_only_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stderr", io.StringIO())
-    assert cli.stderr_console().width == cli.UNBOUNDED_WIDTH
+    assert stderr_console().width == UNBOUNDED_WIDTH
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -121,4 +122,4 @@ def test_the_stderr_console_is_unbounded_only_off_a_terminal(monkeypatch: pytest
 
     monkeypatch.setattr("sys.stderr", Tty())
     monkeypatch.setenv("COLUMNS", "100")
-    assert cli.stderr_console().width == 100
+    assert stderr_console().width == 100

@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from scanner import cli
+from scanner.cli.signals import Interrupts
 from scanner.simulator import FaultConfig
 from tests.cli.conftest import EAS_SCAN, ThreadedSimulator, key_of
 
@@ -139,15 +140,15 @@ def test_a_third_signal_ends_a_stuck_stop_at_once_without_temporary_files(
 
 
 @pytest.fixture
-def interrupts() -> Iterator[cli.Interrupts]:
-    before = {signum: signal.getsignal(signum) for signum in cli.Interrupts.SIGNALS}
-    with cli.Interrupts().installed() as interrupts:
+def interrupts() -> Iterator[Interrupts]:
+    before = {signum: signal.getsignal(signum) for signum in Interrupts.SIGNALS}
+    with Interrupts().installed() as interrupts:
         yield interrupts
-    assert {signum: signal.getsignal(signum) for signum in cli.Interrupts.SIGNALS} == before
+    assert {signum: signal.getsignal(signum) for signum in Interrupts.SIGNALS} == before
 
 
 def test_the_first_signal_stops_once_and_the_second_is_absorbed(
-    interrupts: cli.Interrupts, caplog: pytest.LogCaptureFixture
+    interrupts: Interrupts, caplog: pytest.LogCaptureFixture
 ) -> None:
     stops: list[int] = []
 
@@ -167,7 +168,7 @@ def test_the_first_signal_stops_once_and_the_second_is_absorbed(
     ]
 
 
-def test_a_signal_before_the_scan_starts_stops_it_at_once(interrupts: cli.Interrupts) -> None:
+def test_a_signal_before_the_scan_starts_stops_it_at_once(interrupts: Interrupts) -> None:
     signal.raise_signal(signal.SIGINT)  # while the flags are read, say: nothing to stop yet
     stops: list[str] = []
 
@@ -179,7 +180,7 @@ def test_a_signal_before_the_scan_starts_stops_it_at_once(interrupts: cli.Interr
     assert interrupts.received == [signal.SIGINT]
 
 
-def test_a_signal_after_the_loop_is_only_counted(interrupts: cli.Interrupts) -> None:
+def test_a_signal_after_the_loop_is_only_counted(interrupts: Interrupts) -> None:
     async def scan() -> None:
         with interrupts.stopping(lambda: pytest.fail("no scan to stop any more")):
             pass
