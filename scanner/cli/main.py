@@ -40,12 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    code = run_scan(args)
-    try:
-        if sys.stderr is not None:
-            sys.stderr.flush()  # the log lines still buffered
-    except OSError:  # a full disk under `2>>log`: the records and the exit code still stand
-        _silence(sys.stderr)
+    # Installed until the last line is out: a signal while stderr is flushed is absorbed too.
+    with Interrupts().installed() as interrupts:
+        code = _scan_command(args, None, stderr_console(), OS_FILE_SYSTEM, interrupts)
+        try:
+            if sys.stderr is not None:
+                sys.stderr.flush()  # the log lines still buffered
+        except OSError:  # a full disk under `2>>log`: the records and the exit code still stand
+            _silence(sys.stderr)
     return code
 
 
@@ -61,15 +63,24 @@ def run_scan(
     ``stdout`` takes the records when there is no -o (default: the process's stdout), ``stderr`` the
     messages, and ``fs`` does the file operations (tests pass one that fails on demand).
     """
-    err = stderr or stderr_console()
     with Interrupts().installed() as interrupts:
-        try:
-            config = config_from(args, fs=fs)
-        except ConfigError as exc:
-            print_error(err, str(exc))
-            return EXIT_USAGE
-        with logging_to_stderr(quiet=config.quiet, verbose=config.verbose):
-            return _run(config, stdout, err, fs, interrupts)
+        return _scan_command(args, stdout, stderr or stderr_console(), fs, interrupts)
+
+
+def _scan_command(
+    args: argparse.Namespace,
+    stdout: IO[bytes] | None,
+    err: Console,
+    fs: FileSystem,
+    interrupts: Interrupts,
+) -> int:
+    try:
+        config = config_from(args, fs=fs)
+    except ConfigError as exc:
+        print_error(err, str(exc))
+        return EXIT_USAGE
+    with logging_to_stderr(quiet=config.quiet, verbose=config.verbose):
+        return _run(config, stdout, err, fs, interrupts)
 
 
 def _run(

@@ -94,13 +94,20 @@ def summary_document(summary: ScanSummary | None, code: int, error: str | None) 
     return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
+class _OneLineFormatter(logging.Formatter):
+    """A log record on one line, whatever its message holds (a server's text may hold line breaks)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
+
+
 @contextlib.contextmanager
 def logging_to_stderr(*, quiet: bool, verbose: int) -> Iterator[None]:
     """Log to stderr while the block runs: warnings with --quiet, progress lines by default, debug
     with -v; then the ``scanner`` logger is put back as it was (main may run in-process)."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    handler.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger("scanner")
     saved = (root.handlers[:], root.level, root.propagate)
     root.handlers[:] = [handler]

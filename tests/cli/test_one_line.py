@@ -4,6 +4,7 @@ one line, however long, so that logs can be grepped; a server's multi-line messa
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Iterator
 
 import orjson
@@ -13,7 +14,7 @@ from anyio.from_thread import BlockingPortal
 from rich.console import Console
 
 from scanner import Failure, RegionSummary, ScanSummary, cli
-from scanner.cli.report import UNBOUNDED_WIDTH, stderr_console
+from scanner.cli.report import UNBOUNDED_WIDTH, logging_to_stderr, stderr_console
 from scanner.output.progress import one_line, render_summary
 from tests.cli.conftest import Run, ThreadedSimulator
 from tests.loopback import serve_app
@@ -123,3 +124,10 @@ def test_the_stderr_console_is_unbounded_only_off_a_terminal(monkeypatch: pytest
     monkeypatch.setattr("sys.stderr", Tty())
     monkeypatch.setenv("COLUMNS", "100")
     assert stderr_console().width == 100
+
+
+def test_log_lines_are_one_line_each(capsys: pytest.CaptureFixture[str]) -> None:
+    with logging_to_stderr(quiet=False, verbose=0):
+        logging.getLogger("scanner.client").warning("refreshing credentials failed: %s", MESSAGE)
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.endswith(f" WARNING refreshing credentials failed: {FLAT}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
 import gc
 import io
 import logging
@@ -591,6 +592,11 @@ def test_summary_path_is_checked_before_any_request(
     assert not out.exists()
 
 
+def _replace_by_a_folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
 def _after_the_scan(fs: FaultyFileSystem, change: Callable[[], object]) -> None:
     """Run ``change`` once the scan is over, before its outputs are saved (at the records' fsync)."""
     fs.before("fsync", change)
@@ -615,7 +621,7 @@ def test_a_summary_that_cannot_be_written_keeps_the_records(
         _after_the_scan(fs, lambda: shutil.rmtree(folder))
         message = f"summary folder {folder} does not exist: create it or choose another --summary path"
     elif case == "now a directory":
-        _after_the_scan(fs, lambda: (summary.unlink(), summary.mkdir()))
+        _after_the_scan(fs, functools.partial(_replace_by_a_folder, summary))
         message = f"summary path {summary} is a directory: give a file name"
     elif case == "permission denied":
         fs.fail("mkstemp", errno.EACCES, call=2)  # the records' temporary file is the first
@@ -732,7 +738,7 @@ def test_records_that_cannot_be_saved_at_the_end_leave_the_previous_file(
     elif case == "rename across devices":
         fs.fail("replace", errno.EXDEV, call=1)
     elif case == "now a directory":
-        _after_the_scan(fs, lambda: (out.unlink(), out.mkdir()))
+        _after_the_scan(fs, functools.partial(_replace_by_a_folder, out))
     else:
         _after_the_scan(fs, lambda: shutil.rmtree(folder))
 
@@ -897,8 +903,8 @@ def test_stdout_failing_at_the_last_flush_ends_in_one_line(
 def test_a_csv_header_that_cannot_be_written_stops_the_scan(shared_sim: ThreadedSimulator) -> None:
     args = cli.build_parser().parse_args(["scan", *shared_sim.endpoint_args(), "--format", "csv", "--quiet"])
     terminal = io.StringIO()
-    stdout = _Unwritable(BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)))
-    code = cli.run_scan(args, stdout=stdout, stderr=Console(file=terminal, width=200))
+    stdout = _Unwritable(BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)))  # unbuffered
+    code = cli.run_scan(args, stdout=stdout, stderr=Console(file=terminal, width=200))  # type: ignore[arg-type]
     assert code == cli.EXIT_FATAL
     assert terminal.getvalue() == (
         "eas-scan: error: stdout was closed by its reader (broken pipe): the scan was stopped\n"

@@ -7,13 +7,14 @@ signals arrive; the unit tests drive ``Interrupts`` in-process with ``signal.rai
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 import orjson
@@ -201,22 +202,14 @@ def test_an_interrupted_scan_in_process_exits_130_with_its_summary(
     args = cli.build_parser().parse_args(
         ["scan", *sim.endpoint_args(), "--page-size", "5", "--summary", str(summary_path), "--quiet"]
     )
-    stdout: IO[bytes]
 
-    class SignalAfterAPage:
-        def __init__(self) -> None:
-            self.data = b""
-
-        def write(self, data: bytes) -> int:
-            if b"\n" in data and not self.data:
+    class SignalAfterAPage(io.BytesIO):
+        def write(self, data: Any, /) -> int:
+            if b"\n" in data and not self.getvalue():
                 signal.raise_signal(signal.SIGTERM)
-            self.data += data
-            return len(data)
+            return super().write(data)
 
-        def flush(self) -> None:
-            pass
-
-    stdout = SignalAfterAPage()  # type: ignore[assignment]
+    stdout = SignalAfterAPage()
     assert cli.run_scan(args, stdout=stdout) == cli.EXIT_INTERRUPTED
     summary = orjson.loads(summary_path.read_bytes())
     assert (summary["exit_code"], summary["complete"]) == (cli.EXIT_INTERRUPTED, False)

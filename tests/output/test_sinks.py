@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import orjson
 import pytest
@@ -10,7 +11,7 @@ from scanner.eas.params import INSTANCE_FIELDS
 from scanner.errors import ConfigError
 from scanner.output.sinks import CSV_COLUMNS, CsvEncoder, JsonlEncoder, encoder_for
 
-RECORDS = [
+RECORDS: list[dict[str, Any]] = [
     {
         "InstanceName": "foo-1",
         "IsSpot": False,
