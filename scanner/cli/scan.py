@@ -23,10 +23,10 @@ from scanner import (
     ScanStream,
     ScanSummary,
     StaticCredentials,
+    batch_gc,
 )
 from scanner.cli.config import ScanConfig
 from scanner.cli.signals import Interrupts
-from scanner.gctuning import batch_gc
 from scanner.output.files import OutputFile, records_error
 from scanner.output.progress import LogProgress, TerminalProgress
 from scanner.output.sinks import encoder_for

@@ -13,8 +13,9 @@ from aiohttp import web
 from anyio.from_thread import BlockingPortal
 from rich.console import Console
 
-from scanner import Failure, RegionSummary, ScanSummary, cli
+from scanner import ScanSummary, cli
 from scanner.cli.report import UNBOUNDED_WIDTH, logging_to_stderr, stderr_console
+from scanner.engine.stats import Failure, RegionSummary
 from scanner.output.progress import one_line, render_summary
 from tests.cli.conftest import Run, ThreadedSimulator
 from tests.loopback import serve_app

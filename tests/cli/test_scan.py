@@ -22,9 +22,9 @@ import orjson
 import pytest
 from rich.console import Console
 
-import scanner.cli.scan
-from scanner import RegionStatistics, ScanStatistics, cli
+from scanner import ScanStatistics, cli
 from scanner.eas.params import INSTANCE_FIELDS
+from scanner.engine.stats import RegionStatistics
 from scanner.gctuning import BATCH_GC_THRESHOLD
 from scanner.output.progress import LogProgress
 from scanner.simulator import FaultConfig, Fleet
@@ -1202,7 +1202,7 @@ def test_progress_log_lines_off_a_terminal(
             started.append(self._interval)
             await super().run()
 
-    monkeypatch.setattr(scanner.cli.scan, "LogProgress", Recorded)
+    monkeypatch.setattr("scanner.cli.scan.LogProgress", Recorded)
     result = run_cli("scan", *shared_sim.endpoint_args(), *flags)
     assert result.code == 0
     assert started == ([10.0] if logged else [])
