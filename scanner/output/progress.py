@@ -150,13 +150,16 @@ class TerminalProgress:
             await anyio.sleep(self._interval)
 
 
-_BREAKS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
+#: A line break (with the blanks around it), or a run of other control characters (escape
+#: sequences included; a tab is kept).
+_BREAKS = re.compile(r"[ \t]*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029][\s]*|[\x00-\x08\x0e-\x1f\x7f-\x9f]+")
 
 
 def one_line(text: str) -> str:
-    """``text`` on one line: line breaks, tabs and other control characters (a server's message
-    may hold any, escape sequences included) collapsed into single spaces."""
-    return _BREAKS.sub(" ", text).strip()
+    """``text`` on one line: each line break (with the blanks around it) and each run of other
+    control characters becomes one space. Text without them is returned as it is, so a message
+    shown on stderr can be found as written in the summary file."""
+    return _BREAKS.sub(" ", text)
 
 
 def render_summary(summary: ScanSummary, console: Console) -> None:

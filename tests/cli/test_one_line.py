@@ -31,7 +31,11 @@ FLAT = one_line(MESSAGE)
 
 
 def test_one_line_collapses_breaks_and_control_characters() -> None:
-    assert one_line("a\nb\r\n\tc  d\x1b[31m e\x00\x9bf\u2028g ") == "a b c d [31m e f g"
+    assert one_line("a\nb\r\n\tc  d\x1b[31m e\x00\x9bf\u2028g ") == "a b c  d [31m e f g "
+    # Text without line breaks or control characters is left as it is (a tab, double spaces, ends),
+    # so that a message on stderr can be found as written in the summary file.
+    for text in ("Service  not\tfound ", " x", "ünïcode — fine"):
+        assert one_line(text) == text
     assert "\n" not in FLAT
     assert FLAT.startswith("You are not authorized to do this action. [/bold] You should")
     assert FLAT.endswith("detail-039 last line")
