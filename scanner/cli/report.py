@@ -36,9 +36,9 @@ UNBOUNDED_WIDTH: Final = 1 << 20
 
 def stderr_console() -> Console:
     """stderr for people: rich's own width on a terminal, no width elsewhere."""
-    console = Console(stderr=True, soft_wrap=True)
+    console = Console(stderr=True)
     if not console.is_terminal:
-        console = Console(stderr=True, soft_wrap=True, width=UNBOUNDED_WIDTH)
+        console = Console(stderr=True, width=UNBOUNDED_WIDTH)
     return console
 
 

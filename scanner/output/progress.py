@@ -187,24 +187,16 @@ def render_summary(summary: ScanSummary, console: Console) -> None:
             verdict,
             f": {summary.records:,} instances in {summary.duration_s:,.1f}s ({summary.requests:,} "
             f"requests, {summary.retries:,} retries, {summary.throttled:,} throttled)",
-        ),
-        soft_wrap=True,
+        )
     )
     for failure in summary.failures[:20]:
         where = failure.region + (f"/{failure.service}" if failure.service else "")
         line = one_line(f"{where}: {failure.code}: {failure.message}")
-        console.print(Text.assemble("  ", ("failed", "red"), f" {line}"), soft_wrap=True)
+        console.print(Text.assemble("  ", ("failed", "red"), f" {line}"))
     if len(summary.failures) > 20:
-        console.print(
-            f"  ... and {len(summary.failures) - 20} more failures (see --summary)",
-            markup=False,
-            soft_wrap=True,
-        )
+        console.print(f"  ... and {len(summary.failures) - 20} more failures (see --summary)", markup=False)
     if summary.missing_services:
-        console.print(
-            Text("  not found in any region: " + one_line(", ".join(summary.missing_services))),
-            soft_wrap=True,
-        )
+        console.print(Text("  not found in any region: " + one_line(", ".join(summary.missing_services))))
     changed = summary.verdicts.get("reread", 0) + summary.verdicts.get("unstable", 0)
     if changed:
         console.print(f"  {changed} service(s) changed while listed and were re-read")
