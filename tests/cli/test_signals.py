@@ -19,11 +19,13 @@ from typing import Any
 import anyio
 import orjson
 import pytest
+from rich.console import Console
 
 from scanner import cli
 from scanner.cli.signals import Interrupts
 from scanner.simulator import FaultConfig
 from tests.cli.conftest import EAS_SCAN, ThreadedSimulator, key_of
+from tests.output.fakefs import FaultyFileSystem
 
 SLOW = FaultConfig(latency_ms=40)  # one page per request, 40 ms each: the scan takes seconds
 
@@ -214,3 +216,23 @@ def test_an_interrupted_scan_in_process_exits_130_with_its_summary(
     summary = orjson.loads(summary_path.read_bytes())
     assert (summary["exit_code"], summary["complete"]) == (cli.EXIT_INTERRUPTED, False)
     assert 0 < summary["records"] < len(sim.expected())
+
+
+def test_a_signal_while_the_flags_are_checked_stops_before_any_request(
+    shared_sim: ThreadedSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in shared_sim.env().items():
+        monkeypatch.setenv(name, value)
+    out, summary_path = tmp_path / "fleet.jsonl", tmp_path / "run.json"
+    fs = FaultyFileSystem()
+    fs.before("access", lambda: signal.raise_signal(signal.SIGTERM))  # checking -o's folder
+    args = cli.build_parser().parse_args(
+        ["scan", *shared_sim.endpoint_args(), "-o", str(out), "--summary", str(summary_path), "--quiet"]
+    )
+    shared_sim.reset_counters()
+    assert cli.run_scan(args, stderr=Console(file=io.StringIO()), fs=fs) == cli.EXIT_INTERRUPTED
+    assert shared_sim.counters().total_requests == 0
+    summary = orjson.loads(summary_path.read_bytes())
+    assert (summary["exit_code"], summary["complete"], summary["records"]) == (cli.EXIT_INTERRUPTED, False, 0)
+    assert out.read_bytes() == b""  # like any interrupted run: what was read (nothing), whole lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fleet.jsonl", "run.json"]
