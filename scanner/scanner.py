@@ -188,8 +188,12 @@ class Scanner:
     - ``endpoints``: region → base URL overrides (a simulator, a proxy). With overrides and no
       ``regions`` given to ``scan``, the overridden regions are scanned.
     - ``endpoint_type``: ``"public"`` (default) or ``"vpc"``.
-    - ``concurrency``, ``rate_limit``, ``retry``, ``timeouts``: the knobs (``Concurrency``,
-      ``RateLimit``, ``RetryPolicy``, ``Timeouts``); ``page_size`` and ``max_passes`` (``Consistency``).
+    - ``concurrency``, ``rate_limit``, ``retry``, ``timeouts``, ``consistency``: the knobs
+      (``Concurrency``, ``RateLimit``, ``RetryPolicy``, ``Timeouts``, ``Consistency``);
+      ``page_size`` and ``max_passes`` are a shorthand for ``consistency``.
+    - ``connection_limits``: the connection pool and the largest response body read
+      (``ConnectionLimits(max_response_bytes=...)``, 32 MiB by default). Default: a pool sized
+      by ``concurrency`` (which bounds the requests in flight whatever the pool's size).
     - ``fail_fast``: raise the first failure instead of recording it and carrying on.
     - ``clock``, ``rng``, ``api``: injection points for tests.
     """
@@ -206,8 +210,10 @@ class Scanner:
         rate_limit: RateLimit | None = None,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
-        page_size: int = 100,
-        max_passes: int = 3,
+        connection_limits: ConnectionLimits | None = None,
+        consistency: Consistency | None = None,
+        page_size: int | None = None,
+        max_passes: int | None = None,
         fail_fast: bool = False,
         home_region: str | None = None,
         buffer_pages: int = 8,
@@ -224,7 +230,10 @@ class Scanner:
         self._rate_limit = rate_limit or RateLimit()
         self._retry = retry or RetryPolicy()
         self._timeouts = timeouts
-        self._consistency = Consistency(page_size=page_size, max_passes=max_passes)
+        if connection_limits is not None and not isinstance(connection_limits, ConnectionLimits):
+            raise ConfigError(f"connection_limits must be a ConnectionLimits, got {connection_limits!r}")
+        self._connection_limits = connection_limits
+        self._consistency = _consistency(consistency, page_size, max_passes)
         self._fail_fast = fail_fast
         overridden = self._endpoints.overridden_regions
         self._home_region = validate_region(
@@ -250,9 +259,8 @@ class Scanner:
             credentials=credentials,
             endpoints=self._endpoints,
             timeouts=self._timeouts,
-            connection_limits=ConnectionLimits(
-                total=self._concurrency.total, per_host=self._concurrency.per_region
-            ),
+            connection_limits=self._connection_limits
+            or ConnectionLimits(total=self._concurrency.total, per_host=self._concurrency.per_region),
             clock=self._clock,
         )
 
@@ -382,3 +390,19 @@ class Scanner:
         except TypeError as exc:
             known = ", ".join(InstanceQuery.__dataclass_fields__)
             raise ConfigError(f"unknown instance filter ({exc}); known filters: {known}") from None
+
+
+def _consistency(
+    consistency: Consistency | None, page_size: int | None, max_passes: int | None
+) -> Consistency:
+    if consistency is None:
+        defaults = Consistency()
+        return Consistency(
+            page_size=defaults.page_size if page_size is None else page_size,
+            max_passes=defaults.max_passes if max_passes is None else max_passes,
+        )
+    if not isinstance(consistency, Consistency):
+        raise ConfigError(f"consistency must be a Consistency, got {consistency!r}")
+    if page_size is not None or max_passes is not None:
+        raise ConfigError("give consistency=Consistency(...) or page_size/max_passes, not both")
+    return consistency

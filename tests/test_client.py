@@ -29,10 +29,12 @@ from scanner.eas import faults, signing
 from scanner.eas.endpoints import EndpointResolver
 from scanner.eas.models import Page, Region
 from scanner.eas.params import InstanceQuery, ServiceQuery
+from scanner.engine.retry import is_retryable
 from scanner.errors import (
     ApiError,
     AuthError,
     BadRequestError,
+    ClockSkewError,
     ConfigError,
     DecodeError,
     NetworkError,
@@ -938,3 +940,277 @@ async def test_a_server_closing_mid_body_gives_network_error_naming_the_target()
         "ListServices",
         None,
     )
+
+
+# --- clock skew, named ----------------------------------------------------------------------------
+
+# FakeClock's wall time is 2026-01-01T00:00:00Z.
+SKEW_CASES: list[tuple[str, str, str | None, type[ApiError], str]] = [
+    # (case, code, server Date, class, message must contain)
+    (
+        "expired, 20 min behind",
+        "InvalidTimeStamp.Expired",
+        "Thu, 01 Jan 2026 00:20:00 GMT",
+        ClockSkewError,
+        "the local clock is 20 minutes behind the server's (server Date: Thu, 01 Jan 2026 00:20:00 GMT); "
+        "set the system clock (e.g. enable NTP) and run again",
+    ),
+    (
+        "expired, 90 min ahead",
+        "InvalidTimeStamp.Expired",
+        "Wed, 31 Dec 2025 22:30:00 GMT",
+        ClockSkewError,
+        "the local clock is 90 minutes ahead of the server's (server Date: Wed, 31 Dec 2025 22:30:00 GMT)",
+    ),
+    (
+        "expired, no Date",
+        "InvalidTimeStamp.Expired",
+        None,
+        ClockSkewError,
+        "the server refused the request's timestamp: check that the local clock is right (NTP)",
+    ),
+    (
+        "expired, unreadable Date",
+        "InvalidTimeStamp.Expired",
+        "yesterday",
+        ClockSkewError,
+        "the server refused the request's timestamp",
+    ),
+    (
+        "signature, 6 min behind",
+        "SignatureDoesNotMatch",
+        "Thu, 01 Jan 2026 00:06:10 GMT",
+        ClockSkewError,
+        "the local clock is 6 minutes behind",
+    ),
+    (
+        "other timestamp code, 1 h ahead",
+        "InvalidTimeStamp.Format",
+        "Wed, 31 Dec 2025 23:00:00 GMT",
+        ClockSkewError,
+        "the local clock is 60 minutes ahead of",
+    ),
+    (
+        "signature, 2 min behind: not the clock",
+        "SignatureDoesNotMatch",
+        "Thu, 01 Jan 2026 00:02:00 GMT",
+        AuthError,
+        "Specified signature",
+    ),
+    ("signature, no Date: not the clock", "SignatureDoesNotMatch", None, AuthError, "Specified signature"),
+    (
+        "another auth code, far off: not the clock",
+        "Forbidden.RAM",
+        "Thu, 01 Jan 2026 02:00:00 GMT",
+        AuthError,
+        "not authorized",
+    ),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("case", "code", "date", "cls", "expected"), SKEW_CASES, ids=[c[0] for c in SKEW_CASES]
+)
+async def test_a_refused_timestamp_names_the_clock_skew(
+    client: EasClient,
+    mocked: aioresponses,
+    case: str,
+    code: str,
+    date: str | None,
+    cls: type[ApiError],
+    expected: str,
+) -> None:
+    message = {
+        "SignatureDoesNotMatch": "Specified signature is not matched with our calculation.",
+        "Forbidden.RAM": "User not authorized to operate on the specified resource.",
+    }.get(code, "Specified time stamp or date header is expired.")
+    headers = {"Date": date} if date is not None else {}
+    reply(mocked, status=400, headers=headers, body=orjson.dumps(faults.error_body(code, message, "R-TS")))
+    with pytest.raises(AuthError) as caught:
+        await client.list_service_instances("cn-shanghai", "foo")
+    error = caught.value
+    assert type(error) is cls
+    assert expected in error.message
+    assert (error.code, error.kind, error.status, error.request_id) == (code, code, 400, "R-TS")
+    assert not is_retryable(error)
+
+
+# --- non-JSON answers ----------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_an_html_404_shows_a_short_snippet_and_its_kind_is_http404(
+    client: EasClient, mocked: aioresponses
+) -> None:
+    page = (
+        b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title>\n<style>p{}</style></head>\n"
+        b"<body>\n  <h1>Not   Found</h1>\n<p>The requested URL &amp; path was not found on this server."
+        b" Please check the address and try again later, or contact the administrator.</p></body></html>"
+    )
+    reply(mocked, status=404, headers={"Content-Type": "text/html; charset=utf-8"}, body=page)
+    with pytest.raises(NotFoundError) as caught:
+        await client.list_service_instances("cn-shanghai", "foo")
+    error = caught.value
+    assert (error.code, error.kind) == (None, "HTTP404")
+    prefix = 'HTTP 404 with a non-JSON body (text/html): "'
+    assert error.message.startswith(prefix)
+    assert error.message.endswith('…"')
+    snippet = error.message[len(prefix) : -1]
+    assert len(snippet) == 80
+    assert snippet.startswith("404 Not Found p{} Not Found The requested URL & path was not found")
+    assert "<" not in snippet
+    assert "  " not in snippet
+    assert "\n" not in snippet
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"", "", "HTTP 404 with no error message"),
+        (b"Not Found", "text/plain", 'HTTP 404 with a non-JSON body (text/plain): "Not Found"'),
+        (b"Not Found", "", 'HTTP 404 with a non-JSON body: "Not Found"'),  # no media type
+        (b"{}", "application/json", "HTTP 404 with no error message"),
+    ],
+)
+async def test_a_404_without_a_json_code_is_http404(
+    client: EasClient, mocked: aioresponses, body: bytes, content_type: str, message: str
+) -> None:
+    reply(mocked, status=404, body=body, content_type=content_type)
+    with pytest.raises(NotFoundError) as caught:
+        await client.list_service_instances("cn-shanghai", "foo")
+    assert (caught.value.kind, caught.value.message) == ("HTTP404", message)
+
+
+@pytest.mark.asyncio
+async def test_a_404_with_a_json_code_keeps_the_code_as_its_kind(
+    client: EasClient, mocked: aioresponses
+) -> None:
+    reply(mocked, status=404, body=spec_body(faults.ROUTE_NOT_FOUND, "R-404"))
+    with pytest.raises(NotFoundError) as caught:
+        await client.list_service_instances("cn-shanghai", "foo")
+    assert caught.value.kind == "InvalidAction.NotFound"
+
+
+# --- redaction of what a server echoes -----------------------------------------------------------
+
+ECHO_ID = "LTAI5tAbCdEfGh1234wxyz"
+ECHO_SECRET = "Sec/ret+Value0123456789abcdefAB"
+ECHO_TOKEN = "CAIS+token/with/slashes==" + "Zq" * 200
+OTHER_ID = "LTAI9zYxWvUtSr5678abcd"
+
+
+def _echoed_headers() -> str:
+    """What a misbehaving gateway puts in its error page: the request's own headers."""
+    return (
+        f"authorization: ACS3-HMAC-SHA256 Credential={ECHO_ID},SignedHeaders=accept;host,Signature=ab12 "
+        f"x-acs-accesskey-id: {ECHO_ID} x-acs-security-token: {ECHO_TOKEN} "
+        f"secret={ECHO_SECRET} someone-else={OTHER_ID}"
+    )
+
+
+def _assert_clean(*texts: str) -> None:
+    for text in texts:
+        assert ECHO_ID not in text
+        assert OTHER_ID not in text
+        assert ECHO_SECRET not in text
+        assert ECHO_TOKEN not in text
+        assert ECHO_TOKEN[:40] not in text  # not even a cut-off piece of the token
+        assert "CAIS+token" not in text
+        assert "Sec/ret" not in text
+
+
+def _echo_client() -> EasClient:
+    return make_client(StaticCredentials(ECHO_ID, ECHO_SECRET, ECHO_TOKEN))
+
+
+def _texts(error: BaseException) -> list[str]:
+    assert isinstance(error, RequestError)
+    return [
+        str(error),
+        repr(error),
+        *map(str, error.args),
+        error.message,
+        error.code or "",
+        error.request_id or "",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_an_error_body_that_echoes_the_request_headers_is_redacted(mocked: aioresponses) -> None:
+    echo = _echoed_headers()
+    body = orjson.dumps({"RequestId": f"R-{ECHO_ID}", "Code": "InvalidParameter", "Message": echo})
+    reply(mocked, status=400, body=body, headers={"x-acs-request-id": ECHO_TOKEN})
+    async with _echo_client() as client:
+        with pytest.raises(BadRequestError) as caught:
+            await client.list_service_instances("cn-shanghai", "foo")
+    texts = _texts(caught.value)
+    _assert_clean(*texts)
+    message = caught.value.message
+    assert "Credential=LTAI****wxyz," in message
+    assert "x-acs-security-token: *** " in message
+    assert "secret=*** " in message
+    assert "someone-else=LTAI****abcd" in message
+    assert caught.value.request_id == "R-LTAI****wxyz"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [403, 502])
+async def test_an_html_page_that_echoes_the_request_headers_is_redacted(
+    mocked: aioresponses, status: int
+) -> None:
+    # The secrets sit right where the 80-character snippet is cut.
+    page = f"<html><body><pre>Forbidden{'.' * 30} {_echoed_headers()}</pre></body></html>".encode()
+    reply(
+        mocked, status=status, body=page, headers={"Content-Type": "text/html", "x-acs-request-id": ECHO_ID}
+    )
+    async with _echo_client() as client:
+        with pytest.raises(ApiError) as caught:
+            await client.list_service_instances("cn-shanghai", "foo")
+    _assert_clean(*_texts(caught.value))
+    assert caught.value.request_id == "LTAI****wxyz"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"<html>{_echoed_headers()}</html>".encode(),  # not JSON
+        orjson.dumps({"RequestId": ECHO_ID, "TotalCount": ECHO_TOKEN}),  # JSON, wrong shape
+        orjson.dumps({"RequestId": "R", "TotalCount": 1, "Instances": {"echo": _echoed_headers()}}),
+    ],
+    ids=["not JSON", "TotalCount echoes", "items echo"],
+)
+async def test_a_decode_error_of_an_echoing_body_is_redacted(mocked: aioresponses, body: bytes) -> None:
+    reply(mocked, body=body)
+    async with _echo_client() as client:
+        with pytest.raises(DecodeError) as caught:
+            await client.list_service_instances("cn-shanghai", "foo")
+    _assert_clean(*_texts(caught.value))
+
+
+@pytest.mark.asyncio
+async def test_a_page_that_carries_the_secret_or_token_is_scrubbed_before_decoding(
+    mocked: aioresponses,
+) -> None:
+    items = [
+        {"InstanceName": "a", "Env": f"TOKEN={ECHO_TOKEN}"},
+        {"InstanceName": "b", "Env": f"SECRET={ECHO_SECRET}"},
+    ]
+    # orjson never escapes "/", but other encoders do: the scrub knows both spellings.
+    escaped = orjson.dumps({"RequestId": "R", "TotalCount": 2, "Instances": items}).replace(b"/", b"\\/")
+    reply(mocked, body=escaped)
+    async with _echo_client() as client:
+        page = await client.list_service_instances("cn-shanghai", "foo")
+    assert [item["Env"] for item in page.items] == ["TOKEN=***", "SECRET=***"]
+    assert [item["InstanceName"] for item in page.items] == ["a", "b"]
+
+
+@pytest.mark.asyncio
+async def test_a_transport_error_message_is_redacted(mocked: aioresponses) -> None:
+    mocked.get(ANY_URL, exception=aiohttp.ClientOSError(errno.ECONNRESET, f"reset near {ECHO_TOKEN}"))
+    async with _echo_client() as client:
+        with pytest.raises(NetworkError) as caught:
+            await client.list_service_instances("cn-shanghai", "foo")
+    _assert_clean(*_texts(caught.value))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import socket
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -21,8 +24,16 @@ from scanner.client.transport import (
     Transport,
     default_user_agent,
 )
-from scanner.errors import ConfigError, NetworkError, RequestTimeout, TransportError, UsageError
-from tests.loopback import RawRequest, serve_app, serve_raw
+from scanner.engine.retry import is_retryable
+from scanner.errors import (
+    ConfigError,
+    NetworkError,
+    RequestTimeout,
+    ResponseTooLargeError,
+    TransportError,
+    UsageError,
+)
+from tests.loopback import RawHandler, RawRequest, serve_app, serve_raw
 
 URL = "https://pai-eas.cn-shanghai.aliyuncs.com/api/v2/regions"
 
@@ -54,7 +65,11 @@ def test_timeouts_must_be_positive_numbers(field: str, value: object) -> None:
         Timeouts(**{field: value})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("field", ["total", "per_host"])
+def test_the_response_cap_defaults_to_32_mib() -> None:
+    assert ConnectionLimits().max_response_bytes == 33_554_432
+
+
+@pytest.mark.parametrize("field", ["total", "per_host", "max_response_bytes"])
 @pytest.mark.parametrize("value", [0, -3, 2.5, True])
 def test_connection_limits_must_be_positive_integers(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"ConnectionLimits.{field}"):
@@ -101,7 +116,13 @@ async def test_status_body_request_id_and_retry_after(transport: Transport, mock
         headers={"x-acs-retry-after": "1500", "x-acs-request-id": "REQ-1"},
     )
     response = await transport.get(URL, {"accept": "application/json"})
-    assert response == RawResponse(429, b'{"Code":"Throttling"}', retry_after_ms=1500, request_id="REQ-1")
+    assert response == RawResponse(
+        429,
+        b'{"Code":"Throttling"}',
+        retry_after_ms=1500,
+        request_id="REQ-1",
+        content_type="application/json",
+    )
 
 
 @pytest.mark.asyncio
@@ -301,3 +322,114 @@ async def test_cancelling_a_request_in_flight_propagates_and_leaves_no_error() -
         with anyio.move_on_after(0.05) as scope:
             await transport.get(server.base_url + "/", {})
         assert scope.cancelled_caught
+
+
+# --- the response size cap (decompressed, while streaming) ---------------------------------------
+
+MIB = 1024 * 1024
+
+
+@functools.cache
+def gzip_bomb(decompressed_mib: int) -> bytes:
+    """A gzip body of ``decompressed_mib`` MiB of zeros, a few hundred KiB compressed."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(MIB)
+    parts = [compressor.compress(zeros) for _ in range(decompressed_mib)]
+    return b"".join([*parts, compressor.flush()])
+
+
+def _head(extra: str) -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{extra}\r\n".encode()
+
+
+async def _serve_bomb(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+    bomb = gzip_bomb(64)
+    writer.write(_head(f"Content-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n") + bomb)
+    await writer.drain()
+
+
+async def _serve_endless_chunks(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+    """A plain body with no Content-Length, far bigger than any cap, sent until the client leaves."""
+    writer.write(_head("Transfer-Encoding: chunked\r\n"))
+    chunk = b"%x\r\n%s\r\n" % (64 * 1024, b"x" * 64 * 1024)
+    for _ in range(4096):  # 256 MiB
+        writer.write(chunk)
+        await writer.drain()
+
+
+async def _get_with_peak(transport: Transport, url: str) -> tuple[BaseException, int]:
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResponseTooLargeError) as caught:
+            await transport.get(url, {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return caught.value, peak
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("serve", [_serve_bomb, _serve_endless_chunks], ids=["gzip bomb", "endless plain"])
+async def test_a_body_over_the_cap_stops_at_the_cap_in_bounded_memory(serve: RawHandler) -> None:
+    gzip_bomb(64)  # built before memory is measured
+    limits = ConnectionLimits(max_response_bytes=4 * MIB)
+    async with serve_raw(serve) as server, Transport(limits=limits) as transport:
+        error, peak = await _get_with_peak(transport, server.base_url + "/")
+        assert peak < 12 * MIB  # the bodies are 64 and 256 MiB; what is held is the cap and a chunk or two
+        assert str(error).startswith("the response is larger than the 4 MiB cap")
+        assert "ConnectionLimits(max_response_bytes=...)" in str(error)
+        assert "--max-response-mib" in str(error)
+        assert error.kind == "ResponseTooLarge"
+        assert isinstance(error, TransportError)
+        assert not is_retryable(error)
+        # The connection was dropped, not reused with the rest of the body unread.
+        assert transport._session is not None
+        assert transport._session.connector is not None
+        await asyncio.sleep(0)
+        assert sum(len(c) for c in transport._session.connector._conns.values()) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_content_length_over_the_cap_fails_before_the_body_is_read() -> None:
+    async def huge_promise(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+        writer.write(_head(f"Content-Length: {64 * MIB}\r\n") + b"[")
+        await writer.drain()
+        await asyncio.sleep(10)  # the rest never comes: only a check of the header can end this
+
+    limits = ConnectionLimits(max_response_bytes=MIB)
+    async with serve_raw(huge_promise) as server, Transport(limits=limits) as transport:
+        with anyio.fail_after(5):
+            with pytest.raises(
+                ResponseTooLargeError, match=r"1 MiB cap \(Content-Length: 67,108,864 bytes\)"
+            ):
+                await transport.get(server.base_url + "/", {})
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [MIB - 1, MIB])
+async def test_a_body_at_or_under_the_cap_is_read_whole(size: int) -> None:
+    body = b"x" * size
+    bomb = zlib.compress(body, wbits=31)
+
+    async def answer(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+        if request.target == "/gzip":
+            writer.write(_head(f"Content-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n") + bomb)
+        elif request.target == "/chunked":
+            writer.write(_head("Transfer-Encoding: chunked\r\n") + b"%x\r\n%s\r\n0\r\n\r\n" % (size, body))
+        else:
+            writer.write(_head(f"Content-Length: {size}\r\n") + body)
+        await writer.drain()
+
+    limits = ConnectionLimits(max_response_bytes=MIB)
+    async with serve_raw(answer) as server, Transport(limits=limits) as transport:
+        for path in ("/plain", "/gzip", "/chunked"):
+            response = await transport.get(server.base_url + path, {})
+            assert response.body == body, path
+
+
+@pytest.mark.asyncio
+async def test_the_date_and_content_type_headers_are_kept(transport: Transport, mocked: aioresponses) -> None:
+    date = "Sun, 06 Dec 2026 02:30:00 GMT"
+    mocked.get(URL, status=404, body=b"<html/>", headers={"Date": date, "Content-Type": "text/html"})
+    response = await transport.get(URL, {})
+    assert (response.date, response.content_type) == (date, "text/html")

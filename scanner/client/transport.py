@@ -1,9 +1,13 @@
 """One aiohttp session, its connection pool and timeouts, and the edge where aiohttp errors stop.
 
 The only module that imports aiohttp's client. Every failure that is not an HTTP response leaves
-here as ``RequestTimeout`` or ``NetworkError``; no aiohttp or asyncio exception escapes, and
-cancellation is never caught. HTTP error statuses are *not* errors at this level: the caller gets
-the status and body and decides.
+here as ``RequestTimeout``, ``NetworkError`` or ``ResponseTooLargeError``; no aiohttp or asyncio
+exception escapes, and cancellation is never caught. HTTP error statuses are *not* errors at this
+level: the caller gets the status and body and decides.
+
+A body is never read without a bound: ``ConnectionLimits.max_response_bytes`` caps it *after*
+decompression, checked against ``Content-Length`` before anything is read and then chunk by chunk
+while it streams in, so a gzip bomb costs at most the cap.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import anyio
 import anyio.lowlevel
 from yarl import URL
 
-from scanner.errors import ConfigError, NetworkError, RequestTimeout, UsageError
+from scanner.errors import ConfigError, NetworkError, RequestTimeout, ResponseTooLargeError, UsageError
 
 __all__ = [
     "DEFAULT_CONNECTION_LIMITS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUTS",
     "ConnectionLimits",
     "RawResponse",
@@ -34,6 +39,8 @@ __all__ = [
 
 #: How long an idle pooled connection is kept open for reuse.
 KEEPALIVE_SECONDS: Final = 30.0
+#: The largest response body read, decompressed: 32 MiB, a few hundred times the largest real page.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
 
 
 def _positive(name: str, value: object) -> None:
@@ -57,13 +64,22 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionLimits:
-    """Open connections at most: in total, and per (host, port, tls)."""
+    """Open connections at most, in total and per (host, port, tls); and the largest response body.
+
+    ``max_response_bytes`` is measured after decompression; an answer over it fails with
+    ``ResponseTooLargeError`` (not retried).
+    """
 
     total: int = 100
     per_host: int = 32
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
-        for name, value in (("total", self.total), ("per_host", self.per_host)):
+        for name, value in (
+            ("total", self.total),
+            ("per_host", self.per_host),
+            ("max_response_bytes", self.max_response_bytes),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"ConnectionLimits.{name} must be a positive integer, got {value!r}")
 
@@ -74,7 +90,7 @@ DEFAULT_CONNECTION_LIMITS: Final = ConnectionLimits()
 
 @dataclass(frozen=True, slots=True)
 class RawResponse:
-    """An HTTP response, whole: status, body, and the two headers the API layer needs."""
+    """An HTTP response, whole: status, body, and the few headers the API layer needs."""
 
     status: int
     body: bytes
@@ -82,6 +98,10 @@ class RawResponse:
     retry_after_ms: int | None = None
     #: ``x-acs-request-id``, when the gateway sent one (useful when the body is not JSON).
     request_id: str | None = None
+    #: ``Date``: the server's clock (RFC 1123), to name a clock skew.
+    date: str | None = None
+    #: ``Content-Type``, to describe a body that is not JSON.
+    content_type: str | None = None
 
 
 def default_user_agent() -> str:
@@ -189,12 +209,15 @@ class Transport:
             raise UsageError("The transport is not open: use `async with Transport() as transport`.")
         try:
             async with session.get(URL(url, encoded=True), headers=headers, allow_redirects=False) as resp:
-                body = await resp.read()
+                body = await _read_body(resp, self.limits.max_response_bytes)
+                resp_headers = resp.headers
                 return RawResponse(
                     status=resp.status,
                     body=body,
-                    retry_after_ms=_parse_retry_after(resp.headers.get("x-acs-retry-after")),
-                    request_id=resp.headers.get("x-acs-request-id"),
+                    retry_after_ms=_parse_retry_after(resp_headers.get("x-acs-retry-after")),
+                    request_id=resp_headers.get("x-acs-request-id"),
+                    date=resp_headers.get("Date"),
+                    content_type=resp_headers.get("Content-Type"),
                 )
         except TimeoutError as exc:
             # aiohttp's per-socket timeouts raise ServerTimeoutError, a TimeoutError subclass;
@@ -211,6 +234,35 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"Transport(state={self._state.value}, timeouts={self.timeouts!r}, limits={self.limits!r})"
+
+
+async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, decompressed, or ``ResponseTooLargeError`` as soon as it passes ``limit``."""
+    length = resp.content_length
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if length is not None and length > limit:
+        resp.close()
+        raise ResponseTooLargeError(_too_large(limit, f"Content-Length: {length:,} bytes"))
+    if length is not None and encoding == "identity":
+        # aiohttp reads exactly Content-Length bytes, which is within the cap: one read.
+        return await resp.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            resp.close()  # drop the connection: the rest of the body is never read
+            raise ResponseTooLargeError(_too_large(limit, "more arrived, decompressed"))
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int, why: str) -> str:
+    cap = f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit:,}-byte"
+    return (
+        f"the response is larger than the {cap} cap ({why}); if the answer is "
+        "legitimate, raise ConnectionLimits(max_response_bytes=...) (eas-scan: --max-response-mib)"
+    )
 
 
 def _describe_timeout(exc: BaseException, timeouts: Timeouts) -> str:

@@ -23,6 +23,7 @@ from scanner.errors import (
     DecodeError,
     NotFoundError,
     RequestTimeout,
+    ResponseTooLargeError,
     ServerError,
     ThrottledError,
     TransportError,
@@ -40,7 +41,12 @@ RETRYABLE: Final[tuple[type[BaseException], ...]] = (
     TransportError,
     DecodeError,
 )
-NEVER_RETRIED: Final[tuple[type[BaseException], ...]] = (AuthError, BadRequestError, NotFoundError)
+NEVER_RETRIED: Final[tuple[type[BaseException], ...]] = (
+    AuthError,
+    BadRequestError,
+    NotFoundError,
+    ResponseTooLargeError,
+)
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -1,0 +1,105 @@
+"""What ``Scanner`` accepts for the wire (connection limits, consistency) and how the wire's
+errors end a scan: a body over the cap and a skewed clock are each one failed request, never
+retried, with the code the summary reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+import pytest
+from aiohttp import web
+
+from scanner.client.credentials import StaticCredentials
+from scanner.client.transport import ConnectionLimits
+from scanner.engine.config import Consistency
+from scanner.errors import ConfigError
+from scanner.scanner import Scanner
+from tests.loopback import serve_app
+
+REGION = "cn-shanghai"
+SERVICES = {"RequestId": "R-S", "TotalCount": 1, "PageNumber": 1, "PageSize": 100,
+            "Services": [{"ServiceName": "svc", "Region": REGION}]}  # fmt: skip
+
+
+def eas_app(instances: Callable[[web.Request], web.Response]) -> tuple[web.Application, list[str]]:
+    """ListServices answers one service; ListServiceInstances answers what ``instances`` says."""
+    seen: list[str] = []
+
+    async def services(request: web.Request) -> web.Response:
+        seen.append("ListServices")
+        return web.json_response(SERVICES)
+
+    async def listing(request: web.Request) -> web.Response:
+        seen.append("ListServiceInstances")
+        return instances(request)
+
+    app = web.Application()
+    app.router.add_get("/api/v2/services", services)
+    app.router.add_get("/api/v2/services/{region}/{service}/instances", listing)
+    return app, seen
+
+
+def scanner_for(base_url: str, **options: object) -> Scanner:
+    return Scanner(
+        credentials=StaticCredentials("LTAI5tAbCdEfGh1234wxyz", "secret-0123456789"),
+        endpoints={REGION: base_url},
+        allow_insecure_http=True,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_body_over_the_scanners_cap_fails_that_service_once_without_retry() -> None:
+    huge = orjson.dumps({"RequestId": "R", "TotalCount": 1, "Instances": [{"Pad": "x" * 300_000}]})
+    app, seen = eas_app(lambda request: web.Response(body=huge, content_type="application/json"))
+    limits = ConnectionLimits(max_response_bytes=256 * 1024)
+    async with serve_app(app) as base_url, scanner_for(base_url, connection_limits=limits) as scanner:
+        stream = scanner.scan()
+        records = [record async for record in stream]
+    summary = stream.summary
+    assert records == []
+    assert not summary.complete
+    [failure] = summary.failures
+    assert (failure.region, failure.service, failure.code) == (REGION, "svc", "ResponseTooLarge")
+    assert "larger than the 262,144-byte cap" in failure.message
+    assert seen.count("ListServiceInstances") == 1  # never retried
+
+
+@pytest.mark.asyncio
+async def test_a_skewed_clock_fails_once_without_retry_and_says_how_far() -> None:
+    body = {"RequestId": "R-TS", "Code": "InvalidTimeStamp.Expired", "Message": "expired"}
+    app, seen = eas_app(
+        lambda request: web.json_response(body, status=400, headers={"Date": "Mon, 01 Jan 2001 00:00:00 GMT"})
+    )
+    async with serve_app(app) as base_url, scanner_for(base_url) as scanner:
+        stream = scanner.scan()
+        _ = [record async for record in stream]
+    [failure] = stream.summary.failures
+    assert failure.code == "InvalidTimeStamp.Expired"
+    assert "minutes ahead of the server's (server Date: Mon, 01 Jan 2001 00:00:00 GMT)" in failure.message
+    assert "enable NTP" in failure.message
+    assert seen.count("ListServiceInstances") == 1
+
+
+def test_scanner_accepts_connection_limits_and_consistency() -> None:
+    limits = ConnectionLimits(max_response_bytes=1024)
+    scanner = Scanner(connection_limits=limits, consistency=Consistency(page_size=10, max_passes=2))
+    assert scanner._connection_limits is limits
+    assert scanner._consistency == Consistency(page_size=10, max_passes=2)
+    assert Scanner(page_size=7)._consistency == Consistency(page_size=7, max_passes=3)
+    assert Scanner()._consistency == Consistency()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"connection_limits": 1024}, "connection_limits must be a ConnectionLimits"),
+        ({"consistency": {"page_size": 10}}, "consistency must be a Consistency"),
+        ({"consistency": Consistency(), "page_size": 10}, "not both"),
+        ({"consistency": Consistency(), "max_passes": 2}, "not both"),
+    ],
+)
+def test_scanner_rejects_wrong_wire_options(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Scanner(**options)  # type: ignore[arg-type]
