@@ -31,6 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from scanner.client.api import EasClient
 from scanner.client.credentials import CredentialsProvider, DefaultCredentials
+from scanner.client.http import AsyncTransport
 from scanner.client.transport import ConnectionLimits, Timeouts
 from scanner.clock import Clock, SystemClock
 from scanner.eas.endpoints import EndpointResolver, EndpointType, validate_region
@@ -195,6 +196,9 @@ class Scanner:
       (``ConnectionLimits(max_response_bytes=...)``, 32 MiB by default). Default: a pool sized
       by ``concurrency`` (which bounds the requests in flight whatever the pool's size).
     - ``fail_fast``: raise the first failure instead of recording it and carrying on.
+    - ``transport``: what sends the HTTP requests (an ``AsyncTransport``, e.g.
+      ``scanner.testing.MockTransport``); default: aiohttp, configured by ``timeouts`` and
+      ``connection_limits`` (which cannot be given with a transport).
     - ``clock``, ``rng``, ``api``: injection points for tests.
     """
 
@@ -217,6 +221,7 @@ class Scanner:
         fail_fast: bool = False,
         home_region: str | None = None,
         buffer_pages: int = 8,
+        transport: AsyncTransport | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
         api: EasApi | None = None,
@@ -233,6 +238,11 @@ class Scanner:
         if connection_limits is not None and not isinstance(connection_limits, ConnectionLimits):
             raise ConfigError(f"connection_limits must be a ConnectionLimits, got {connection_limits!r}")
         self._connection_limits = connection_limits
+        if transport is not None and (timeouts is not None or connection_limits is not None):
+            raise ConfigError(
+                "give a transport or timeouts/connection_limits, not both (configure the transport itself)"
+            )
+        self._transport = transport
         self._consistency = _consistency(consistency, page_size, max_passes)
         self._fail_fast = fail_fast
         overridden = self._endpoints.overridden_regions
@@ -255,6 +265,13 @@ class Scanner:
         credentials = (
             self._credentials if self._credentials is not None else DefaultCredentials(self._profile)
         )
+        if self._transport is not None:
+            return EasClient(
+                credentials=credentials,
+                endpoints=self._endpoints,
+                transport=self._transport,
+                clock=self._clock,
+            )
         return EasClient(
             credentials=credentials,
             endpoints=self._endpoints,

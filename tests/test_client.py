@@ -1,28 +1,28 @@
 """EasClient: the exact requests it sends, how it signs them, and every answer it can get back.
 
-Adapter tier (aioresponses) for the request/response mapping, then a few real-loopback tests
-where an aiohttp.web server verifies our signatures with ``signing.verify``.
+Component tier: the answers are scripted through the transport seam (``MockTransport``), so what
+is tested is the client, not aiohttp (the transport's own mapping is in test_transport.py). Then
+a few real-loopback tests, over the default aiohttp transport, where an aiohttp.web server
+verifies our signatures with ``signing.verify``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import itertools
 import logging
 import re
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from aioresponses import aioresponses
 
-from scanner.client.api import ClientStatistics, EasClient, random_nonce
+from scanner.client.api import EasClient, random_nonce
 from scanner.client.credentials import Credentials, StaticCredentials
 from scanner.client.transport import Timeouts
 from scanner.eas import faults, signing
@@ -41,11 +41,12 @@ from scanner.errors import (
     NotFoundError,
     RequestError,
     RequestTimeout,
+    ResponseTooLargeError,
     ServerError,
     ThrottledError,
     UsageError,
 )
-from scanner.testing import FakeClock
+from scanner.testing import FakeClock, MockTransport, Request, Response
 from tests.loopback import serve_app
 
 AK_ID, SECRET = "testid", "testsecret"
@@ -76,22 +77,58 @@ def make_client(credentials: Any = None, **kwargs: Any) -> EasClient:
     return EasClient(**options)
 
 
+class Scripted:
+    """The API's answers, scripted in order and served through ``MockTransport``."""
+
+    def __init__(self) -> None:
+        self._answers: deque[tuple[re.Pattern[str], Response | BaseException, bool]] = deque()
+        self.transport = MockTransport(self._answer)
+
+    def get(
+        self,
+        url: re.Pattern[str],
+        *,
+        status: int = 200,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        exception: BaseException | None = None,
+        repeat: bool = False,
+    ) -> None:
+        """Answer the next request (every one, with ``repeat``) whose URL matches ``url``."""
+        answer: Response | BaseException
+        if exception is not None:
+            answer = exception
+        else:
+            framing = {"Content-Type": content_type} if content_type else {}
+            answer = Response(status, {**framing, **(headers or {})}, body)
+        self._answers.append((url, answer, repeat))
+
+    def _answer(self, request: Request) -> Response:
+        assert self._answers, f"no answer scripted for {request.url}"
+        pattern, answer, repeat = self._answers[0]
+        if not repeat:
+            self._answers.popleft()
+        assert pattern.match(request.url), request.url
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def sent(self) -> list[tuple[str, dict[str, str]]]:
+        """(URL exactly as handed to the transport, headers) of every request, in order."""
+        assert all(request.method == "GET" for request in self.transport.requests)
+        return [(request.url, dict(request.headers)) for request in self.transport.requests]
+
+
 @pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with aioresponses() as mock:
-        yield mock
+def mocked() -> Scripted:
+    return Scripted()
 
 
 @pytest_asyncio.fixture
-async def client() -> AsyncIterator[EasClient]:
-    async with make_client() as opened:
+async def client(mocked: Scripted) -> AsyncIterator[EasClient]:
+    async with make_client(transport=mocked.transport) as opened:
         yield opened
-
-
-def sent() -> list[tuple[str, dict[str, str]]]:
-    """(URL exactly as handed to aiohttp, headers) of every request made under aioresponses."""
-    calls = aiohttp.ClientSession._request.call_args_list  # type: ignore[attr-defined]
-    return [(str(call.args[2]), dict(call.kwargs["headers"])) for call in calls]
 
 
 def verify(url: str, headers: dict[str, str]) -> signing.VerifiedRequest:
@@ -108,7 +145,7 @@ def verify(url: str, headers: dict[str, str]) -> signing.VerifiedRequest:
     )
 
 
-def reply(mocked: aioresponses, payload: Any = None, *, status: int = 200, **kwargs: Any) -> None:
+def reply(mocked: Scripted, payload: Any = None, *, status: int = 200, **kwargs: Any) -> None:
     body = kwargs.pop("body", None)
     if body is None:
         body = orjson.dumps(EMPTY_PAGE if payload is None else payload)
@@ -119,12 +156,12 @@ def reply(mocked: aioresponses, payload: Any = None, *, status: int = 200, **kwa
 
 
 @pytest.mark.asyncio
-async def test_golden_list_service_instances_request(client: EasClient, mocked: aioresponses) -> None:
+async def test_golden_list_service_instances_request(client: EasClient, mocked: Scripted) -> None:
     reply(mocked)
     await client.list_service_instances(
         "cn-shanghai", "foo", page_number=2, page_size=50, filter="10.0", instance_status="Running"
     )
-    [(url, headers)] = sent()
+    [(url, headers)] = mocked.sent()
     assert url == f"{INSTANCES}?Filter=10.0&InstanceStatus=Running&PageNumber=2&PageSize=50"
     signed_names = (
         "accept;host;user-agent;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;"
@@ -159,14 +196,14 @@ async def test_golden_list_service_instances_request(client: EasClient, mocked: 
 
 
 @pytest.mark.asyncio
-async def test_each_request_gets_a_fresh_nonce_and_the_clock_time(mocked: aioresponses) -> None:
+async def test_each_request_gets_a_fresh_nonce_and_the_clock_time(mocked: Scripted) -> None:
     clock = FakeClock()
     reply(mocked, repeat=True)
-    async with make_client(clock=clock) as client:
+    async with make_client(clock=clock, transport=mocked.transport) as client:
         await client.list_services("cn-shanghai")
         clock.advance(61.0)
         await client.list_services("cn-shanghai")
-    (_, first), (_, second) = sent()
+    (_, first), (_, second) = mocked.sent()
     assert (first["x-acs-signature-nonce"], second["x-acs-signature-nonce"]) == ("nonce-0001", "nonce-0002")
     assert (first["x-acs-date"], second["x-acs-date"]) == (DATE, "2026-01-01T00:01:01Z")
 
@@ -235,12 +272,12 @@ INSTANCE_PARAMETERS: list[tuple[str, dict[str, Any], str]] = [
     ("parameter", "arguments", "expected_url"), INSTANCE_PARAMETERS, ids=[p[0] for p in INSTANCE_PARAMETERS]
 )
 async def test_every_list_service_instances_parameter(
-    client: EasClient, mocked: aioresponses, parameter: str, arguments: dict[str, Any], expected_url: str
+    client: EasClient, mocked: Scripted, parameter: str, arguments: dict[str, Any], expected_url: str
 ) -> None:
     reply(mocked)
     call = {"region": "cn-shanghai", "service": "foo", **arguments}
     await client.list_service_instances(call.pop("region"), call.pop("service"), **call)
-    [(url, headers)] = sent()
+    [(url, headers)] = mocked.sent()
     assert url == expected_url
     assert headers["x-acs-action"] == "ListServiceInstances"
     assert headers["host"] == urlsplit(expected_url).netloc
@@ -280,18 +317,18 @@ SERVICE_PARAMETERS: list[tuple[str, dict[str, Any], str]] = [
     ("parameter", "arguments", "expected_url"), SERVICE_PARAMETERS, ids=[p[0] for p in SERVICE_PARAMETERS]
 )
 async def test_every_list_services_parameter(
-    client: EasClient, mocked: aioresponses, parameter: str, arguments: dict[str, Any], expected_url: str
+    client: EasClient, mocked: Scripted, parameter: str, arguments: dict[str, Any], expected_url: str
 ) -> None:
     reply(mocked)
     await client.list_services("cn-shanghai", **arguments)
-    [(url, headers)] = sent()
+    [(url, headers)] = mocked.sent()
     assert url == expected_url
     assert headers["x-acs-action"] == "ListServices"
     verify(url, headers)
 
 
 @pytest.mark.asyncio
-async def test_all_parameters_at_once_are_sorted_and_signed(client: EasClient, mocked: aioresponses) -> None:
+async def test_all_parameters_at_once_are_sorted_and_signed(client: EasClient, mocked: Scripted) -> None:
     reply(mocked)
     query = InstanceQuery(
         filter="a b",
@@ -307,7 +344,7 @@ async def test_all_parameters_at_once_are_sorted_and_signed(client: EasClient, m
         order="asc",
     )
     await client.list_service_instances("cn-shanghai", "foo", query, page_number=2, page_size=7)
-    [(url, headers)] = sent()
+    [(url, headers)] = mocked.sent()
     assert url == (
         f"{INSTANCES}?Filter=a%20b&HostIP=10.0.0.2&InstanceIP=10.0.0.1&InstanceName=n&InstanceStatus=Running"
         "&InstanceType=ecs.c7.large&IsSpot=false&Order=asc&PageNumber=2&PageSize=7"
@@ -317,10 +354,10 @@ async def test_all_parameters_at_once_are_sorted_and_signed(client: EasClient, m
 
 
 @pytest.mark.asyncio
-async def test_the_bytes_sent_are_the_bytes_signed(client: EasClient, mocked: aioresponses) -> None:
+async def test_the_bytes_sent_are_the_bytes_signed(client: EasClient, mocked: Scripted) -> None:
     reply(mocked)
     await client.list_service_instances("cn-shanghai", "svc name/x~y*é", filter="*'")
-    [(url, headers)] = sent()
+    [(url, headers)] = mocked.sent()
     parts = urlsplit(url)
     canonical_path = "/api/v2/services/cn-shanghai/svc%20name%2Fx~y%2A%C3%A9/instances"
     canonical_query = signing.canonical_query({"Filter": "*'", "PageNumber": "1", "PageSize": "100"})
@@ -337,11 +374,13 @@ async def test_the_bytes_sent_are_the_bytes_signed(client: EasClient, mocked: ai
 
 
 @pytest.mark.asyncio
-async def test_sts_credentials_add_signed_key_id_and_token(mocked: aioresponses) -> None:
+async def test_sts_credentials_add_signed_key_id_and_token(mocked: Scripted) -> None:
     reply(mocked)
-    async with make_client(StaticCredentials(STS_ID, STS_SECRET, TOKEN)) as client:
+    async with make_client(
+        StaticCredentials(STS_ID, STS_SECRET, TOKEN), transport=mocked.transport
+    ) as client:
         await client.list_services("cn-shanghai")
-    [(url, headers)] = sent()
+    [(url, headers)] = mocked.sent()
     assert headers["x-acs-accesskey-id"] == STS_ID
     assert headers["x-acs-security-token"] == TOKEN
     assert "x-acs-accesskey-id;x-acs-action" in headers["Authorization"]
@@ -350,7 +389,7 @@ async def test_sts_credentials_add_signed_key_id_and_token(mocked: aioresponses)
 
 
 @pytest.mark.asyncio
-async def test_refreshed_credentials_are_used_from_the_next_request(mocked: aioresponses) -> None:
+async def test_refreshed_credentials_are_used_from_the_next_request(mocked: Scripted) -> None:
     class Rotating:
         def __init__(self) -> None:
             self.current = Credentials(AK_ID, SECRET)
@@ -360,11 +399,11 @@ async def test_refreshed_credentials_are_used_from_the_next_request(mocked: aior
 
     provider = Rotating()
     reply(mocked, repeat=True)
-    async with make_client(provider) as client:
+    async with make_client(provider, transport=mocked.transport) as client:
         await client.list_services("cn-shanghai")
         provider.current = Credentials(STS_ID, STS_SECRET, TOKEN)
         await client.list_services("cn-shanghai")
-    (_, first), (url, second) = sent()
+    (_, first), (url, second) = mocked.sent()
     assert f"Credential={AK_ID}," in first["Authorization"]
     assert f"Credential={STS_ID}," in second["Authorization"]
     verify(url, second)
@@ -374,21 +413,21 @@ async def test_refreshed_credentials_are_used_from_the_next_request(mocked: aior
 
 
 @pytest.mark.asyncio
-async def test_query_and_filters_merge_with_filters_winning(client: EasClient, mocked: aioresponses) -> None:
+async def test_query_and_filters_merge_with_filters_winning(client: EasClient, mocked: Scripted) -> None:
     reply(mocked)
     query = InstanceQuery(instance_status="Running", order="asc")
     await client.list_service_instances("cn-shanghai", "foo", query, order="desc", is_spot=True)
-    [(url, _)] = sent()
+    [(url, _)] = mocked.sent()
     assert url == f"{INSTANCES}?InstanceStatus=Running&IsSpot=true&Order=desc&{PAGING}"
 
 
 @pytest.mark.asyncio
-async def test_the_same_query_object_is_reused_across_pages(client: EasClient, mocked: aioresponses) -> None:
+async def test_the_same_query_object_is_reused_across_pages(client: EasClient, mocked: Scripted) -> None:
     reply(mocked, repeat=True)
     query = ServiceQuery(label={"env": "prod"}, service_status="Running")
     for page in (1, 2, 3):
         await client.list_services("cn-shanghai", query, page_number=page)
-    urls = [url for url, _ in sent()]
+    urls = [url for url, _ in mocked.sent()]
     assert urls == [
         f"{SERVICES}?Label=%7B%22env%22%3A%22prod%22%7D&PageNumber={n}&PageSize=100&ServiceStatus=Running"
         for n in (1, 2, 3)
@@ -412,22 +451,21 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("case", "arguments", "message"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
 async def test_bad_arguments_are_config_errors_and_nothing_is_sent(
-    client: EasClient, mocked: aioresponses, case: str, arguments: dict[str, Any], message: str
+    client: EasClient, mocked: Scripted, case: str, arguments: dict[str, Any], message: str
 ) -> None:
     call = {"region": "cn-shanghai", "service": "foo", **arguments}
     with pytest.raises(ConfigError, match=message):
         await client.list_service_instances(call.pop("region"), call.pop("service"), **call)
-    assert sent() == []
-    assert client.statistics() == ClientStatistics(requests=0, bytes_received=0, errors=0)
+    assert mocked.sent() == []
 
 
 @pytest.mark.asyncio
-async def test_bad_list_services_filter(client: EasClient, mocked: aioresponses) -> None:
+async def test_bad_list_services_filter(client: EasClient, mocked: Scripted) -> None:
     with pytest.raises(ConfigError, match="Label must be a mapping of strings"):
         await client.list_services("cn-shanghai", label={"env": 1})
     with pytest.raises(ConfigError, match="unknown ServiceQuery filter"):
         await client.list_services("cn-shanghai", instance_status="Running")
-    assert sent() == []
+    assert mocked.sent() == []
 
 
 def test_user_agent_must_be_text() -> None:
@@ -441,7 +479,7 @@ INSTANCE = {"InstanceName": "foo-5fc8946767-v1", "Status": "Running", "IsSpot": 
 
 
 @pytest.mark.asyncio
-async def test_a_page_keeps_the_items_untouched(client: EasClient, mocked: aioresponses) -> None:
+async def test_a_page_keeps_the_items_untouched(client: EasClient, mocked: Scripted) -> None:
     payload = {
         "RequestId": "R-1",
         "Instances": [INSTANCE, {"Unknown": {"x": 1}}],
@@ -463,7 +501,7 @@ async def test_a_page_keeps_the_items_untouched(client: EasClient, mocked: aiore
 
 
 @pytest.mark.asyncio
-async def test_services_page(client: EasClient, mocked: aioresponses) -> None:
+async def test_services_page(client: EasClient, mocked: Scripted) -> None:
     service = {"ServiceName": "foo", "Labels": [{"LabelKey": "env", "LabelValue": "prod"}]}
     reply(
         mocked, {"RequestId": "R-2", "Services": [service], "PageNumber": 1, "PageSize": 100, "TotalCount": 1}
@@ -482,7 +520,7 @@ async def test_services_page(client: EasClient, mocked: aioresponses) -> None:
     ],
 )
 async def test_a_missing_item_list_is_fine_when_the_page_is_empty(
-    client: EasClient, mocked: aioresponses, payload: dict[str, Any]
+    client: EasClient, mocked: Scripted, payload: dict[str, Any]
 ) -> None:
     reply(mocked, payload)
     page = await client.list_service_instances("cn-shanghai", "foo", page_number=3, page_size=20)
@@ -491,7 +529,7 @@ async def test_a_missing_item_list_is_fine_when_the_page_is_empty(
 
 @pytest.mark.asyncio
 async def test_page_fields_missing_from_the_answer_default_to_the_request(
-    client: EasClient, mocked: aioresponses
+    client: EasClient, mocked: Scripted
 ) -> None:
     reply(mocked, {"TotalCount": 0}, headers={"x-acs-request-id": "HDR-1"})
     page = await client.list_service_instances("cn-shanghai", "foo", page_number=2, page_size=30)
@@ -499,7 +537,7 @@ async def test_page_fields_missing_from_the_answer_default_to_the_request(
 
 
 @pytest.mark.asyncio
-async def test_describe_regions(client: EasClient, mocked: aioresponses) -> None:
+async def test_describe_regions(client: EasClient, mocked: Scripted) -> None:
     reply(
         mocked,
         {
@@ -512,17 +550,17 @@ async def test_describe_regions(client: EasClient, mocked: aioresponses) -> None
     )
     regions = await client.describe_regions("cn-beijing")
     assert regions == [Region("cn-shanghai", "华东2（上海）"), Region("ap-southeast-1", "")]
-    [(url, headers)] = sent()
+    [(url, headers)] = mocked.sent()
     assert url == "https://pai-eas.cn-beijing.aliyuncs.com/api/v2/regions"
     assert headers["x-acs-action"] == "DescribeRegions"
     verify(url, headers)
 
 
 @pytest.mark.asyncio
-async def test_describe_regions_default_endpoint(client: EasClient, mocked: aioresponses) -> None:
+async def test_describe_regions_default_endpoint(client: EasClient, mocked: Scripted) -> None:
     reply(mocked, {"RequestId": "R", "Regions": []})
     assert await client.describe_regions() == []
-    [(url, _)] = sent()
+    [(url, _)] = mocked.sent()
     assert url == f"{BASE}/api/v2/regions"
 
 
@@ -536,7 +574,7 @@ async def test_describe_regions_default_endpoint(client: EasClient, mocked: aior
         {"RequestId": "R-4", "Regions": ["cn-shanghai"]},
     ],
 )
-async def test_describe_regions_wrong_shapes(client: EasClient, mocked: aioresponses, payload: Any) -> None:
+async def test_describe_regions_wrong_shapes(client: EasClient, mocked: Scripted, payload: Any) -> None:
     reply(mocked, payload)
     with pytest.raises(DecodeError) as caught:
         await client.describe_regions()
@@ -681,7 +719,7 @@ ERROR_CASES: list[
 )
 async def test_every_error_class_from_a_realistic_response(
     client: EasClient,
-    mocked: aioresponses,
+    mocked: Scripted,
     case: str,
     status: int,
     headers: dict[str, str],
@@ -727,7 +765,7 @@ DECODE_CASES: list[tuple[str, bytes, str | None]] = [
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("case", "body", "request_id"), DECODE_CASES, ids=[c[0] for c in DECODE_CASES])
 async def test_2xx_bodies_that_are_not_a_page_are_decode_errors(
-    client: EasClient, mocked: aioresponses, case: str, body: bytes, request_id: str | None
+    client: EasClient, mocked: Scripted, case: str, body: bytes, request_id: str | None
 ) -> None:
     reply(mocked, body=body)
     with pytest.raises(DecodeError) as caught:
@@ -740,28 +778,27 @@ async def test_2xx_bodies_that_are_not_a_page_are_decode_errors(
         200,
     )
     assert error.request_id == request_id
-    assert client.statistics().errors == 1
+    assert len(mocked.transport.requests) == 1
 
 
-def _refused() -> aiohttp.ClientConnectorError:
-    from aiohttp.client_reqrep import ConnectionKey
-
-    key = ConnectionKey(HOST, 443, True, True, None, None, None)
-    return aiohttp.ClientConnectorError(key, ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
+def _refused() -> NetworkError:
+    return NetworkError(f"cannot connect to {HOST}:443: [Errno 111] Connection refused")
 
 
+# What the transport raises (its mapping of aiohttp's errors is tested in test_transport.py).
 TRANSPORT_CASES: list[tuple[str, BaseException, type[RequestError]]] = [
     ("refused", _refused(), NetworkError),
-    ("reset", aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"), NetworkError),
-    ("disconnected", aiohttp.ServerDisconnectedError(), NetworkError),
-    ("timeout", TimeoutError(), RequestTimeout),
+    ("reset", NetworkError("ClientOSError: [Errno 104] Connection reset by peer"), NetworkError),
+    ("disconnected", NetworkError("the server closed the connection: Server disconnected"), NetworkError),
+    ("timeout", RequestTimeout("the request took longer than 30s"), RequestTimeout),
+    ("too large", ResponseTooLargeError("the response is larger than the 32 MiB cap"), ResponseTooLargeError),
 ]
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("case", "failure", "cls"), TRANSPORT_CASES, ids=[c[0] for c in TRANSPORT_CASES])
 async def test_transport_errors_name_the_target(
-    client: EasClient, mocked: aioresponses, case: str, failure: BaseException, cls: type[RequestError]
+    client: EasClient, mocked: Scripted, case: str, failure: BaseException, cls: type[RequestError]
 ) -> None:
     mocked.get(ANY_URL, exception=failure)
     with pytest.raises(RequestError) as caught:
@@ -774,18 +811,18 @@ async def test_transport_errors_name_the_target(
 
 
 @pytest.mark.asyncio
-async def test_statistics_count_requests_bytes_and_errors(client: EasClient, mocked: aioresponses) -> None:
+async def test_each_call_is_one_request_whatever_its_answer(client: EasClient, mocked: Scripted) -> None:
     ok = orjson.dumps(EMPTY_PAGE)
     failed = spec_body(faults.INTERNAL_ERROR, "R")
     mocked.get(ANY_URL, body=ok)
     mocked.get(ANY_URL, status=500, body=failed)
-    mocked.get(ANY_URL, exception=TimeoutError())
+    mocked.get(ANY_URL, exception=RequestTimeout("the request took longer than 30s"))
     await client.list_services("cn-shanghai")
     with pytest.raises(ServerError):
         await client.list_services("cn-shanghai")
     with pytest.raises(RequestTimeout):
         await client.list_services("cn-shanghai")
-    assert client.statistics() == ClientStatistics(requests=3, bytes_received=len(ok) + len(failed), errors=2)
+    assert len(mocked.transport.requests) == 3  # no retries at this level
 
 
 # --- lifecycle and secrets ---------------------------------------------------------------------------
@@ -807,16 +844,16 @@ async def test_lifecycle_unopened_opened_closed() -> None:
 
 
 @pytest.mark.asyncio
-async def test_no_secret_in_logs_errors_or_reprs(
-    mocked: aioresponses, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_no_secret_in_logs_errors_or_reprs(mocked: Scripted, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     mocked.get(ANY_URL, body=orjson.dumps(EMPTY_PAGE))
     mocked.get(ANY_URL, status=403, body=spec_body(faults.FORBIDDEN_RAM, "R"))
     mocked.get(ANY_URL, exception=_refused())
     mocked.get(ANY_URL, body=b"not json")
     texts: list[str] = []
-    async with make_client(StaticCredentials(STS_ID, STS_SECRET, TOKEN)) as client:
+    async with make_client(
+        StaticCredentials(STS_ID, STS_SECRET, TOKEN), transport=mocked.transport
+    ) as client:
         texts.append(repr(client))
         await client.list_services("cn-shanghai")
         for _ in range(3):
@@ -1014,7 +1051,7 @@ SKEW_CASES: list[tuple[str, str, str | None, type[ApiError], str]] = [
 )
 async def test_a_refused_timestamp_names_the_clock_skew(
     client: EasClient,
-    mocked: aioresponses,
+    mocked: Scripted,
     case: str,
     code: str,
     date: str | None,
@@ -1041,7 +1078,7 @@ async def test_a_refused_timestamp_names_the_clock_skew(
 
 @pytest.mark.asyncio
 async def test_an_html_404_shows_a_short_snippet_and_its_kind_is_http404(
-    client: EasClient, mocked: aioresponses
+    client: EasClient, mocked: Scripted
 ) -> None:
     page = (
         b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title>\n<style>p{}</style></head>\n"
@@ -1075,7 +1112,7 @@ async def test_an_html_404_shows_a_short_snippet_and_its_kind_is_http404(
     ],
 )
 async def test_a_404_without_a_json_code_is_http404(
-    client: EasClient, mocked: aioresponses, body: bytes, content_type: str, message: str
+    client: EasClient, mocked: Scripted, body: bytes, content_type: str, message: str
 ) -> None:
     reply(mocked, status=404, body=body, content_type=content_type)
     with pytest.raises(NotFoundError) as caught:
@@ -1084,9 +1121,7 @@ async def test_a_404_without_a_json_code_is_http404(
 
 
 @pytest.mark.asyncio
-async def test_a_404_with_a_json_code_keeps_the_code_as_its_kind(
-    client: EasClient, mocked: aioresponses
-) -> None:
+async def test_a_404_with_a_json_code_keeps_the_code_as_its_kind(client: EasClient, mocked: Scripted) -> None:
     reply(mocked, status=404, body=spec_body(faults.ROUTE_NOT_FOUND, "R-404"))
     with pytest.raises(NotFoundError) as caught:
         await client.list_service_instances("cn-shanghai", "foo")
@@ -1121,8 +1156,8 @@ def _assert_clean(*texts: str) -> None:
         assert "Sec/ret" not in text
 
 
-def _echo_client() -> EasClient:
-    return make_client(StaticCredentials(ECHO_ID, ECHO_SECRET, ECHO_TOKEN))
+def _echo_client(mocked: Scripted) -> EasClient:
+    return make_client(StaticCredentials(ECHO_ID, ECHO_SECRET, ECHO_TOKEN), transport=mocked.transport)
 
 
 def _texts(error: BaseException) -> list[str]:
@@ -1138,11 +1173,11 @@ def _texts(error: BaseException) -> list[str]:
 
 
 @pytest.mark.asyncio
-async def test_an_error_body_that_echoes_the_request_headers_is_redacted(mocked: aioresponses) -> None:
+async def test_an_error_body_that_echoes_the_request_headers_is_redacted(mocked: Scripted) -> None:
     echo = _echoed_headers()
     body = orjson.dumps({"RequestId": f"R-{ECHO_ID}", "Code": "InvalidParameter", "Message": echo})
     reply(mocked, status=400, body=body, headers={"x-acs-request-id": ECHO_TOKEN})
-    async with _echo_client() as client:
+    async with _echo_client(mocked) as client:
         with pytest.raises(BadRequestError) as caught:
             await client.list_service_instances("cn-shanghai", "foo")
     texts = _texts(caught.value)
@@ -1158,14 +1193,14 @@ async def test_an_error_body_that_echoes_the_request_headers_is_redacted(mocked:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("status", [403, 502])
 async def test_an_html_page_that_echoes_the_request_headers_is_redacted(
-    mocked: aioresponses, status: int
+    mocked: Scripted, status: int
 ) -> None:
     # The secrets sit right where the 80-character snippet is cut.
     page = f"<html><body><pre>Forbidden{'.' * 30} {_echoed_headers()}</pre></body></html>".encode()
     reply(
         mocked, status=status, body=page, headers={"Content-Type": "text/html", "x-acs-request-id": ECHO_ID}
     )
-    async with _echo_client() as client:
+    async with _echo_client(mocked) as client:
         with pytest.raises(ApiError) as caught:
             await client.list_service_instances("cn-shanghai", "foo")
     _assert_clean(*_texts(caught.value))
@@ -1182,9 +1217,9 @@ async def test_an_html_page_that_echoes_the_request_headers_is_redacted(
     ],
     ids=["not JSON", "TotalCount echoes", "items echo"],
 )
-async def test_a_decode_error_of_an_echoing_body_is_redacted(mocked: aioresponses, body: bytes) -> None:
+async def test_a_decode_error_of_an_echoing_body_is_redacted(mocked: Scripted, body: bytes) -> None:
     reply(mocked, body=body)
-    async with _echo_client() as client:
+    async with _echo_client(mocked) as client:
         with pytest.raises(DecodeError) as caught:
             await client.list_service_instances("cn-shanghai", "foo")
     _assert_clean(*_texts(caught.value))
@@ -1192,7 +1227,7 @@ async def test_a_decode_error_of_an_echoing_body_is_redacted(mocked: aioresponse
 
 @pytest.mark.asyncio
 async def test_a_page_that_carries_the_secret_or_token_is_scrubbed_before_decoding(
-    mocked: aioresponses,
+    mocked: Scripted,
 ) -> None:
     items = [
         {"InstanceName": "a", "Env": f"TOKEN={ECHO_TOKEN}"},
@@ -1201,16 +1236,16 @@ async def test_a_page_that_carries_the_secret_or_token_is_scrubbed_before_decodi
     # orjson never escapes "/", but other encoders do: the scrub knows both spellings.
     escaped = orjson.dumps({"RequestId": "R", "TotalCount": 2, "Instances": items}).replace(b"/", b"\\/")
     reply(mocked, body=escaped)
-    async with _echo_client() as client:
+    async with _echo_client(mocked) as client:
         page = await client.list_service_instances("cn-shanghai", "foo")
     assert [item["Env"] for item in page.items] == ["TOKEN=***", "SECRET=***"]
     assert [item["InstanceName"] for item in page.items] == ["a", "b"]
 
 
 @pytest.mark.asyncio
-async def test_a_transport_error_message_is_redacted(mocked: aioresponses) -> None:
-    mocked.get(ANY_URL, exception=aiohttp.ClientOSError(errno.ECONNRESET, f"reset near {ECHO_TOKEN}"))
-    async with _echo_client() as client:
+async def test_a_transport_error_message_is_redacted(mocked: Scripted) -> None:
+    mocked.get(ANY_URL, exception=NetworkError(f"ClientOSError: reset near {ECHO_TOKEN}"))
+    async with _echo_client(mocked) as client:
         with pytest.raises(NetworkError) as caught:
             await client.list_service_instances("cn-shanghai", "foo")
     _assert_clean(*_texts(caught.value))

@@ -1,20 +1,23 @@
-"""What ``Scanner`` accepts for the wire (connection limits, consistency) and how the wire's
-errors end a scan: a body over the cap and a skewed clock are each one failed request, never
-retried, with the code the summary reports."""
+"""What ``Scanner`` accepts for the wire (connection limits, consistency, a transport) and how
+the wire's errors end a scan: a body over the cap and a skewed clock are each one failed request,
+never retried, with the code the summary reports."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
 from aiohttp import web
 
+from scanner.client.api import EasClient
 from scanner.client.credentials import StaticCredentials
-from scanner.client.transport import ConnectionLimits
-from scanner.engine.config import Consistency
-from scanner.errors import ConfigError
+from scanner.client.transport import ConnectionLimits, Timeouts
+from scanner.engine.config import Consistency, RetryPolicy
+from scanner.errors import ConfigError, NetworkError
 from scanner.scanner import Scanner
+from scanner.testing import MockTransport, Request, Response, json_response
 from tests.loopback import serve_app
 
 REGION = "cn-shanghai"
@@ -103,3 +106,87 @@ def test_scanner_accepts_connection_limits_and_consistency() -> None:
 def test_scanner_rejects_wrong_wire_options(options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Scanner(**options)  # type: ignore[arg-type]
+
+
+# --- the transport seam ------------------------------------------------------------------------
+
+
+def scripted_fleet(request: Request) -> Response:
+    """A one-region fleet: service "svc" with two instances, answered without any server."""
+    path = urlsplit(request.url).path
+    if path == "/api/v2/services":
+        return json_response(SERVICES)
+    if path == f"/api/v2/services/{REGION}/svc/instances":
+        items = [{"InstanceName": "i-1"}, {"InstanceName": "i-2"}]
+        return json_response({"RequestId": "R-I", "TotalCount": 2, "PageNumber": 1, "PageSize": 100,
+                              "Instances": items})  # fmt: skip
+    return json_response({"Code": "InvalidAction.NotFound", "Message": path}, status=404)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync handler", "async handler"])
+async def test_a_scanner_scans_through_an_injected_transport(asynchronous: bool) -> None:
+    async def answer_later(request: Request) -> Response:
+        return scripted_fleet(request)
+
+    transport = MockTransport(answer_later if asynchronous else scripted_fleet)
+    async with Scanner(
+        credentials=StaticCredentials("LTAI5tAbCdEfGh1234wxyz", "secret-0123456789"),
+        endpoints={REGION: "https://eas.invalid"},
+        transport=transport,
+    ) as scanner:
+        stream = scanner.scan()
+        names = sorted([record["InstanceName"] async for record in stream])
+    assert names == ["i-1", "i-2"]
+    summary = stream.summary
+    assert summary.complete
+    # Every request went through the transport, signed, and the summary counted each one.
+    assert summary.requests == len(transport.requests) >= 2
+    assert all(request.method == "GET" for request in transport.requests)
+    assert all(
+        "ACS3-HMAC-SHA256 Credential=" in request.headers["Authorization"] for request in transport.requests
+    )
+    assert summary.bytes_received == sum(len(scripted_fleet(request).body) for request in transport.requests)
+
+
+@pytest.mark.asyncio
+async def test_a_transport_error_from_an_injected_transport_is_a_failure_of_its_target() -> None:
+    def refuse(request: Request) -> Response:
+        if "/instances" in request.url:
+            raise NetworkError("cannot connect to eas.invalid:443: refused")
+        return scripted_fleet(request)
+
+    policy = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.001)
+    async with Scanner(
+        credentials=StaticCredentials("LTAI5tAbCdEfGh1234wxyz", "secret-0123456789"),
+        endpoints={REGION: "https://eas.invalid"},
+        transport=MockTransport(refuse),
+        retry=policy,
+    ) as scanner:
+        stream = scanner.scan()
+        _ = [record async for record in stream]
+    [failure] = stream.summary.failures
+    assert (failure.service, failure.code) == ("svc", "NetworkError")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"timeouts": Timeouts(read=1.0)}, {"connection_limits": ConnectionLimits()}],
+    ids=["timeouts", "connection_limits"],
+)
+def test_a_transport_cannot_be_given_with_its_settings(options: dict[str, object]) -> None:
+    transport = MockTransport(scripted_fleet)
+    with pytest.raises(ConfigError, match="give a transport or timeouts/connection_limits, not both"):
+        Scanner(transport=transport, **options)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="give a transport or timeouts/connection_limits, not both"):
+        EasClient(credentials=StaticCredentials("id-1234", "secret-1234"), transport=transport, **options)  # type: ignore[arg-type]
+
+
+def test_a_response_has_case_insensitive_headers() -> None:
+    response = Response(429, {"X-Acs-Retry-After": "1500", "date": "Sun, 06 Dec 2026 02:30:00 GMT"})
+    assert (response.retry_after_ms, response.date, response.body) == (
+        1500,
+        "Sun, 06 Dec 2026 02:30:00 GMT",
+        b"",
+    )
+    assert response.headers["x-acs-retry-after"] == "1500"

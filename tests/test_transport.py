@@ -17,11 +17,11 @@ import pytest_asyncio
 from aiohttp import web
 from aioresponses import aioresponses
 
+from scanner.client.http import Request, Response
 from scanner.client.transport import (
+    AiohttpTransport,
     ConnectionLimits,
-    RawResponse,
     Timeouts,
-    Transport,
     default_user_agent,
 )
 from scanner.engine.retry import is_retryable
@@ -38,6 +38,10 @@ from tests.loopback import RawHandler, RawRequest, serve_app, serve_raw
 URL = "https://pai-eas.cn-shanghai.aliyuncs.com/api/v2/regions"
 
 
+async def get(transport: AiohttpTransport, url: str, headers: dict[str, str]) -> Response:
+    return await transport.send(Request("GET", url, headers))
+
+
 @pytest.fixture
 def mocked() -> aioresponses:
     with aioresponses() as mock:
@@ -45,8 +49,8 @@ def mocked() -> aioresponses:
 
 
 @pytest_asyncio.fixture
-async def transport() -> AsyncIterator[Transport]:
-    async with Transport() as opened:
+async def transport() -> AsyncIterator[AiohttpTransport]:
+    async with AiohttpTransport() as opened:
         yield opened
 
 
@@ -88,17 +92,17 @@ def test_user_agent_names_us_python_and_aiohttp() -> None:
 
 @pytest.mark.asyncio
 async def test_no_session_before_open_and_none_after_close() -> None:
-    transport = Transport()
+    transport = AiohttpTransport()
     assert transport._session is None  # created in __aenter__, never in __init__
     with pytest.raises(UsageError, match="not open"):
-        await transport.get(URL, {})
+        await get(transport, URL, {})
     async with transport:
         assert transport.is_open
         with pytest.raises(UsageError, match="more than once"):
             await transport.__aenter__()
     assert not transport.is_open
     with pytest.raises(UsageError, match="closed"):
-        await transport.get(URL, {})
+        await get(transport, URL, {})
     with pytest.raises(UsageError, match="reopen"):
         await transport.__aenter__()
     await transport.aclose()  # idempotent
@@ -108,21 +112,20 @@ async def test_no_session_before_open_and_none_after_close() -> None:
 
 
 @pytest.mark.asyncio
-async def test_status_body_request_id_and_retry_after(transport: Transport, mocked: aioresponses) -> None:
+async def test_status_body_request_id_and_retry_after(
+    transport: AiohttpTransport, mocked: aioresponses
+) -> None:
     mocked.get(
         URL,
         status=429,
         body=b'{"Code":"Throttling"}',
         headers={"x-acs-retry-after": "1500", "x-acs-request-id": "REQ-1"},
     )
-    response = await transport.get(URL, {"accept": "application/json"})
-    assert response == RawResponse(
-        429,
-        b'{"Code":"Throttling"}',
-        retry_after_ms=1500,
-        request_id="REQ-1",
-        content_type="application/json",
-    )
+    response = await get(transport, URL, {"accept": "application/json"})
+    assert (response.status, response.body) == (429, b'{"Code":"Throttling"}')
+    assert (response.retry_after_ms, response.request_id) == (1500, "REQ-1")
+    assert response.content_type == "application/json"
+    assert response.headers["X-ACS-Request-Id"] == "REQ-1"  # names are case-insensitive
 
 
 @pytest.mark.asyncio
@@ -131,16 +134,16 @@ async def test_status_body_request_id_and_retry_after(transport: Transport, mock
     [("1500", 1500), (" 20 ", 20), ("abc", None), ("-5", None), ("0", None), ("1.5", None)],
 )
 async def test_retry_after_is_kept_only_when_valid(
-    transport: Transport, mocked: aioresponses, value: str, expected: int | None
+    transport: AiohttpTransport, mocked: aioresponses, value: str, expected: int | None
 ) -> None:
     mocked.get(URL, status=503, body=b"", headers={"x-acs-retry-after": value})
-    assert (await transport.get(URL, {})).retry_after_ms == expected
+    assert (await get(transport, URL, {})).retry_after_ms == expected
 
 
 @pytest.mark.asyncio
-async def test_redirects_are_not_followed(transport: Transport, mocked: aioresponses) -> None:
+async def test_redirects_are_not_followed(transport: AiohttpTransport, mocked: aioresponses) -> None:
     mocked.get(URL, status=302, headers={"Location": "https://evil.example/steal"})
-    response = await transport.get(URL, {})
+    response = await get(transport, URL, {})
     assert response.status == 302
 
 
@@ -176,7 +179,7 @@ FAILURES: list[tuple[str, BaseException, type[TransportError]]] = [
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("name", "failure", "expected"), FAILURES, ids=[f[0] for f in FAILURES])
 async def test_every_failure_becomes_one_of_ours(
-    transport: Transport,
+    transport: AiohttpTransport,
     mocked: aioresponses,
     name: str,
     failure: BaseException,
@@ -184,17 +187,17 @@ async def test_every_failure_becomes_one_of_ours(
 ) -> None:
     mocked.get(URL, exception=failure)
     with pytest.raises(TransportError) as caught:
-        await transport.get(URL, {})
+        await get(transport, URL, {})
     assert type(caught.value) is expected
     assert caught.value.__cause__ is failure
     assert not isinstance(caught.value, aiohttp.ClientError | asyncio.TimeoutError)
 
 
 @pytest.mark.asyncio
-async def test_cancellation_is_never_swallowed(transport: Transport, mocked: aioresponses) -> None:
+async def test_cancellation_is_never_swallowed(transport: AiohttpTransport, mocked: aioresponses) -> None:
     mocked.get(URL, exception=asyncio.CancelledError())
     with pytest.raises(asyncio.CancelledError):
-        await transport.get(URL, {})
+        await get(transport, URL, {})
 
 
 # --- real sockets on loopback ----------------------------------------------------------------
@@ -207,10 +210,10 @@ async def _ok(request: RawRequest, writer: asyncio.StreamWriter) -> None:
 
 @pytest.mark.asyncio
 async def test_one_session_and_keep_alive_across_requests() -> None:
-    async with serve_raw(_ok) as server, Transport() as transport:
+    async with serve_raw(_ok) as server, AiohttpTransport() as transport:
         session = transport._session
         for _ in range(5):
-            response = await transport.get(f"{server.base_url}/api/v2/regions", {})
+            response = await get(transport, f"{server.base_url}/api/v2/regions", {})
             assert response.status == 200
         assert transport._session is session
     assert len(server.requests) == 5
@@ -222,8 +225,8 @@ async def test_the_url_goes_out_byte_for_byte() -> None:
     target = (
         "/api/v2/services/cn-shanghai/svc%20name%2Fx~y%2A%C3%A9%27/instances?Filter=a%2Bb%2A%27&IsSpot=true"
     )
-    async with serve_raw(_ok) as server, Transport() as transport:
-        await transport.get(server.base_url + target, {"host": "example.test:1", "user-agent": "ua/1"})
+    async with serve_raw(_ok) as server, AiohttpTransport() as transport:
+        await get(transport, server.base_url + target, {"host": "example.test:1", "user-agent": "ua/1"})
     (request,) = server.requests
     assert request.target == target  # yarl did not turn %2A into * or %27 into '
     sent = {name.lower(): value for name, value in request.headers}
@@ -248,11 +251,11 @@ async def test_connection_limit_per_host_is_honoured() -> None:
     limits = ConnectionLimits(total=10, per_host=2)
     async with (
         serve_app(app) as base_url,
-        Transport(limits=limits) as transport,
+        AiohttpTransport(limits=limits) as transport,
         anyio.create_task_group() as tg,
     ):
         for _ in range(8):
-            tg.start_soon(transport.get, f"{base_url}/x", {})
+            tg.start_soon(get, transport, f"{base_url}/x", {})
     assert peak == 2
 
 
@@ -261,9 +264,12 @@ async def test_a_server_slower_than_the_read_timeout_gives_request_timeout() -> 
     async def never(request: RawRequest, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(10)
 
-    async with serve_raw(never) as server, Transport(timeouts=Timeouts(read=0.1, total=5)) as transport:
+    async with (
+        serve_raw(never) as server,
+        AiohttpTransport(timeouts=Timeouts(read=0.1, total=5)) as transport,
+    ):
         with pytest.raises(RequestTimeout, match=r"sent nothing for 0\.1s"):
-            await transport.get(server.base_url + "/", {})
+            await get(transport, server.base_url + "/", {})
 
 
 @pytest.mark.asyncio
@@ -276,9 +282,9 @@ async def test_the_total_timeout_gives_request_timeout() -> None:
             await asyncio.sleep(0.02)
 
     timeouts = Timeouts(read=1.0, total=0.2)
-    async with serve_raw(trickle) as server, Transport(timeouts=timeouts) as transport:
+    async with serve_raw(trickle) as server, AiohttpTransport(timeouts=timeouts) as transport:
         with pytest.raises(RequestTimeout, match=r"longer than 0\.2s"):
-            await transport.get(server.base_url + "/", {})
+            await get(transport, server.base_url + "/", {})
 
 
 @pytest.mark.asyncio
@@ -288,9 +294,9 @@ async def test_a_connection_closed_mid_body_gives_network_error() -> None:
         await writer.drain()
         writer.close()
 
-    async with serve_raw(hang_up) as server, Transport() as transport:
+    async with serve_raw(hang_up) as server, AiohttpTransport() as transport:
         with pytest.raises(NetworkError, match="before the whole response"):
-            await transport.get(server.base_url + "/", {})
+            await get(transport, server.base_url + "/", {})
 
 
 @pytest.mark.asyncio
@@ -298,9 +304,9 @@ async def test_a_connection_closed_before_any_answer_gives_network_error() -> No
     async def hang_up(request: RawRequest, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
-    async with serve_raw(hang_up) as server, Transport() as transport:
+    async with serve_raw(hang_up) as server, AiohttpTransport() as transport:
         with pytest.raises(NetworkError, match="closed the connection"):
-            await transport.get(server.base_url + "/", {})
+            await get(transport, server.base_url + "/", {})
 
 
 @pytest.mark.asyncio
@@ -308,9 +314,9 @@ async def test_connection_refused_gives_network_error() -> None:
     with socket.socket() as probe:  # a port that was free a moment ago, now closed
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    async with Transport() as transport:
+    async with AiohttpTransport() as transport:
         with pytest.raises(NetworkError, match=f"cannot connect to 127.0.0.1:{port}"):
-            await transport.get(f"http://127.0.0.1:{port}/", {})
+            await get(transport, f"http://127.0.0.1:{port}/", {})
 
 
 @pytest.mark.asyncio
@@ -318,9 +324,9 @@ async def test_cancelling_a_request_in_flight_propagates_and_leaves_no_error() -
     async def never(request: RawRequest, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(10)
 
-    async with serve_raw(never) as server, Transport() as transport:
+    async with serve_raw(never) as server, AiohttpTransport() as transport:
         with anyio.move_on_after(0.05) as scope:
-            await transport.get(server.base_url + "/", {})
+            await get(transport, server.base_url + "/", {})
         assert scope.cancelled_caught
 
 
@@ -357,11 +363,11 @@ async def _serve_endless_chunks(request: RawRequest, writer: asyncio.StreamWrite
         await writer.drain()
 
 
-async def _get_with_peak(transport: Transport, url: str) -> tuple[BaseException, int]:
+async def _get_with_peak(transport: AiohttpTransport, url: str) -> tuple[BaseException, int]:
     tracemalloc.start()
     try:
         with pytest.raises(ResponseTooLargeError) as caught:
-            await transport.get(url, {})
+            await get(transport, url, {})
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -373,7 +379,7 @@ async def _get_with_peak(transport: Transport, url: str) -> tuple[BaseException,
 async def test_a_body_over_the_cap_stops_at_the_cap_in_bounded_memory(serve: RawHandler) -> None:
     gzip_bomb(64)  # built before memory is measured
     limits = ConnectionLimits(max_response_bytes=4 * MIB)
-    async with serve_raw(serve) as server, Transport(limits=limits) as transport:
+    async with serve_raw(serve) as server, AiohttpTransport(limits=limits) as transport:
         error, peak = await _get_with_peak(transport, server.base_url + "/")
         assert peak < 12 * MIB  # the bodies are 64 and 256 MiB; what is held is the cap and a chunk or two
         assert str(error).startswith("the response is larger than the 4 MiB cap")
@@ -397,12 +403,12 @@ async def test_a_content_length_over_the_cap_fails_before_the_body_is_read() -> 
         await asyncio.sleep(10)  # the rest never comes: only a check of the header can end this
 
     limits = ConnectionLimits(max_response_bytes=MIB)
-    async with serve_raw(huge_promise) as server, Transport(limits=limits) as transport:
+    async with serve_raw(huge_promise) as server, AiohttpTransport(limits=limits) as transport:
         with anyio.fail_after(5):
             with pytest.raises(
                 ResponseTooLargeError, match=r"1 MiB cap \(Content-Length: 67,108,864 bytes\)"
             ):
-                await transport.get(server.base_url + "/", {})
+                await get(transport, server.base_url + "/", {})
 
 
 @pytest.mark.asyncio
@@ -421,15 +427,17 @@ async def test_a_body_at_or_under_the_cap_is_read_whole(size: int) -> None:
         await writer.drain()
 
     limits = ConnectionLimits(max_response_bytes=MIB)
-    async with serve_raw(answer) as server, Transport(limits=limits) as transport:
+    async with serve_raw(answer) as server, AiohttpTransport(limits=limits) as transport:
         for path in ("/plain", "/gzip", "/chunked"):
-            response = await transport.get(server.base_url + path, {})
+            response = await get(transport, server.base_url + path, {})
             assert response.body == body, path
 
 
 @pytest.mark.asyncio
-async def test_the_date_and_content_type_headers_are_kept(transport: Transport, mocked: aioresponses) -> None:
+async def test_the_date_and_content_type_headers_are_kept(
+    transport: AiohttpTransport, mocked: aioresponses
+) -> None:
     date = "Sun, 06 Dec 2026 02:30:00 GMT"
     mocked.get(URL, status=404, body=b"<html/>", headers={"Date": date, "Content-Type": "text/html"})
-    response = await transport.get(URL, {})
+    response = await get(transport, URL, {})
     assert (response.date, response.content_type) == (date, "text/html")

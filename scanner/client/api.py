@@ -19,7 +19,6 @@ import html
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -28,9 +27,10 @@ from typing import Any, Final, ParamSpec, Self, TypeVar
 import orjson
 
 from scanner.client.credentials import Credentials, CredentialsProvider
+from scanner.client.http import AsyncTransport, Request, Response
 from scanner.client.redact import Redactor
 from scanner.client.signer import RequestSigner
-from scanner.client.transport import ConnectionLimits, RawResponse, Timeouts, Transport, default_user_agent
+from scanner.client.transport import AiohttpTransport, ConnectionLimits, Timeouts, default_user_agent
 from scanner.clock import Clock, SystemClock
 from scanner.eas import faults
 from scanner.eas.endpoints import Endpoint, EndpointResolver
@@ -47,7 +47,7 @@ from scanner.eas.params import (
 from scanner.eas.signing import canonical_query, format_date
 from scanner.errors import ApiError, ClockSkewError, ConfigError, DecodeError, RequestError, UsageError
 
-__all__ = ["ClientStatistics", "EasClient", "random_nonce"]
+__all__ = ["EasClient", "random_nonce"]
 
 _Query = TypeVar("_Query", InstanceQuery, ServiceQuery)
 _P = ParamSpec("_P")
@@ -62,15 +62,6 @@ _CACHE_LIMIT: Final = 1024
 def random_nonce() -> str:
     """32 random hex digits, like ``uuid4().hex`` but a few times cheaper."""
     return os.urandom(16).hex()
-
-
-@dataclass(frozen=True, slots=True)
-class ClientStatistics:
-    """Counters since the client was created. ``errors`` counts the ``RequestError``\\ s raised."""
-
-    requests: int
-    bytes_received: int
-    errors: int
 
 
 class _State(enum.Enum):
@@ -99,6 +90,7 @@ class EasClient:
         endpoints: EndpointResolver | None = None,
         timeouts: Timeouts | None = None,
         connection_limits: ConnectionLimits | None = None,
+        transport: AsyncTransport | None = None,
         clock: Clock | None = None,
         nonce_factory: Callable[[], str] | None = None,
         user_agent: str | None = None,
@@ -110,15 +102,18 @@ class EasClient:
         self._clock: Clock = clock or SystemClock()
         self._nonce = nonce_factory or random_nonce
         self.user_agent = user_agent or default_user_agent()
-        self._transport = Transport(timeouts=timeouts, limits=connection_limits)
+        if transport is None:
+            transport = AiohttpTransport(timeouts=timeouts, limits=connection_limits)
+        elif timeouts is not None or connection_limits is not None:
+            raise ConfigError(
+                "give a transport or timeouts/connection_limits, not both (configure the transport itself)"
+            )
+        self._transport: AsyncTransport = transport
         self._state = _State.UNOPENED
         self._signers: dict[tuple[str, str], RequestSigner] = {}
         self._instance_paths: dict[tuple[str, str], str] = {}
         self._query_parts: dict[int, tuple[object, str, str]] = {}
         self._redactor: tuple[Credentials | None, Redactor] = (None, Redactor())
-        self._requests = 0
-        self._bytes_received = 0
-        self._errors = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -196,16 +191,11 @@ class EasClient:
             redact, _decode_page, raw, "Instances", page_number, page_size, region, action, service
         )
 
-    def statistics(self) -> ClientStatistics:
-        return ClientStatistics(
-            requests=self._requests, bytes_received=self._bytes_received, errors=self._errors
-        )
-
     # --- one request ---------------------------------------------------------------------------
 
     async def _call(
         self, region: str, action: str, service: str | None, path: str, query: str
-    ) -> tuple[RawResponse, Redactor]:
+    ) -> tuple[Response, Redactor]:
         """Send one signed GET; return the 2xx response (and its redactor), else raise its error.
 
         Whatever the server sent is redacted for the credentials this request used: the error's
@@ -216,17 +206,13 @@ class EasClient:
         credentials = await self._credentials.get_credentials()
         url, headers = self._prepare(endpoint, action, path, query, credentials)
         redact = self._redactor_for(credentials)
-        self._requests += 1
         try:
-            raw = await self._transport.get(url, headers)
+            raw = await self._transport.send(Request("GET", url, headers))
         except RequestError as exc:  # the transport's errors know nothing of the target
             exc.region, exc.action, exc.service = region, action, service
             _redact_error(exc, redact)
-            self._errors += 1
             raise
-        self._bytes_received += len(raw.body)
         if not 200 <= raw.status < 300:
-            self._errors += 1
             raise _api_error(raw, region, action, service, redact, self._clock.wall())
         body = redact.scrub(raw.body)
         if body is not raw.body:
@@ -248,7 +234,6 @@ class EasClient:
             return decode(*args, **kwargs)
         except DecodeError as exc:
             _redact_error(exc, redact)
-            self._errors += 1
             raise
 
     def _prepare(
@@ -361,7 +346,7 @@ def _snippet(body: bytes, redact: Redactor, limit: int = SNIPPET_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _non_json_message(raw: RawResponse, redact: Redactor) -> str:
+def _non_json_message(raw: Response, redact: Redactor) -> str:
     media_type = (raw.content_type or "").partition(";")[0].strip()[:60]
     kind = f" ({redact(media_type)})" if media_type else ""
     return f'HTTP {raw.status} with a non-JSON body{kind}: "{_snippet(raw.body, redact)}"'
@@ -401,7 +386,7 @@ def _parse_http_date(value: str | None) -> datetime | None:
 
 
 def _api_error(
-    raw: RawResponse, region: str, action: str, service: str | None, redact: Redactor, now: datetime
+    raw: Response, region: str, action: str, service: str | None, redact: Redactor, now: datetime
 ) -> ApiError:
     """The error for a non-2xx response; tolerates lower-case keys and a non-JSON body.
 
@@ -452,7 +437,7 @@ def _redact_error(exc: RequestError, redact: Redactor) -> None:
 
 def _decode_error(
     problem: str,
-    raw: RawResponse,
+    raw: Response,
     data: dict[str, Any] | None,
     region: str,
     action: str,
@@ -469,7 +454,7 @@ def _decode_error(
     )
 
 
-def _decode_object(raw: RawResponse, region: str, action: str, service: str | None) -> dict[str, Any]:
+def _decode_object(raw: Response, region: str, action: str, service: str | None) -> dict[str, Any]:
     try:
         data = orjson.loads(raw.body)
     except orjson.JSONDecodeError as exc:
@@ -480,7 +465,7 @@ def _decode_object(raw: RawResponse, region: str, action: str, service: str | No
     return data
 
 
-def _decode_regions(raw: RawResponse, region: str, action: str) -> list[Region]:
+def _decode_regions(raw: Response, region: str, action: str) -> list[Region]:
     data = _decode_object(raw, region, action, None)
     regions = data.get("Regions")
     if type(regions) is not list:
@@ -499,7 +484,7 @@ _DICT_ONLY: Final = frozenset({dict})
 
 
 def _decode_page(
-    raw: RawResponse,
+    raw: Response,
     items_key: str,
     page_number: int,
     page_size: int,

@@ -1,6 +1,7 @@
-"""One aiohttp session, its connection pool and timeouts, and the edge where aiohttp errors stop.
+"""The default transport: one aiohttp session, its pool and timeouts, where aiohttp errors stop.
 
-The only module that imports aiohttp's client. Every failure that is not an HTTP response leaves
+``AiohttpTransport`` implements ``scanner.client.http.AsyncTransport``. This is the only module
+that imports aiohttp's client. Every failure that is not an HTTP response leaves
 here as ``RequestTimeout``, ``NetworkError`` or ``ResponseTooLargeError``; no aiohttp or asyncio
 exception escapes, and cancellation is never caught. HTTP error statuses are *not* errors at this
 level: the caller gets the status and body and decides.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import enum
 import platform
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
@@ -24,16 +24,16 @@ import anyio
 import anyio.lowlevel
 from yarl import URL
 
+from scanner.client.http import Request, Response
 from scanner.errors import ConfigError, NetworkError, RequestTimeout, ResponseTooLargeError, UsageError
 
 __all__ = [
     "DEFAULT_CONNECTION_LIMITS",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUTS",
+    "AiohttpTransport",
     "ConnectionLimits",
-    "RawResponse",
     "Timeouts",
-    "Transport",
     "default_user_agent",
 ]
 
@@ -88,22 +88,6 @@ DEFAULT_TIMEOUTS: Final = Timeouts()
 DEFAULT_CONNECTION_LIMITS: Final = ConnectionLimits()
 
 
-@dataclass(frozen=True, slots=True)
-class RawResponse:
-    """An HTTP response, whole: status, body, and the few headers the API layer needs."""
-
-    status: int
-    body: bytes
-    #: ``x-acs-retry-after``: the server's suggested wait in milliseconds, when valid.
-    retry_after_ms: int | None = None
-    #: ``x-acs-request-id``, when the gateway sent one (useful when the body is not JSON).
-    request_id: str | None = None
-    #: ``Date``: the server's clock (RFC 1123), to name a clock skew.
-    date: str | None = None
-    #: ``Content-Type``, to describe a body that is not JSON.
-    content_type: str | None = None
-
-
 def default_user_agent() -> str:
     """``eas-fleet-scanner/<version> Python/<version> aiohttp/<version>``."""
     from importlib.metadata import PackageNotFoundError, version
@@ -115,26 +99,16 @@ def default_user_agent() -> str:
     return f"eas-fleet-scanner/{ours} Python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
 
 
-def _parse_retry_after(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        millis = int(value.strip())
-    except ValueError:
-        return None
-    return millis if millis > 0 else None
-
-
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPENED = "opened"
     CLOSED = "closed"
 
 
-class Transport:
-    """GET requests over one pooled, keep-alive ``aiohttp.ClientSession``.
+class AiohttpTransport:
+    """Requests over one pooled, keep-alive ``aiohttp.ClientSession``.
 
-    Use as ``async with Transport(...) as transport``; the session is created on entry and
+    Use as ``async with AiohttpTransport(...) as transport``; the session is created on entry and
     closed on exit, and a transport cannot be reopened.
     """
 
@@ -196,29 +170,25 @@ class Transport:
     def is_open(self) -> bool:
         return self._state is _State.OPENED
 
-    async def get(self, url: str, headers: Mapping[str, str]) -> RawResponse:
-        """GET ``url`` (already percent-encoded; sent byte for byte) and read the whole body.
+    async def send(self, request: Request) -> Response:
+        """Send ``request`` (its URL sent byte for byte) and read the whole body, up to the cap.
 
-        Raises ``RequestTimeout`` or ``NetworkError`` (without region/action; the caller adds
-        them). Redirects are not followed: they would resend signed headers elsewhere.
+        Raises ``RequestTimeout``, ``NetworkError`` or ``ResponseTooLargeError`` (without
+        region/action; the caller adds them). Redirects are not followed: they would resend
+        signed headers elsewhere.
         """
         session = self._session
         if session is None:
             if self._state is _State.CLOSED:
                 raise UsageError("The transport has been closed.")
-            raise UsageError("The transport is not open: use `async with Transport() as transport`.")
+            raise UsageError("The transport is not open: use `async with AiohttpTransport() as transport`.")
+        url = URL(request.url, encoded=True)
         try:
-            async with session.get(URL(url, encoded=True), headers=headers, allow_redirects=False) as resp:
+            async with session.request(
+                request.method, url, headers=request.headers, allow_redirects=False
+            ) as resp:
                 body = await _read_body(resp, self.limits.max_response_bytes)
-                resp_headers = resp.headers
-                return RawResponse(
-                    status=resp.status,
-                    body=body,
-                    retry_after_ms=_parse_retry_after(resp_headers.get("x-acs-retry-after")),
-                    request_id=resp_headers.get("x-acs-request-id"),
-                    date=resp_headers.get("Date"),
-                    content_type=resp_headers.get("Content-Type"),
-                )
+                return Response(resp.status, resp.headers, body)
         except TimeoutError as exc:
             # aiohttp's per-socket timeouts raise ServerTimeoutError, a TimeoutError subclass;
             # its *total* timeout raises the bare builtin, which is not an aiohttp.ClientError.
@@ -233,7 +203,8 @@ class Transport:
             raise NetworkError(f"{type(exc).__name__}: {exc}") from exc
 
     def __repr__(self) -> str:
-        return f"Transport(state={self._state.value}, timeouts={self.timeouts!r}, limits={self.limits!r})"
+        state = self._state.value
+        return f"AiohttpTransport(state={state}, timeouts={self.timeouts!r}, limits={self.limits!r})"
 
 
 async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
