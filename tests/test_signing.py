@@ -11,8 +11,7 @@ from urllib.parse import unquote, unquote_plus
 import pytest
 
 from scanner.eas import signing
-from scanner.eas.params import encode_path_segment
-from scanner.eas.signing import NonceCache, SignatureError, sign, verify
+from scanner.eas.signing import NonceCache, SignatureError, percent_encode, sign, verify
 from scanner.testing import FakeClock
 
 VECTORS = Path(__file__).parent / "data" / "sdk-captured-requests.jsonl"
@@ -93,7 +92,7 @@ def test_resigning_the_logical_form_is_byte_identical(vector: Captured) -> None:
     headers = {k.lower(): v for k, v in vector.headers if k.lower() in auth.signed_headers}
     # The logical form: decoded path segments and query values, as a caller would pass them.
     segments = [unquote(s) for s in vector.raw_path.split("/")]
-    canonical_uri = "/".join(encode_path_segment(s) for s in segments)
+    canonical_uri = "/".join(percent_encode(s) for s in segments)
     params = {}
     for pair in filter(None, vector.query_string.split("&")):
         key, _, value = pair.partition("=")
@@ -321,7 +320,7 @@ def test_sign_then_verify_round_trip_with_sts_token_and_awkward_values() -> None
         "x-acs-accesskey-id": "STS.abc",
         "x-acs-security-token": "tok",
     }
-    path = f"/api/v2/services/cn-shanghai/{encode_path_segment(service)}/instances"
+    path = f"/api/v2/services/cn-shanghai/{percent_encode(service)}/instances"
     authorization = sign(
         method="GET", canonical_uri=path, params=params, headers=headers,
         access_key_id="STS.abc", access_key_secret="s3cret",
@@ -359,7 +358,7 @@ def test_the_canonical_query_fast_path_agrees_with_the_recipe(raw_query: str) ->
     "raw_path", ["", "/", "/api/v2/regions", "/api/v2/services/cn-x/a.b~c_d-e/instances", "/a/b%2Fc/d*e"]
 )
 def test_the_canonical_path_fast_path_agrees_with_the_recipe(raw_path: str) -> None:
-    expected = "/".join(encode_path_segment(unquote(s)) for s in raw_path.split("/")) or "/"
+    expected = "/".join(percent_encode(unquote(s)) for s in raw_path.split("/")) or "/"
     assert signing._canonical_uri_from_raw(raw_path) == expected
 
 

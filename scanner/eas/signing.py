@@ -45,6 +45,7 @@ __all__ = [
     "canonical_request",
     "format_date",
     "parse_authorization",
+    "percent_encode",
     "sign",
     "verify",
 ]
@@ -63,7 +64,8 @@ REQUIRED_SIGNED_HEADERS: Final = frozenset(
 _UNRESERVED = re.compile(r"[A-Za-z0-9\-._~]*")
 
 
-def _encode(value: str) -> str:
+def percent_encode(value: str) -> str:
+    """A path segment or query value encoded as the SDK does: ``quote(value, safe="~")``."""
     # Most values (page numbers, region ids, plain names) need no escaping; skip quote() for them.
     if _UNRESERVED.fullmatch(value):
         return value
@@ -72,7 +74,7 @@ def _encode(value: str) -> str:
 
 def canonical_query(params: Mapping[str, str]) -> str:
     """The canonical query string; also what our client sends on the wire, byte for byte."""
-    return "&".join(f"{key}={_encode(params[key])}" for key in sorted(params))
+    return "&".join(f"{key}={percent_encode(params[key])}" for key in sorted(params))
 
 
 def canonical_request(
@@ -213,7 +215,7 @@ _PLAIN_QUERY = re.compile(r"[A-Za-z0-9\-._~=&]*")
 def _canonical_uri_from_raw(raw_path: str) -> str:
     if _PLAIN_PATH.fullmatch(raw_path):
         return raw_path or "/"
-    return "/".join(_encode(unquote(segment)) for segment in raw_path.split("/")) or "/"
+    return "/".join(percent_encode(unquote(segment)) for segment in raw_path.split("/")) or "/"
 
 
 @lru_cache(maxsize=1024)
