@@ -3,7 +3,7 @@
 Component tier: the answers are scripted through the transport seam (``MockTransport``), so what
 is tested is the client, not aiohttp (the transport's own mapping is in test_transport.py). Then
 a few real-loopback tests, over the default aiohttp transport, where an aiohttp.web server
-verifies our signatures with ``signing.verify``.
+verifies our signatures as the simulator does (``acceptance.accept``: signature, date, nonce).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from scanner.errors import (
     ThrottledError,
     UsageError,
 )
+from scanner.simulator.acceptance import NonceCache, accept
 from scanner.testing import FakeClock, MockTransport, Request, Response
 from tests.loopback import serve_app
 
@@ -134,7 +135,7 @@ async def client(mocked: Scripted) -> AsyncIterator[EasClient]:
 def verify(url: str, headers: dict[str, str]) -> signing.VerifiedRequest:
     """Check a sent request the way the API would (raises SignatureError)."""
     parts = urlsplit(url)
-    return signing.verify(
+    return accept(
         method="GET",
         raw_path=parts.path,
         raw_query=parts.query,
@@ -871,13 +872,13 @@ async def test_no_secret_in_logs_errors_or_reprs(mocked: Scripted, caplog: pytes
 
 def verifying_app(seen: list[tuple[str, int]], *, delay: float = 0.0) -> web.Application:
     """An EAS stand-in that checks every signature as the real API would, and records the request."""
-    nonces = signing.NonceCache()
+    nonces = NonceCache()
 
     async def handle(request: web.Request) -> web.Response:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         seen.append((request.raw_path, peer[1] if peer else -1))
         try:
-            verified = signing.verify(
+            verified = accept(
                 method=request.method,
                 raw_path=request.raw_path.partition("?")[0],
                 raw_query=request.raw_path.partition("?")[2],

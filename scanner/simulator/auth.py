@@ -1,8 +1,9 @@
 """Who may call the simulator: configured AccessKeys (optionally STS tokens), checked per request.
 
 The signature itself is checked by ``scanner.eas.signing.verify`` (shared with the client, and
-proven against the official SDK by the tests); this module adds what only a server knows: which
-keys exist, which STS token goes with which key, and which nonces were already used.
+proven against the official SDK by the tests), with the server's freshness rules on top
+(``scanner.simulator.acceptance``); this module adds what only a server knows: which keys exist,
+which STS token goes with which key, and which nonces were already used.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from scanner.eas import faults as eas_faults
-from scanner.eas.signing import NonceCache, SignatureError, VerifiedRequest, verify
+from scanner.eas.signing import SignatureError, VerifiedRequest
+from scanner.simulator.acceptance import NonceCache, accept
 
 __all__ = ["AccessKey", "AuthFailure", "Authenticator"]
 
@@ -64,7 +66,7 @@ class Authenticator:
     ) -> VerifiedRequest:
         """The verified request, or ``AuthFailure`` with the code the API would answer."""
         try:
-            verified = verify(
+            verified = accept(
                 method=method,
                 raw_path=raw_path,
                 raw_query=raw_query,
