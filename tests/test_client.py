@@ -9,6 +9,7 @@ verifies our signatures as the simulator does (``acceptance.accept``: signature,
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import logging
 import re
@@ -213,8 +214,14 @@ def test_the_client_package_exports_its_public_names() -> None:
     import scanner.client
 
     assert list(scanner.client.__all__) == sorted(scanner.client.__all__)
+    public = {
+        name
+        for name, value in vars(scanner.client).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+    }
+    assert public == set(scanner.client.__all__)
     for name in scanner.client.__all__:
-        assert getattr(scanner.client, name) is not None
+        assert getattr(scanner.client, name).__module__.startswith("scanner.client."), name
 
 
 def test_default_nonce_is_32_random_hex_digits() -> None:

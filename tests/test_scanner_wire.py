@@ -5,6 +5,7 @@ never retried, with the code the summary reports."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import orjson
@@ -15,9 +16,10 @@ from scanner.client.api import EasClient
 from scanner.client.credentials import StaticCredentials
 from scanner.client.transport import ConnectionLimits, Timeouts
 from scanner.engine.config import Consistency, RetryPolicy
-from scanner.errors import ConfigError, NetworkError
+from scanner.errors import ConfigError, NetworkError, ScanFailedError
 from scanner.scanner import Scanner
-from scanner.testing import MockTransport, Request, Response, json_response
+from scanner.simulator import Simulator
+from scanner.testing import FakeClock, MockTransport, Request, Response, json_response
 from tests.loopback import serve_app
 
 REGION = "cn-shanghai"
@@ -190,3 +192,29 @@ def test_a_response_has_case_insensitive_headers() -> None:
         b"",
     )
     assert response.headers["x-acs-retry-after"] == "1500"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("server_ahead_s", "words"), [(20 * 60, "20 minutes behind"), (-45 * 60, "45 minutes ahead of")]
+)
+async def test_a_simulator_with_another_clock_is_named_as_clock_skew(
+    server_ahead_s: float, words: str
+) -> None:
+    now = datetime.now(UTC)
+    server_clock = FakeClock(wall_start=now + timedelta(seconds=server_ahead_s))
+    async with Simulator(preset="small", auth_clock=server_clock) as sim:
+        async with Scanner(
+            credentials=StaticCredentials(sim.access_key_id, sim.access_key_secret, sim.security_token),
+            endpoints=sim.endpoints,
+        ) as scanner:
+            stream = scanner.scan()
+            with pytest.raises(ScanFailedError):  # every region refused us
+                _ = [record async for record in stream]
+        requests = sim.counters().total_requests
+    failures = stream.summary.failures
+    assert failures
+    for failure in failures:
+        assert failure.code == "InvalidTimeStamp.Expired"
+        assert f"the local clock is {words} the server's" in failure.message
+    assert requests == len(failures)  # one request each: never retried

@@ -162,7 +162,10 @@ class EasHandler:
                     body=body,
                 )
             except AuthFailure as failure:
-                raise _Failure(failure.status, failure.code, failure.message) from None
+                # The Date of the clock the signature was judged by (not aiohttp's real-time
+                # one), as a real API's would be: the client names a skew from it.
+                date = {"Date": self._auth.http_date()}
+                raise _Failure(failure.status, failure.code, failure.message, date) from None
             if verified.action != route.action:
                 wanted = f"{request.method} {path} ({route.action})"
                 raise _Failure.of(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import format_datetime
 
 from scanner.eas import faults as eas_faults
 from scanner.eas.signing import SignatureError, VerifiedRequest
@@ -47,6 +48,10 @@ class Authenticator:
         self._keys = {key.access_key_id: key for key in keys}
         self._wall = wall
         self._nonces = NonceCache()
+
+    def http_date(self) -> str:
+        """The server's clock as an HTTP ``Date`` (sent with auth failures, so skew can be named)."""
+        return format_datetime(self._wall(), usegmt=True)
 
     def add(self, key: AccessKey) -> None:
         self._keys[key.access_key_id] = key
