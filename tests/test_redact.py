@@ -65,3 +65,15 @@ def test_scrub_returns_the_same_object_when_nothing_matches(redact: Redactor) ->
 def test_optional_lets_none_through(redact: Redactor) -> None:
     assert redact.optional(None) is None
     assert redact.optional(SECRET) == REMOVED
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["CAIS" + "A1b2C3d4E5f6G7h8" * 8 + "/" + "Zz9Yy8Xx7Ww6Vv5U" * 4, "CAIS" + "ab/c" * 30],
+    ids=["long runs between slashes", "short runs"],
+)
+def test_scrub_finds_both_spellings_however_the_slashes_fall(token: str) -> None:
+    redact = Redactor(secrets=[token])
+    escaped = token.replace("/", "\\/")
+    assert redact.scrub(f"[{token}|{escaped}]".encode()) == b"[***|***]"
+    assert redact.scrub(token[:-3].encode()) == token[:-3].encode()  # only the whole value
