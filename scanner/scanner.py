@@ -17,7 +17,6 @@ block stops any scan still running; so does closing its stream (``await stream.a
 
 from __future__ import annotations
 
-import enum
 import inspect
 import random
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -42,18 +41,13 @@ from scanner.engine.ratelimit import RateLimiters
 from scanner.engine.scheduler import Batch, ScanJob, ScanPlan
 from scanner.engine.stats import ScanStatistics, ScanSummary
 from scanner.errors import ConfigError, UsageError
+from scanner.lifecycle import Lifecycle
 from scanner.records import encode_jsonl
 
 __all__ = ["DEFAULT_HOME_REGION", "BinarySink", "ScanStream", "Scanner"]
 
 #: Where DescribeRegions is asked when no endpoint override says otherwise.
 DEFAULT_HOME_REGION = "cn-shanghai"
-
-
-class _State(enum.Enum):
-    UNOPENED = 1
-    OPENED = 2
-    CLOSED = 3
 
 
 class BinarySink(Protocol):
@@ -255,7 +249,7 @@ class Scanner:
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._api = api
-        self._state = _State.UNOPENED
+        self._lifecycle = Lifecycle("Scanner")
         self._stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
         self._rate_limiters: RateLimiters | None = None
@@ -282,10 +276,7 @@ class Scanner:
         )
 
     async def __aenter__(self) -> Self:
-        if self._state is _State.OPENED:
-            raise UsageError("Cannot open a Scanner instance more than once.")
-        if self._state is _State.CLOSED:
-            raise UsageError("Cannot reopen a Scanner instance, once it has been closed.")
+        self._lifecycle.check_openable()
         stack = AsyncExitStack()
         try:
             if self._api is None:
@@ -296,13 +287,13 @@ class Scanner:
             await stack.aclose()
             raise
         self._stack = stack
-        self._state = _State.OPENED
+        self._lifecycle.opened()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._state = _State.CLOSED
+        self._lifecycle.closed()
         assert self._stack is not None
         if self._task_group is not None:
             # Scans nobody is reading any more must not keep the block open.
@@ -333,7 +324,7 @@ class Scanner:
         - ``filters`` / keyword arguments: ListServiceInstances filters (an ``InstanceQuery``, a
           mapping, or keywords such as ``instance_status="Running"``, ``is_spot=True``).
         """
-        if self._state is not _State.OPENED or self._task_group is None or self._api is None:
+        if not self._lifecycle.is_open or self._task_group is None or self._api is None:
             raise UsageError("scan() needs an open Scanner: use it inside `async with Scanner(...) as s:`")
         assert self._rate_limiters is not None
         plan = ScanPlan(

@@ -14,7 +14,6 @@ per service. ``benchmarks/signing.py`` measures the result.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import html
 import os
 import re
@@ -45,7 +44,8 @@ from scanner.eas.params import (
     services_path,
 )
 from scanner.eas.signing import canonical_query, format_date
-from scanner.errors import ApiError, ClockSkewError, ConfigError, DecodeError, RequestError, UsageError
+from scanner.errors import ApiError, ClockSkewError, ConfigError, DecodeError, RequestError
+from scanner.lifecycle import Lifecycle
 
 __all__ = ["EasClient", "random_nonce"]
 
@@ -62,12 +62,6 @@ _CACHE_LIMIT: Final = 1024
 def random_nonce() -> str:
     """32 random hex digits, like ``uuid4().hex`` but a few times cheaper."""
     return os.urandom(16).hex()
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPENED = "opened"
-    CLOSED = "closed"
 
 
 class EasClient:
@@ -109,7 +103,7 @@ class EasClient:
                 "give a transport or timeouts/connection_limits, not both (configure the transport itself)"
             )
         self._transport: AsyncTransport = transport
-        self._state = _State.UNOPENED
+        self._lifecycle = Lifecycle("client")
         self._signers: dict[tuple[str, str], RequestSigner] = {}
         self._instance_paths: dict[tuple[str, str], str] = {}
         self._query_parts: dict[int, tuple[object, str, str]] = {}
@@ -118,12 +112,9 @@ class EasClient:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._state is _State.OPENED:
-            raise UsageError("Cannot open a client instance more than once.")
-        if self._state is _State.CLOSED:
-            raise UsageError("Cannot reopen a client instance, once it has been closed.")
+        self._lifecycle.check_openable()
         await self._transport.__aenter__()
-        self._state = _State.OPENED
+        self._lifecycle.opened()
         return self
 
     async def __aexit__(
@@ -132,14 +123,12 @@ class EasClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._state = _State.CLOSED
+        self._lifecycle.closed()
         await self._transport.aclose()
 
     def _check_open(self) -> None:
-        if self._state is _State.UNOPENED:
-            raise UsageError("The client is not open: use `async with EasClient(...) as client`.")
-        if self._state is _State.CLOSED:
-            raise UsageError("The client has been closed.")
+        if not self._lifecycle.is_open:
+            self._lifecycle.require_open("use `async with EasClient(...) as client`")
 
     # --- operations ----------------------------------------------------------------------------
 
@@ -279,7 +268,7 @@ class EasClient:
         return f"{before}PageNumber={page_number}&PageSize={page_size}{after}"
 
     def __repr__(self) -> str:
-        return f"EasClient(state={self._state.value}, endpoints={self._endpoints!r})"
+        return f"EasClient(state={self._lifecycle.state.value}, endpoints={self._endpoints!r})"
 
 
 def _check_paging(page_number: int, page_size: int) -> None:

@@ -13,7 +13,6 @@ while it streams in, so a gzip bomb costs at most the cap.
 
 from __future__ import annotations
 
-import enum
 import platform
 from dataclasses import dataclass
 from types import TracebackType
@@ -25,7 +24,8 @@ import anyio.lowlevel
 from yarl import URL
 
 from scanner.client.http import Request, Response
-from scanner.errors import ConfigError, NetworkError, RequestTimeout, ResponseTooLargeError, UsageError
+from scanner.errors import ConfigError, NetworkError, RequestTimeout, ResponseTooLargeError
+from scanner.lifecycle import Lifecycle
 
 __all__ = [
     "DEFAULT_CONNECTION_LIMITS",
@@ -99,12 +99,6 @@ def default_user_agent() -> str:
     return f"eas-fleet-scanner/{ours} Python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
 
 
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPENED = "opened"
-    CLOSED = "closed"
-
-
 class AiohttpTransport:
     """Requests over one pooled, keep-alive ``aiohttp.ClientSession``.
 
@@ -121,13 +115,10 @@ class AiohttpTransport:
         self.timeouts = timeouts or DEFAULT_TIMEOUTS
         self.limits = limits or DEFAULT_CONNECTION_LIMITS
         self._session: aiohttp.ClientSession | None = None
-        self._state = _State.UNOPENED
+        self._lifecycle = Lifecycle("transport")
 
     async def __aenter__(self) -> Self:
-        if self._state is _State.OPENED:
-            raise UsageError("Cannot open a transport more than once.")
-        if self._state is _State.CLOSED:
-            raise UsageError("Cannot reopen a transport once it has been closed.")
+        self._lifecycle.check_openable()
         connector = aiohttp.TCPConnector(
             limit=self.limits.total,
             limit_per_host=self.limits.per_host,
@@ -145,7 +136,7 @@ class AiohttpTransport:
             raise_for_status=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self._state = _State.OPENED
+        self._lifecycle.opened()
         return self
 
     async def __aexit__(
@@ -159,7 +150,7 @@ class AiohttpTransport:
     async def aclose(self) -> None:
         """Close the session and its connections. Idempotent."""
         session, self._session = self._session, None
-        self._state = _State.CLOSED
+        self._lifecycle.closed()
         if session is not None:
             with anyio.CancelScope(shield=True):
                 await session.close()
@@ -168,7 +159,7 @@ class AiohttpTransport:
 
     @property
     def is_open(self) -> bool:
-        return self._state is _State.OPENED
+        return self._lifecycle.is_open
 
     async def send(self, request: Request) -> Response:
         """Send ``request`` (its URL sent byte for byte) and read the whole body, up to the cap.
@@ -179,9 +170,8 @@ class AiohttpTransport:
         """
         session = self._session
         if session is None:
-            if self._state is _State.CLOSED:
-                raise UsageError("The transport has been closed.")
-            raise UsageError("The transport is not open: use `async with AiohttpTransport() as transport`.")
+            self._lifecycle.require_open("use `async with AiohttpTransport() as transport`")
+            raise AssertionError("an open transport has a session")
         url = URL(request.url, encoded=True)
         try:
             async with session.request(
@@ -203,7 +193,7 @@ class AiohttpTransport:
             raise NetworkError(f"{type(exc).__name__}: {exc}") from exc
 
     def __repr__(self) -> str:
-        state = self._state.value
+        state = self._lifecycle.state.value
         return f"AiohttpTransport(state={state}, timeouts={self.timeouts!r}, limits={self.limits!r})"
 
 
