@@ -55,7 +55,7 @@ _T = TypeVar("_T")
 
 #: Caches keyed by caller-supplied values are cleared when they reach this size: a few times the
 #: listings a scan keeps open at once, which is all the instance-path cache needs; more only grows
-#: memory with the fleet (4,096 paths were ~0.6 MB of a 1,000,000-instance scan's growth).
+#: memory with the fleet.
 _CACHE_LIMIT: Final = 1024
 
 
@@ -272,8 +272,8 @@ class EasClient:
 
 
 def _check_paging(page_number: int, page_size: int) -> None:
-    # The common case without building a Paging (a frozen dataclass costs ~1.5 µs); anything
-    # unusual goes through Paging for its validation and error message.
+    # The common case is checked without building a Paging (this runs once per request);
+    # anything unusual goes through Paging for its validation and error message.
     if type(page_number) is not int or type(page_size) is not int or page_number < 1 or page_size < 1:
         Paging(page_number, page_size)
 
@@ -499,7 +499,7 @@ def _decode_page(
         if (page_number - 1) * page_size < total:
             raise fail(f"no {items_key} list, but TotalCount={total} puts items on page {page_number}")
         items = []
-    elif type(items) is not list or not _DICT_ONLY.issuperset(map(type, items)):  # C loop: ~2x faster
+    elif type(items) is not list or not _DICT_ONLY.issuperset(map(type, items)):  # a loop in C
         raise fail(f"{items_key} is not a list of objects")
     request_id = data.get("RequestId")
     return Page(
