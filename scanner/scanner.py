@@ -186,9 +186,9 @@ class Scanner:
     - ``concurrency``, ``rate_limit``, ``retry``, ``timeouts``, ``consistency``: the knobs
       (``Concurrency``, ``RateLimit``, ``RetryPolicy``, ``Timeouts``, ``Consistency``);
       ``page_size`` and ``max_passes`` are a shorthand for ``consistency``.
-    - ``connection_limits``: the connection pool and the largest response body read
-      (``ConnectionLimits(max_response_bytes=...)``, 32 MiB by default). Default: a pool sized
-      by ``concurrency`` (which bounds the requests in flight whatever the pool's size).
+    - ``connection_limits``: the largest response body read
+      (``ConnectionLimits(max_response_bytes=...)``, 32 MiB by default) and the connection pool,
+      whose sizes, unless given, follow ``concurrency`` (``total`` and ``per_region``).
     - ``fail_fast``: raise the first failure instead of recording it and carrying on.
     - ``transport``: what sends the HTTP requests (an ``AsyncTransport``, e.g.
       ``scanner.testing.MockTransport``); default: aiohttp, configured by ``timeouts`` and
@@ -270,8 +270,9 @@ class Scanner:
             credentials=credentials,
             endpoints=self._endpoints,
             timeouts=self._timeouts,
-            connection_limits=self._connection_limits
-            or ConnectionLimits(total=self._concurrency.total, per_host=self._concurrency.per_region),
+            connection_limits=(self._connection_limits or ConnectionLimits()).sized(
+                total=self._concurrency.total, per_host=self._concurrency.per_region
+            ),
             clock=self._clock,
         )
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from scanner.client.api import EasClient
 from scanner.client.credentials import StaticCredentials
 from scanner.client.transport import ConnectionLimits, Timeouts
-from scanner.engine.config import Consistency, RetryPolicy
+from scanner.engine.config import Concurrency, Consistency, RetryPolicy
 from scanner.errors import ConfigError, NetworkError, ScanFailedError
 from scanner.scanner import Scanner
 from scanner.simulator import Simulator
@@ -91,6 +91,16 @@ def test_scanner_accepts_connection_limits_and_consistency() -> None:
     limits = ConnectionLimits(max_response_bytes=1024)
     scanner = Scanner(connection_limits=limits, consistency=Consistency(page_size=10, max_passes=2))
     assert scanner._connection_limits is limits
+    # The pool follows Concurrency unless sized explicitly; the cap is what was given.
+    concurrency = Concurrency(total=40, per_region=5)
+    built = Scanner(connection_limits=limits, concurrency=concurrency)._build_client()
+    assert built._transport.limits == ConnectionLimits(total=40, per_host=5, max_response_bytes=1024)  # type: ignore[attr-defined]
+    sized = ConnectionLimits(total=7, per_host=3, max_response_bytes=1024)
+    built = Scanner(connection_limits=sized, concurrency=concurrency)._build_client()
+    assert built._transport.limits == sized  # type: ignore[attr-defined]
+    assert Scanner()._build_client()._transport.limits == ConnectionLimits(  # type: ignore[attr-defined]
+        total=Concurrency().total, per_host=Concurrency().per_region
+    )
     assert scanner._consistency == Consistency(page_size=10, max_passes=2)
     assert Scanner(page_size=7)._consistency == Consistency(page_size=7, max_passes=3)
     assert Scanner()._consistency == Consistency()

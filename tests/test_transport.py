@@ -19,6 +19,7 @@ from aioresponses import aioresponses
 
 from scanner.client.http import Request, Response
 from scanner.client.transport import (
+    DEFAULT_CONNECTION_LIMITS,
     AiohttpTransport,
     ConnectionLimits,
     Timeouts,
@@ -59,7 +60,14 @@ async def transport() -> AsyncIterator[AiohttpTransport]:
 
 def test_defaults() -> None:
     assert Timeouts() == Timeouts(connect=5.0, read=10.0, total=30.0)
-    assert ConnectionLimits().total >= ConnectionLimits().per_host >= 1
+    assert DEFAULT_CONNECTION_LIMITS.total >= DEFAULT_CONNECTION_LIMITS.per_host >= 1  # type: ignore[operator]
+    assert AiohttpTransport().limits == DEFAULT_CONNECTION_LIMITS
+    # Pool sizes left unset take the transport's defaults; the cap is kept.
+    assert AiohttpTransport(limits=ConnectionLimits(max_response_bytes=10)).limits == ConnectionLimits(
+        total=DEFAULT_CONNECTION_LIMITS.total,
+        per_host=DEFAULT_CONNECTION_LIMITS.per_host,
+        max_response_bytes=10,
+    )
 
 
 @pytest.mark.parametrize("field", ["connect", "read", "total"])

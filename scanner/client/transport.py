@@ -39,6 +39,9 @@ __all__ = [
 
 #: How long an idle pooled connection is kept open for reuse.
 KEEPALIVE_SECONDS: Final = 30.0
+#: The connection pool of a transport used on its own (a Scanner sizes it by its Concurrency).
+DEFAULT_POOL_TOTAL: Final = 100
+DEFAULT_POOL_PER_HOST: Final = 32
 #: The largest response body read, decompressed: 32 MiB, a few hundred times the largest real page.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
 
@@ -66,12 +69,16 @@ class Timeouts:
 class ConnectionLimits:
     """Open connections at most, in total and per (host, port, tls); and the largest response body.
 
+    ``total`` and ``per_host`` left unset (None) are sized by whoever owns the pool: a ``Scanner``
+    matches its ``Concurrency`` (``total`` and ``per_region``), a bare transport uses 100 and 32.
+    So ``ConnectionLimits(max_response_bytes=...)`` changes only the cap.
+
     ``max_response_bytes`` is measured after decompression; an answer over it fails with
     ``ResponseTooLargeError`` (not retried).
     """
 
-    total: int = 100
-    per_host: int = 32
+    total: int | None = None
+    per_host: int | None = None
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
@@ -80,12 +87,24 @@ class ConnectionLimits:
             ("per_host", self.per_host),
             ("max_response_bytes", self.max_response_bytes),
         ):
+            if value is None and name != "max_response_bytes":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"ConnectionLimits.{name} must be a positive integer, got {value!r}")
 
+    def sized(self, *, total: int, per_host: int) -> ConnectionLimits:
+        """These limits with the pool sizes that are unset filled in."""
+        if self.total is not None and self.per_host is not None:
+            return self
+        return ConnectionLimits(
+            total=self.total if self.total is not None else total,
+            per_host=self.per_host if self.per_host is not None else per_host,
+            max_response_bytes=self.max_response_bytes,
+        )
+
 
 DEFAULT_TIMEOUTS: Final = Timeouts()
-DEFAULT_CONNECTION_LIMITS: Final = ConnectionLimits()
+DEFAULT_CONNECTION_LIMITS: Final = ConnectionLimits(total=DEFAULT_POOL_TOTAL, per_host=DEFAULT_POOL_PER_HOST)
 
 
 def default_user_agent() -> str:
@@ -113,15 +132,17 @@ class AiohttpTransport:
         limits: ConnectionLimits | None = None,
     ) -> None:
         self.timeouts = timeouts or DEFAULT_TIMEOUTS
-        self.limits = limits or DEFAULT_CONNECTION_LIMITS
+        self.limits = (limits or DEFAULT_CONNECTION_LIMITS).sized(
+            total=DEFAULT_POOL_TOTAL, per_host=DEFAULT_POOL_PER_HOST
+        )
         self._session: aiohttp.ClientSession | None = None
         self._lifecycle = Lifecycle("transport")
 
     async def __aenter__(self) -> Self:
         self._lifecycle.check_openable()
         connector = aiohttp.TCPConnector(
-            limit=self.limits.total,
-            limit_per_host=self.limits.per_host,
+            limit=self.limits.total or DEFAULT_POOL_TOTAL,  # never None once sized
+            limit_per_host=self.limits.per_host or DEFAULT_POOL_PER_HOST,
             keepalive_timeout=KEEPALIVE_SECONDS,
         )
         self._session = aiohttp.ClientSession(
