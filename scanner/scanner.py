@@ -36,8 +36,8 @@ from scanner.clock import Clock, SystemClock
 from scanner.eas.endpoints import EndpointResolver, EndpointType, validate_region
 from scanner.eas.params import InstanceQuery, ServiceQuery
 from scanner.engine.config import Concurrency, Consistency, RateLimit, RetryPolicy
+from scanner.engine.pacing import ClientRateLimiters
 from scanner.engine.ports import EasApi
-from scanner.engine.ratelimit import RateLimiters
 from scanner.engine.scheduler import Batch, ScanJob, ScanPlan
 from scanner.engine.stats import ScanStatistics, ScanSummary
 from scanner.errors import ConfigError, UsageError
@@ -252,7 +252,7 @@ class Scanner:
         self._lifecycle = Lifecycle("Scanner")
         self._stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
-        self._rate_limiters: RateLimiters | None = None
+        self._rate_limiters: ClientRateLimiters | None = None
         self._streams: list[ScanStream] = []
 
     def _build_client(self) -> EasClient:
@@ -282,7 +282,7 @@ class Scanner:
         try:
             if self._api is None:
                 self._api = await stack.enter_async_context(self._build_client())
-            self._rate_limiters = RateLimiters(self._rate_limit, self._clock)
+            self._rate_limiters = ClientRateLimiters(self._rate_limit, self._clock)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
         except BaseException:
             await stack.aclose()

@@ -35,7 +35,7 @@ from scanner.simulator.counters import Counters
 from scanner.simulator.derive import mix64
 from scanner.simulator.faults import FaultDecision, FaultInjector, FaultKind
 from scanner.simulator.pages import Pages, ServiceNotFound, with_request_id
-from scanner.simulator.ratelimit import RateLimiter
+from scanner.simulator.throttle import ServerThrottle
 
 __all__ = ["ADMIN_PREFIX", "JSON_CONTENT_TYPE", "EasHandler", "RequestIds"]
 
@@ -93,7 +93,7 @@ class EasHandler:
         pages: Pages,
         auth: Authenticator,
         faults: FaultInjector,
-        limiter: RateLimiter,
+        limiter: ServerThrottle,
         counters: Counters,
         clock: Clock,
         advance: Callable[[], object],

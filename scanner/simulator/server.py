@@ -40,9 +40,9 @@ from scanner.simulator.digest import Digest, DigestBuilder, content_hash, key_ha
 from scanner.simulator.faults import FaultConfig, FaultInjector
 from scanner.simulator.fleet import Fleet, InstanceKey
 from scanner.simulator.pages import Pages
-from scanner.simulator.ratelimit import RateLimiter
 from scanner.simulator.spec import FleetSpec
 from scanner.simulator.spec import preset as preset_spec
+from scanner.simulator.throttle import ServerThrottle
 
 __all__ = ["DEFAULT_PAGE_CACHE_BYTES", "Simulator"]
 
@@ -115,7 +115,7 @@ class Simulator:
         self._cache = PageCache(page_cache_bytes)
         self._pages = Pages(self.fleet, self._cache)
         self._faults = FaultInjector(faults or FaultConfig(), random.Random(f"faults/{seed}"))
-        self._limiter = RateLimiter(self._clock.monotonic)
+        self._limiter = ServerThrottle(self._clock.monotonic)
         self._configure_limiter(self._faults.config)
         self._initial_churn = churn or ChurnRates()
         self._churn = ChurnEngine(self.fleet, random.Random(f"churn/{seed}"), self._wall_epoch)
