@@ -43,6 +43,7 @@ from scanner.engine.stats import ScanStatistics, ScanSummary
 from scanner.errors import ConfigError, UsageError
 from scanner.lifecycle import Lifecycle
 from scanner.records import encode_jsonl
+from scanner.validation import require_positive
 
 __all__ = ["DEFAULT_HOME_REGION", "BinarySink", "ScanStream", "Scanner"]
 
@@ -243,8 +244,7 @@ class Scanner:
         self._home_region = validate_region(
             home_region or (overridden[0] if overridden else DEFAULT_HOME_REGION)
         )
-        if isinstance(buffer_pages, bool) or not isinstance(buffer_pages, int) or buffer_pages < 1:
-            raise ConfigError(f"buffer_pages must be a positive integer, got {buffer_pages!r}")
+        require_positive("buffer_pages", buffer_pages, integer=True)
         self._buffer_pages = buffer_pages
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()

@@ -24,8 +24,9 @@ import anyio.lowlevel
 from yarl import URL
 
 from scanner.client.http import Request, Response
-from scanner.errors import ConfigError, NetworkError, RequestTimeout, ResponseTooLargeError
+from scanner.errors import NetworkError, RequestTimeout, ResponseTooLargeError
 from scanner.lifecycle import Lifecycle
+from scanner.validation import require_positive
 
 __all__ = [
     "DEFAULT_CONNECTION_LIMITS",
@@ -46,11 +47,6 @@ DEFAULT_POOL_PER_HOST: Final = 32
 DEFAULT_MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
 
 
-def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Timeouts:
     """Seconds: to open a connection, between two reads of the response, and for the whole call."""
@@ -60,9 +56,9 @@ class Timeouts:
     total: float = 30.0
 
     def __post_init__(self) -> None:
-        _positive("Timeouts.connect", self.connect)
-        _positive("Timeouts.read", self.read)
-        _positive("Timeouts.total", self.total)
+        require_positive("Timeouts.connect", self.connect)
+        require_positive("Timeouts.read", self.read)
+        require_positive("Timeouts.total", self.total)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,10 +83,8 @@ class ConnectionLimits:
             ("per_host", self.per_host),
             ("max_response_bytes", self.max_response_bytes),
         ):
-            if value is None and name != "max_response_bytes":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ConnectionLimits.{name} must be a positive integer, got {value!r}")
+            if value is not None or name == "max_response_bytes":
+                require_positive(f"ConnectionLimits.{name}", value, integer=True)
 
     def sized(self, *, total: int, per_host: int) -> ConnectionLimits:
         """These limits with the pool sizes that are unset filled in."""

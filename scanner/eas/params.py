@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import unquote
 
 import orjson
 
 from scanner.eas.signing import percent_encode
 from scanner.errors import ConfigError
+from scanner.validation import require_positive
 
 __all__ = [
     "API_VERSION",
@@ -212,9 +213,8 @@ def _enum_value(name: str, value: object, enum: type[StrEnum]) -> str:
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    require_positive(name, value, integer=True)
+    return cast(int, value)
 
 
 def _parse_positive_int(name: str, raw: str) -> int:
