@@ -202,6 +202,25 @@ async def test_every_failure_becomes_one_of_ours(
 
 
 @pytest.mark.asyncio
+async def test_a_response_error_does_not_carry_the_signed_headers_along(
+    transport: AiohttpTransport, mocked: aioresponses
+) -> None:
+    from aiohttp.client_reqrep import RequestInfo
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL as YarlURL
+
+    signed = CIMultiDictProxy(CIMultiDict({"x-acs-security-token": "TOKEN-SECRET-123456"}))
+    info = RequestInfo(YarlURL(URL), "GET", signed, YarlURL(URL))
+    failure = aiohttp.ClientResponseError(info, (), status=400, message="Got more than 8190 bytes")
+    mocked.get(URL, exception=failure)
+    with pytest.raises(NetworkError, match=r"ClientResponseError: 400, Got more than 8190 bytes") as caught:
+        await get(transport, URL, {})
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+    assert "TOKEN-SECRET" not in repr(caught.value)
+
+
+@pytest.mark.asyncio
 async def test_cancellation_is_never_swallowed(transport: AiohttpTransport, mocked: aioresponses) -> None:
     mocked.get(URL, exception=asyncio.CancelledError())
     with pytest.raises(asyncio.CancelledError):

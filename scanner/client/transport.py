@@ -204,6 +204,9 @@ class AiohttpTransport:
             raise NetworkError(f"the server closed the connection: {exc}") from exc
         except aiohttp.ClientConnectorError as exc:
             raise NetworkError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from exc
+        except aiohttp.ClientResponseError as exc:
+            # Not chained: its request_info holds the signed headers (the STS token among them).
+            raise NetworkError(f"{type(exc).__name__}: {exc.status}, {exc.message}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"{type(exc).__name__}: {exc}") from exc
 
