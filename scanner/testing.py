@@ -8,8 +8,11 @@ function, so a test can script every answer without a server or patching aiohttp
             return json_response({"RequestId": "R", "TotalCount": 1, "Instances": [{"InstanceName": "i-1"}]})
         return json_response({"RequestId": "R", "TotalCount": 1, "Services": [{"ServiceName": "svc"}]})
 
-    async with Scanner(credentials=StaticCredentials("id", "secret"), transport=MockTransport(answer)) as s:
-        ...
+    transport = MockTransport(answer)
+    async with Scanner(credentials=StaticCredentials("id", "secret"), transport=transport) as s:
+        stream = s.scan(regions=["cn-hangzhou"])     # no DescribeRegions: the answer has no Regions
+        records = [record async for record in stream]
+    transport.requests                               # every request, signed, in order
 """
 
 from __future__ import annotations

@@ -228,3 +228,19 @@ async def test_a_simulator_with_another_clock_is_named_as_clock_skew(
         assert failure.code == "InvalidTimeStamp.Expired"
         assert f"the local clock is {words} the server's" in failure.message
     assert requests == len(failures)  # one request each: never retried
+
+
+@pytest.mark.asyncio
+async def test_the_testing_module_example_runs() -> None:
+    def answer(request: Request) -> Response:
+        if "/instances" in request.url:
+            return json_response({"RequestId": "R", "TotalCount": 1, "Instances": [{"InstanceName": "i-1"}]})
+        return json_response({"RequestId": "R", "TotalCount": 1, "Services": [{"ServiceName": "svc"}]})
+
+    transport = MockTransport(answer)
+    async with Scanner(credentials=StaticCredentials("id", "secret"), transport=transport) as s:
+        stream = s.scan(regions=["cn-hangzhou"])
+        records = [record async for record in stream]
+    assert [record["InstanceName"] for record in records] == ["i-1"]
+    assert stream.summary.complete
+    assert len(transport.requests) == stream.summary.requests
