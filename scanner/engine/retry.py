@@ -13,7 +13,14 @@ from typing import Final, TypeVar
 
 from scanner.clock import Clock
 from scanner.engine.config import RetryPolicy, retry_after_seconds
-from scanner.errors import DecodeError, RequestTimeout, ServerError, ThrottledError, TransportError
+from scanner.errors import (
+    DecodeError,
+    RequestTimeout,
+    ResponseTooLargeError,
+    ServerError,
+    ThrottledError,
+    TransportError,
+)
 
 __all__ = ["RETRYABLE", "JitteredBackoff", "Retrier", "RetryBudget", "is_retryable"]
 
@@ -30,7 +37,8 @@ RETRYABLE: Final[tuple[type[BaseException], ...]] = (
 
 
 def is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, RETRYABLE)
+    # A body over the size cap is a TransportError, but the same request would get the same answer.
+    return isinstance(exc, RETRYABLE) and not isinstance(exc, ResponseTooLargeError)
 
 
 class RetryBudget:
