@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from scanner import Concurrency, ConfigError, RetryPolicy, Timeouts, __version__
+from scanner import Concurrency, ConfigError, ConnectionLimits, RetryPolicy, Timeouts, __version__
 from scanner.cli.outcome import EXIT_USAGE
 from scanner.eas.endpoints import validate_region
 from scanner.eas.params import MAX_PAGE_SIZE, InstanceSort, Order, ResourceType, Role
@@ -199,6 +199,13 @@ def _speed_and_resilience(knobs: argparse._ArgumentGroup) -> None:
         type=_positive(float, "--timeout"),
         metavar="SECONDS",
         help=f"per request (default {Timeouts().total:g})",
+    )
+    knobs.add_argument(
+        "--max-response-mib",
+        type=_positive(int, "--max-response-mib"),
+        metavar="N",
+        help=f"largest response body, after decompression, in MiB (default "
+        f"{ConnectionLimits().max_response_bytes // 2**20}); a larger answer fails that request",
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scanner import Concurrency, ConfigError, RateLimit, RetryPolicy, Timeouts
+from scanner import Concurrency, ConfigError, ConnectionLimits, RateLimit, RetryPolicy, Timeouts
 from scanner.eas.endpoints import EndpointResolver
 from scanner.eas.params import MAX_PAGE_SIZE
 from scanner.output.files import OS_FILE_SYSTEM, FileSystem, check_writable
@@ -33,6 +33,7 @@ class ScanConfig:
     rate_limit: RateLimit
     retry: RetryPolicy
     timeouts: Timeouts
+    connection_limits: ConnectionLimits
     output: Path | None
     fmt: str
     summary: Path | None
@@ -86,6 +87,7 @@ def config_from(args: argparse.Namespace, *, fs: FileSystem = OS_FILE_SYSTEM) ->
         rate_limit=RateLimit(requests_per_second=args.rate_limit),
         retry=RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts else RetryPolicy(),
         timeouts=_timeouts(args.timeout),
+        connection_limits=_connection_limits(args.max_response_mib),
         output=args.output,
         fmt=args.format,
         summary=args.summary,
@@ -119,6 +121,13 @@ def _concurrency(total: int | None) -> Concurrency:
         pages_per_listing=min(defaults.pages_per_listing, total),
         services_per_region=defaults.services_per_region,
     )
+
+
+def _connection_limits(max_response_mib: int | None) -> ConnectionLimits:
+    """``--max-response-mib N``: only the body cap; the pool keeps following ``--concurrency``."""
+    if max_response_mib is None:
+        return ConnectionLimits()
+    return ConnectionLimits(max_response_bytes=max_response_mib * 2**20)
 
 
 def _timeouts(total: float | None) -> Timeouts:

@@ -170,6 +170,7 @@ async def _open_scanner(config: ScanConfig, stack: AsyncExitStack) -> Scanner:
             rate_limit=config.rate_limit,
             retry=config.retry,
             timeouts=config.timeouts,
+            connection_limits=config.connection_limits,
             page_size=config.page_size,
         )
     )
