@@ -46,12 +46,12 @@ class RateLimiterState:
 class Pacer:
     """Spaces sends at a given rate (GCRA) on the clock, and lets slow start's rounds wait for answers."""
 
-    __slots__ = ("_answer", "_burst", "_clock", "_next_slot", "queue")
+    __slots__ = ("_answer", "_burst", "_clock", "_last_due", "queue")
 
     def __init__(self, clock: Clock, burst_seconds: float) -> None:
         self._clock = clock
         self._burst = burst_seconds
-        self._next_slot = -math.inf  # GCRA: when the next send is due
+        self._last_due = -math.inf  # GCRA: when the last send was due (the next: one interval on)
         self._answer: anyio.Event | None = None
         #: FIFO: waiters for a slot queue here; only the head books one.
         self.queue = anyio.Lock()
@@ -65,8 +65,9 @@ class Pacer:
         start = max(now, not_before)
         if rate is None:
             return start - now, start
-        due = max(self._next_slot, start)
-        self._next_slot = due + 1.0 / rate
+        # One interval at the rate of now, not of the last booking: a changed rate applies at once.
+        due = max(self._last_due + 1.0 / rate, start)
+        self._last_due = due
         send_at = max(start, due - self._burst)
         return send_at - now, send_at
 
@@ -75,9 +76,9 @@ class Pacer:
         if delay > 0:
             await self._clock.sleep(delay)
 
-    def empty(self, now: float, rate: float) -> None:
+    def empty(self, now: float) -> None:
         """The server's bucket is empty (a throttle): the next send waits one interval."""
-        self._next_slot = now + 1.0 / rate + self._burst
+        self._last_due = now + self._burst
 
     async def wait_for_answer(self, within: float) -> bool:
         """Wait until ``answered`` is called, for ``within`` seconds at most; False if none came.
@@ -156,7 +157,7 @@ class ClientRateLimiter:
         async with self._pacer.queue:
             while not control.window_open():
                 if not await self._pacer.wait_for_answer(control.answer_timeout()):
-                    control.give_up_round()
+                    self._paced_from(control.give_up_round(self._clock.monotonic()))
             delay, send_at = self.reserve()
             await self._pacer.wait(delay)
         return send_at
@@ -176,24 +177,31 @@ class ClientRateLimiter:
         if control.window is None:  # not in slow start: nothing waits for answers
             control.on_success(sent_at, self._clock.monotonic())
         else:
-            control.on_success(sent_at, self._clock.monotonic())
+            self._paced_from(control.on_success(sent_at, self._clock.monotonic()))
             self._pacer.answered()
 
     def on_error(self, sent_at: float) -> None:
         """A request failed otherwise than by a throttle: answered, but says nothing of the rate."""
         control = self.controller
         if control.window is not None:
-            control.on_error()
+            self._paced_from(control.on_error(self._clock.monotonic()))
             self._pacer.answered()
 
     def on_throttle(self, sent_at: float, retry_after_ms: int | None = None) -> None:
         control = self.controller
-        now = self._clock.monotonic()
         unpaced = control.rate is None
-        rate = control.on_throttle(sent_at, now, retry_after_ms)
-        if unpaced and rate is not None:
-            self._pacer.empty(now, rate)
+        rate = control.on_throttle(sent_at, self._clock.monotonic(), retry_after_ms)
+        if unpaced:
+            self._paced_from(rate)
         self._pacer.answered()
+
+    def _paced_from(self, rate: float | None) -> None:
+        """An answer (or a round given up on) took an unpaced scope to ``rate``, after a throttle.
+
+        The server's bucket is empty: the first paced request waits one interval.
+        """
+        if rate is not None:
+            self._pacer.empty(self._clock.monotonic())
 
     def snapshot(self) -> RateLimiterState:
         control = self.controller
