@@ -330,3 +330,41 @@ def test_rates_stay_in_bounds_and_a_throttle_never_raises_them(
         check_phase(control)
         assert 0 < control.answer_timeout() <= config.slow_start_timeout
         assert control.phase_at(now) is (Phase.PAUSED if now < control.paused_until else control.phase)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["ok", "error", "throttle"]), st.floats(min_value=0.0, max_value=3.0)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_a_slow_start_round_is_decided_only_once_all_its_answers_are_in(
+    answers: list[tuple[str, float]],
+) -> None:
+    # Any order, any latencies (throttles at once, or after the successes): nothing is decided,
+    # and nothing more is sent, until the round's last answer. Then a throttled round ramps
+    # from what got through in the last second, and one without a throttle doubles.
+    config = RateLimit(slow_start_window=len(answers))
+    control = RateController(config)
+    assert len(send_round(control, 0.0)) == len(answers)
+    answers = sorted(answers, key=lambda answer: answer[1])
+    for kind, at in answers:
+        assert (control.phase, control.rate) == (Phase.SLOW_START, None)
+        assert not control.window_open()
+        if kind == "ok":
+            control.on_success(0.0, at)
+        elif kind == "error":
+            control.on_error(at)
+        else:
+            control.on_throttle(0.0, at)
+    end = answers[-1][1]
+    got_through = sum(1 for kind, at in answers if kind == "ok" and at >= end - 1.0)
+    if any(kind == "throttle" for kind, _ in answers):
+        assert control.phase is Phase.RAMP
+        assert control.rate is not None
+        assert config.min_rate <= control.rate <= max(config.min_rate, got_through)
+        assert control.cuts == 1
+    else:
+        assert (control.phase, control.window, control.cuts) == (Phase.SLOW_START, 2 * len(answers), 0)
