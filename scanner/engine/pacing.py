@@ -5,9 +5,10 @@ Three parts, as botocore separates ``CubicCalculator``, ``TokenBucket`` and ``Cl
 - ``RateController`` (``engine/rate_control.py``) decides the rate and the phase from events;
   it is pure.
 - ``Pacer`` waits: GCRA, a token bucket of ``burst_seconds`` of the current rate kept as the
-  time the next send is due, on the injected clock. Waiters queue on a FIFO lock and only the
-  head books a slot, at the rate of that moment, so a changed rate applies at once instead of
-  after a queue of slots booked at the old rate: one sleep per request, never a thundering herd.
+  time the last send was due, on the injected clock. Waiters queue on a FIFO lock and only the
+  head books a slot, one interval at the rate of that moment after the last, so a changed rate
+  applies at once instead of after slots booked at the old rate: one sleep per request, never
+  a thundering herd.
 - ``ClientRateLimiter`` wires the two for one scope; ``ClientRateLimiters`` holds one per
   (region, action), created on first use.
 
