@@ -77,9 +77,9 @@ class Pacer:
         if delay > 0:
             await self._clock.sleep(delay)
 
-    def empty(self, now: float) -> None:
-        """The server's bucket is empty (a throttle): the next send waits one interval."""
-        self._last_due = now + self._burst
+    def empty(self, at: float) -> None:
+        """The server's bucket was empty at ``at`` (a throttle): the next send is one interval on."""
+        self._last_due = at + self._burst
 
     async def wait_for_answer(self, within: float) -> bool:
         """Wait until ``answered`` is called, for ``within`` seconds at most; False if none came.
@@ -199,10 +199,12 @@ class ClientRateLimiter:
     def _paced_from(self, rate: float | None) -> None:
         """An answer (or a round given up on) took an unpaced scope to ``rate``, after a throttle.
 
-        The server's bucket is empty: the first paced request waits one interval.
+        The server's bucket was empty at that throttle: the first paced request goes one interval
+        after it. (A throttled slow-start round is decided at its last answer, often a success
+        that came an API's latency after the throttle: the bucket has been refilling since.)
         """
         if rate is not None:
-            self._pacer.empty(self._clock.monotonic())
+            self._pacer.empty(self.controller.last_throttle)
 
     def snapshot(self) -> RateLimiterState:
         control = self.controller

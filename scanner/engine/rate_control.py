@@ -151,7 +151,8 @@ class RateController:
 
     ``rate`` is the requests per second allowed (``None``: not paced), ``paused_until`` the end of
     a retry-after pause, ``window_open()`` whether slow start lets one more request go before more
-    answers come. Each ``on_*`` method takes the times it needs and returns the new rate.
+    answers come, ``last_throttle`` when the server last said its bucket was empty. Each ``on_*``
+    method takes the times it needs and returns the new rate.
     """
 
     __slots__ = (
@@ -170,6 +171,7 @@ class RateController:
         "_slowest_answer",
         "_successes",
         "cuts",
+        "last_throttle",
         "paused_until",
         "phase",
         "rate",
@@ -200,6 +202,7 @@ class RateController:
         self._since_cut = 0  # successes since the last cut
         self._frozen_until = -math.inf  # no growth before then
         self.throttles = 0
+        self.last_throttle = -math.inf  # when the server's bucket was last found empty
         self.cuts = 0
         self.sent = 0
 
@@ -284,6 +287,7 @@ class RateController:
 
     def on_throttle(self, sent_at: float, now: float, retry_after_ms: int | None = None) -> float | None:
         self.throttles += 1
+        self.last_throttle = now
         if retry_after_ms is not None and retry_after_ms > 0:
             self.paused_until = max(self.paused_until, now + retry_after_seconds(retry_after_ms))
         if not self._config.adaptive:

@@ -101,6 +101,23 @@ def test_a_throttle_in_slow_start_paces_from_what_got_through_and_ramps() -> Non
     assert rates[40] == pytest.approx(20.0)  # 1 s after
 
 
+def test_throttles_answered_before_the_successes_pace_from_the_successes() -> None:
+    # The simulator's shape: the round's 3 throttles back in 1 ms, its 5 successes in 80 ms.
+    clock = FakeClock()
+    limiter = ClientRateLimiter(RateLimit(), clock)
+    sends = [limiter.reserve()[1] for _ in range(8)]
+    clock.advance(0.001)
+    for sent in sends[5:]:
+        limiter.on_throttle(sent)
+    assert (limiter.phase, limiter.rate) == (Phase.SLOW_START, None)
+    clock.advance(0.079)
+    for sent in sends[:5]:
+        limiter.on_success(sent)
+    assert (limiter.phase, limiter.rate) == (Phase.RAMP, pytest.approx(5.0))
+    # The server's bucket was empty at the throttles, 79 ms ago: one interval (0.2 s) from then.
+    assert limiter.reserve()[0] == pytest.approx(0.2 - 0.079)
+
+
 def test_a_throttle_after_a_ramp_measures_the_limit_and_does_not_plateau_below_it() -> None:
     clock = FakeClock()
     limiter = ClientRateLimiter(RateLimit(), clock)
@@ -593,7 +610,7 @@ async def test_the_pacer_books_gcra_slots_and_waits_on_the_clock() -> None:
     assert [pacer.book(10, -math.inf)[0] for _ in range(3)] == pytest.approx([0.0, 0.1, 0.2])
     assert pacer.book(None, -math.inf) == (0.0, 0.0)  # unpaced: at once
     assert pacer.book(None, 2.5) == (2.5, 2.5)  # ...unless paused
-    pacer.empty(now=1.0)  # a throttle at 1.0: the bucket is empty
+    pacer.empty(at=1.0)  # a throttle at 1.0: the bucket is empty
     delay, send_at = pacer.book(4, -math.inf)
     assert (delay, send_at) == (pytest.approx(1.25), pytest.approx(1.25))
     await pacer.wait(delay)
