@@ -5,9 +5,10 @@ Three parts, as botocore separates ``CubicCalculator``, ``TokenBucket`` and ``Cl
 - ``RateController`` (``engine/rate_control.py``) decides the rate and the phase from events;
   it is pure.
 - ``Pacer`` waits: GCRA, a token bucket of ``burst_seconds`` of the current rate kept as the
-  time the next send is due, on the injected clock. Waiters queue on a FIFO lock and only the
-  head books a slot, at the rate of that moment, so a changed rate applies at once instead of
-  after a queue of slots booked at the old rate: one sleep per request, never a thundering herd.
+  time the last send was due, on the injected clock. Waiters queue on a FIFO lock and only the
+  head books a slot, one interval at the rate of that moment after the last, so a changed rate
+  applies at once instead of after slots booked at the old rate: one sleep per request, never
+  a thundering herd.
 - ``ClientRateLimiter`` wires the two for one scope; ``ClientRateLimiters`` holds one per
   (region, action), created on first use.
 
@@ -46,12 +47,12 @@ class RateLimiterState:
 class Pacer:
     """Spaces sends at a given rate (GCRA) on the clock, and lets slow start's rounds wait for answers."""
 
-    __slots__ = ("_answer", "_burst", "_clock", "_next_slot", "queue")
+    __slots__ = ("_answer", "_burst", "_clock", "_last_due", "queue")
 
     def __init__(self, clock: Clock, burst_seconds: float) -> None:
         self._clock = clock
         self._burst = burst_seconds
-        self._next_slot = -math.inf  # GCRA: when the next send is due
+        self._last_due = -math.inf  # GCRA: when the last send was due (the next: one interval on)
         self._answer: anyio.Event | None = None
         #: FIFO: waiters for a slot queue here; only the head books one.
         self.queue = anyio.Lock()
@@ -65,8 +66,9 @@ class Pacer:
         start = max(now, not_before)
         if rate is None:
             return start - now, start
-        due = max(self._next_slot, start)
-        self._next_slot = due + 1.0 / rate
+        # One interval at the rate of now, not of the last booking: a changed rate applies at once.
+        due = max(self._last_due + 1.0 / rate, start)
+        self._last_due = due
         send_at = max(start, due - self._burst)
         return send_at - now, send_at
 
@@ -75,9 +77,9 @@ class Pacer:
         if delay > 0:
             await self._clock.sleep(delay)
 
-    def empty(self, now: float, rate: float) -> None:
-        """The server's bucket is empty (a throttle): the next send waits one interval."""
-        self._next_slot = now + 1.0 / rate + self._burst
+    def empty(self, at: float) -> None:
+        """The server's bucket was empty at ``at`` (a throttle): the next send is one interval on."""
+        self._last_due = at + self._burst
 
     async def wait_for_answer(self, within: float) -> bool:
         """Wait until ``answered`` is called, for ``within`` seconds at most; False if none came.
@@ -156,7 +158,7 @@ class ClientRateLimiter:
         async with self._pacer.queue:
             while not control.window_open():
                 if not await self._pacer.wait_for_answer(control.answer_timeout()):
-                    control.give_up_round()
+                    self._paced_from(control.give_up_round(self._clock.monotonic()))
             delay, send_at = self.reserve()
             await self._pacer.wait(delay)
         return send_at
@@ -176,24 +178,33 @@ class ClientRateLimiter:
         if control.window is None:  # not in slow start: nothing waits for answers
             control.on_success(sent_at, self._clock.monotonic())
         else:
-            control.on_success(sent_at, self._clock.monotonic())
+            self._paced_from(control.on_success(sent_at, self._clock.monotonic()))
             self._pacer.answered()
 
     def on_error(self, sent_at: float) -> None:
         """A request failed otherwise than by a throttle: answered, but says nothing of the rate."""
         control = self.controller
         if control.window is not None:
-            control.on_error()
+            self._paced_from(control.on_error(self._clock.monotonic()))
             self._pacer.answered()
 
     def on_throttle(self, sent_at: float, retry_after_ms: int | None = None) -> None:
         control = self.controller
-        now = self._clock.monotonic()
         unpaced = control.rate is None
-        rate = control.on_throttle(sent_at, now, retry_after_ms)
-        if unpaced and rate is not None:
-            self._pacer.empty(now, rate)
+        rate = control.on_throttle(sent_at, self._clock.monotonic(), retry_after_ms)
+        if unpaced:
+            self._paced_from(rate)
         self._pacer.answered()
+
+    def _paced_from(self, rate: float | None) -> None:
+        """An answer (or a round given up on) took an unpaced scope to ``rate``, after a throttle.
+
+        The server's bucket was empty at that throttle: the first paced request goes one interval
+        after it. (A throttled slow-start round is decided at its last answer, often a success
+        that came an API's latency after the throttle: the bucket has been refilling since.)
+        """
+        if rate is not None:
+            self._pacer.empty(self.controller.last_throttle)
 
     def snapshot(self) -> RateLimiterState:
         control = self.controller

@@ -9,13 +9,16 @@ a clock or waits, so the control law is tested as plain function calls. The wait
   waits until every request of the one before has been answered, and is twice as large. From a
   window of ``slow_start_max_window`` on, the scope is ``UNLIMITED``. An unlimited API costs a
   couple of round trips at the start of a scope; a rate-limited one sees at most one round's
-  excess over its burst throttled, instead of every task of the region at once.
+  excess over its burst throttled, instead of every task of the region at once. A round with a
+  throttle in it is decided when all of its answers are in: a throttle is often answered at
+  once, before the successes sent with it (which take the API's full latency), and a decision
+  at the first throttle would take the burst's successes for none.
 - ``FIXED``: paced at the configured ``requests_per_second``, nothing throttled yet (and for
   ever when not ``adaptive``).
-- ``RAMP``: a throttle when what got through was only a burst (under half a second of sending:
-  the scope's first, or its first after a pause) says the burst is spent, nothing of the rate.
-  The rate starts from what got through and doubles every ``ramp_doubling_seconds`` until the
-  next throttle.
+- ``RAMP``: a throttle when what got through was only a burst (a throttled slow-start round, or
+  under half a second of sending: the scope's first, or its first after a pause) says the
+  burst is spent, nothing of the rate. The rate starts from what got through in the last second
+  and doubles every ``ramp_doubling_seconds`` until the next throttle.
 - ``CUBIC``, as botocore's adaptive mode: a throttle cuts the rate to ``beta`` times what got
   through (in the last second, or since the previous cut if more: the server's limit as
   measured, not the rate being sent), remembered as ``w_max``; successes grow it again along
@@ -148,7 +151,8 @@ class RateController:
 
     ``rate`` is the requests per second allowed (``None``: not paced), ``paused_until`` the end of
     a retry-after pause, ``window_open()`` whether slow start lets one more request go before more
-    answers come. Each ``on_*`` method takes the times it needs and returns the new rate.
+    answers come, ``last_throttle`` when the server last said its bucket was empty. Each ``on_*``
+    method takes the times it needs and returns the new rate.
     """
 
     __slots__ = (
@@ -161,11 +165,13 @@ class RateController:
         "_ramp_since",
         "_ramp_start",
         "_round_budget",
+        "_round_throttled",
         "_sends",
         "_since_cut",
         "_slowest_answer",
         "_successes",
         "cuts",
+        "last_throttle",
         "paused_until",
         "phase",
         "rate",
@@ -183,6 +189,7 @@ class RateController:
         # every request sent has been answered.
         self.window: int | None = config.slow_start_window if self.phase is Phase.SLOW_START else None
         self._round_budget = self.window or 0
+        self._round_throttled = False  # a throttle in this round: decide when it is answered
         self._answered = 0
         self._slowest_answer: float | None = None  # seconds, in slow start
         self.paused_until = -math.inf
@@ -195,6 +202,7 @@ class RateController:
         self._since_cut = 0  # successes since the last cut
         self._frozen_until = -math.inf  # no growth before then
         self.throttles = 0
+        self.last_throttle = -math.inf  # when the server's bucket was last found empty
         self.cuts = 0
         self.sent = 0
 
@@ -209,8 +217,11 @@ class RateController:
         return Phase.PAUSED if now < self.paused_until else self.phase
 
     def window_open(self) -> bool:
-        """Whether slow start lets a request go now, without waiting for answers."""
-        return self.window is None or self.sent < self._round_budget
+        """Whether slow start lets a request go now, without waiting for answers.
+
+        A round with a throttle in it sends no more: it waits for its answers, then the decision.
+        """
+        return self.window is None or (self.sent < self._round_budget and not self._round_throttled)
 
     def answer_timeout(self) -> float:
         """How long a closed round waits for answers before ``give_up_round``, in seconds.
@@ -229,9 +240,13 @@ class RateController:
         self._sends.record(send_at)
         self.sent += 1
 
-    def give_up_round(self) -> None:
-        """A round's answers are overdue: end slow start (unlimited until a throttle)."""
-        self._end_slow_start()
+    def give_up_round(self, now: float) -> float | None:
+        """A round's answers are overdue: decide from those in (unlimited if none was throttled)."""
+        if self._round_throttled:
+            self._decide_throttled_round(now)
+        else:
+            self._end_slow_start()
+        return self.rate
 
     def on_success(self, sent_at: float, now: float) -> float | None:
         if not self._config.adaptive:
@@ -242,7 +257,8 @@ class RateController:
             took = now - sent_at
             if self._slowest_answer is None or took > self._slowest_answer:
                 self._slowest_answer = took
-            self._answered_one()
+            self._answered_one(now)
+            return self.rate
         if now < self._frozen_until:
             return self.rate
         phase = self.phase
@@ -260,18 +276,27 @@ class RateController:
             grown = min(grown, _MAX_GROWTH_OVER_MEASURED * measured)
         return self._set_rate(grown)
 
-    def on_error(self) -> None:
-        """A request failed otherwise than by a throttle: answered, but says nothing of the rate."""
+    def on_error(self, now: float) -> float | None:
+        """A request failed otherwise than by a throttle: answered, but says nothing of the rate.
+
+        In slow start it may be a throttled round's last answer, which decides the rate.
+        """
         if self._config.adaptive and self.window is not None:
-            self._answered_one()
+            self._answered_one(now)
+        return self.rate
 
     def on_throttle(self, sent_at: float, now: float, retry_after_ms: int | None = None) -> float | None:
         self.throttles += 1
+        self.last_throttle = now
         if retry_after_ms is not None and retry_after_ms > 0:
             self.paused_until = max(self.paused_until, now + retry_after_seconds(retry_after_ms))
         if not self._config.adaptive:
             return self.rate
-        self._end_slow_start()
+        if self.window is not None:
+            # Slow start: wait for the rest of the round's answers (module docstring).
+            self._round_throttled = True
+            self._answered_one(now)
+            return self.rate
         cooled = self._last_cut + self._config.cooldown_seconds
         if sent_at < cooled:
             if sent_at >= self._last_cut:
@@ -309,6 +334,14 @@ class RateController:
             return max(succeeded, since_cut)
         return succeeded
 
+    def _decide_throttled_round(self, now: float) -> None:
+        """A slow-start round with a throttle in it is answered: a burst, so ramp from it."""
+        self._end_slow_start()
+        self._start_ramp(now)
+        self._last_cut = now
+        self._since_cut = 0
+        self.cuts += 1
+
     def _start_ramp(self, now: float) -> None:
         """What got through was a burst: start from it, and ramp up until the next throttle."""
         start = max(self._got_through(now), self._config.min_rate)
@@ -344,9 +377,13 @@ class RateController:
 
     # --- slow start ---------------------------------------------------------------------------
 
-    def _answered_one(self) -> None:
+    def _answered_one(self, now: float) -> None:
         self._answered += 1
-        if self._answered >= self.sent:  # the round is over, and nothing in it was throttled
+        if self._answered < self.sent:
+            return
+        if self._round_throttled:  # the round is over: every answer that will come is in
+            self._decide_throttled_round(now)
+        else:  # the round is over, and nothing in it was throttled
             assert self.window is not None
             window = self.window * 2
             if window >= self._config.slow_start_max_window:

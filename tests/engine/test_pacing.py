@@ -80,15 +80,17 @@ def test_a_throttle_in_slow_start_paces_from_what_got_through_and_ramps() -> Non
     for sent in sends[:5]:  # the server's burst of 5 got through, then it throttled
         limiter.on_success(sent)
     limiter.on_throttle(sends[5])
+    # The round is decided once all of its answers are in; until then nothing more is sent.
+    assert (limiter.phase, limiter.rate) == (Phase.SLOW_START, None)
+    assert not limiter.window_open()
+    for sent in sends[6:]:  # the rest of the round answers 'throttled' too: one cut in all
+        limiter.on_throttle(sent)
     assert limiter.window is None
+    assert limiter.cuts == 1
     # Five got through in a burst: that is all that is known of the rate, so it starts there...
     assert limiter.rate == pytest.approx(5.0)
     # ...and the bucket is empty, so the first paced request waits one interval, not zero.
     assert limiter.reserve()[0] == pytest.approx(0.2)
-    # The rest of the round answers 'throttled' too, but was sent before the cut: no new cut.
-    for sent in sends[6:]:
-        limiter.on_throttle(sent)
-    assert limiter.cuts == 1
     # Successes then double the rate every ramp_doubling_seconds (while the sends keep up).
     rates = {}
     for step in range(1, 41):
@@ -97,6 +99,23 @@ def test_a_throttle_in_slow_start_paces_from_what_got_through_and_ramps() -> Non
         rates[step] = limiter.rate
     assert rates[20] == pytest.approx(10.0)  # 0.5 s after the cut
     assert rates[40] == pytest.approx(20.0)  # 1 s after
+
+
+def test_throttles_answered_before_the_successes_pace_from_the_successes() -> None:
+    # The simulator's shape: the round's 3 throttles back in 1 ms, its 5 successes in 80 ms.
+    clock = FakeClock()
+    limiter = ClientRateLimiter(RateLimit(), clock)
+    sends = [limiter.reserve()[1] for _ in range(8)]
+    clock.advance(0.001)
+    for sent in sends[5:]:
+        limiter.on_throttle(sent)
+    assert (limiter.phase, limiter.rate) == (Phase.SLOW_START, None)
+    clock.advance(0.079)
+    for sent in sends[:5]:
+        limiter.on_success(sent)
+    assert (limiter.phase, limiter.rate) == (Phase.RAMP, pytest.approx(5.0))
+    # The server's bucket was empty at the throttles, 79 ms ago: one interval (0.2 s) from then.
+    assert limiter.reserve()[0] == pytest.approx(0.2 - 0.079)
 
 
 def test_a_throttle_after_a_ramp_measures_the_limit_and_does_not_plateau_below_it() -> None:
@@ -235,7 +254,10 @@ def test_a_throttle_cuts_to_beta_times_what_got_through_once_per_cooldown() -> N
 
 def test_with_nothing_getting_through_it_backs_off_from_what_it_sends() -> None:
     clock = FakeClock()
-    limiter = ClientRateLimiter(RateLimit(beta=0.5), clock)
+    limiter = ClientRateLimiter(RateLimit(beta=0.5, slow_start_window=1, slow_start_max_window=2), clock)
+    limiter.on_success(limiter.reserve()[1])  # slow start's one round, long before
+    assert limiter.phase is Phase.UNLIMITED
+    clock.advance(10)
     for _ in range(100):
         clock.advance(0.01)
         _, sent = limiter.reserve()
@@ -348,6 +370,7 @@ def simulate(
     burst: float | None = None,
     warmup: float = 10.0,
     error_rate: float = 0.0,
+    instant_throttles: bool = False,
 ) -> Run:
     """Discrete-event run of ``workers`` clients sharing one limiter against a hidden limit.
 
@@ -355,6 +378,10 @@ def simulate(
     slot (``reserve``), once slow start's window lets it (``window_open``), releasing the queue when
     its slot comes. A throttled request is retried after the scanner's jittered backoff, and so
     is one of the ``error_rate`` admitted requests that the server answers with a 500.
+
+    ``latency`` is half on the way there, half on the way back; with ``instant_throttles`` it is
+    all the server's, after the limit admits a request, and a throttle answers in 1 ms (the
+    simulator's shape, and an API gateway's): a round's throttles come back before its successes.
     """
     clock = FakeClock()
     limiter = ClientRateLimiter(RateLimit(), clock)
@@ -391,13 +418,16 @@ def simulate(
         elif kind == "send":
             head_busy = False
             run.first_batch += not answered
-            push(now + latency / 2, "arrive", worker, sent_at, tries)
+            push(now + (0.0 if instant_throttles else latency / 2), "arrive", worker, sent_at, tries)
         elif kind == "arrive":
             run.sent += 1
             outcome = "ok" if server.admit(now) else "throttled"
             if outcome == "ok" and rng.random() < error_rate:
                 outcome = "error"
-            push(now + latency / 2, outcome, worker, sent_at, tries)
+            back = latency / 2
+            if instant_throttles:
+                back = 0.001 if outcome == "throttled" else latency
+            push(now + back, outcome, worker, sent_at, tries)
         elif kind == "ok":
             answered = True
             limiter.on_success(sent_at)
@@ -446,6 +476,29 @@ def test_settles_near_an_untold_limit_through_server_errors(seed: int) -> None:
     assert achieved >= 0.9 * 30, f"achieved {achieved:.1f}/s of 30/s"
     assert run.throttled / run.sent <= 0.05, f"{run.throttled / run.sent:.1%} throttled"
     assert run.phase is Phase.CUBIC
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_short_scan_finds_the_limit_when_throttles_answer_before_successes(seed: int) -> None:
+    # The benchmark's "realistic" shape: 30/s, burst 5, 80 ms of server time, 3% 500s, throttles
+    # answered at once. The first round's 3 throttles come back 79 ms before its 5 successes;
+    # pacing from a success count that had not arrived yet cost a region its first ~8 s.
+    seconds = 15.0
+    run = simulate(
+        30,
+        workers=32,
+        latency=0.08,
+        seconds=seconds,
+        seed=seed,
+        burst=5,
+        warmup=0.0,
+        error_rate=0.03,
+        instant_throttles=True,
+    )
+    admitted = run.ok_after_warmup + run.errors
+    assert run.early_throttles <= 2 * 5, run
+    assert run.throttled / run.sent <= 0.05, f"{run.throttled / run.sent:.1%} throttled"
+    assert admitted / seconds >= 0.9 * 30, run
 
 
 @pytest.mark.parametrize(
@@ -557,7 +610,7 @@ async def test_the_pacer_books_gcra_slots_and_waits_on_the_clock() -> None:
     assert [pacer.book(10, -math.inf)[0] for _ in range(3)] == pytest.approx([0.0, 0.1, 0.2])
     assert pacer.book(None, -math.inf) == (0.0, 0.0)  # unpaced: at once
     assert pacer.book(None, 2.5) == (2.5, 2.5)  # ...unless paused
-    pacer.empty(now=1.0, rate=4)  # a throttle at 1.0: the bucket is empty
+    pacer.empty(at=1.0)  # a throttle at 1.0: the bucket is empty
     delay, send_at = pacer.book(4, -math.inf)
     assert (delay, send_at) == (pytest.approx(1.25), pytest.approx(1.25))
     await pacer.wait(delay)

@@ -48,7 +48,7 @@ def test_an_error_answers_a_request_of_a_round() -> None:
     first, _second = send_round(control, 0.0)
     control.on_success(first, 0.01)
     assert not control.window_open()
-    control.on_error()
+    control.on_error(0.02)
     assert control.window == 4
     assert control.window_open()
     assert (control.rate, control.cuts) == (None, 0)
@@ -60,7 +60,7 @@ def test_a_round_given_up_on_ends_slow_start() -> None:
     assert control.answer_timeout() == 1.0
     control.on_success(first, 0.001)
     assert control.answer_timeout() == 0.05  # 4 x 1 ms, but not under the 50 ms floor
-    control.give_up_round()
+    control.give_up_round(1.0)
     assert control.phase is Phase.UNLIMITED
     assert control.window_open()
 
@@ -78,11 +78,9 @@ def test_a_burst_throttle_ramps_from_what_got_through() -> None:
     sends = send_round(control, 0.0)
     for sent in sends[:5]:
         control.on_success(sent, 0.01)
-    assert control.on_throttle(sends[5], 0.01) == pytest.approx(5.0)
+    # Decided when the round's answers are all in: one cut for the round.
+    assert [control.on_throttle(sent, 0.01) for sent in sends[5:]] == [None, None, pytest.approx(5.0)]
     assert control.phase is Phase.RAMP
-    # The rest of the round, sent before the cut, changes nothing.
-    for sent in sends[6:]:
-        assert control.on_throttle(sent, 0.01) == pytest.approx(5.0)
     assert (control.cuts, control.throttles) == (1, 3)
     for step in range(1, 41):
         now = 0.01 + step * 0.025
@@ -91,12 +89,68 @@ def test_a_burst_throttle_ramps_from_what_got_through() -> None:
     assert rate == pytest.approx(20.0)  # doubled twice in one second
 
 
+def test_throttles_answered_before_the_rounds_successes_wait_for_them() -> None:
+    # The simulator's shape, and an API gateway's: 8 sent against a burst of 5; the 3 throttled
+    # are answered at once, the 5 admitted after the API's 80 ms. Deciding at the first throttle
+    # would find nothing got through and drop to min_rate (0.5/s), seconds from the limit.
+    control = RateController(RateLimit())
+    sends = send_round(control, 10.0)
+    assert len(sends) == 8
+    for sent in sends[5:]:
+        assert control.on_throttle(sent, 10.001) is None
+        assert control.phase is Phase.SLOW_START
+        assert not control.window_open()  # a throttled round sends no more
+    for sent in sends[:4]:
+        assert control.on_success(sent, 10.08) is None
+    rate = control.on_success(sends[4], 10.08)
+    assert control.phase is Phase.RAMP
+    assert (control.cuts, control.throttles) == (1, 3)
+    # What got through: 5 in the scope's first second (5/s; 62.5/s per round trip, the burst).
+    assert rate == pytest.approx(5.0)
+    # It ramps from there: doubled three times a second later, while the sends keep up.
+    for step in range(1, 41):
+        now = 10.08 + step * 0.025
+        control.on_send(now)
+        rate = control.on_success(now, now)
+    assert rate == pytest.approx(5.0 * 2 ** (1 / 0.35), rel=0.01)
+
+
+def test_a_throttled_round_whose_last_answer_is_an_error_is_decided_by_it() -> None:
+    control = RateController(RateLimit(slow_start_window=4))
+    sends = send_round(control, 0.0)
+    control.on_throttle(sends[3], 0.001)
+    control.on_success(sends[0], 0.05)
+    control.on_success(sends[1], 0.05)
+    assert control.phase is Phase.SLOW_START
+    assert control.on_error(0.06) == pytest.approx(2.0)
+    assert control.phase is Phase.RAMP
+
+
+def test_a_throttled_round_given_up_on_ramps_from_the_answers_in() -> None:
+    control = RateController(RateLimit(slow_start_window=4))
+    sends = send_round(control, 0.0)
+    control.on_throttle(sends[3], 0.001)
+    for sent in sends[:2]:
+        control.on_success(sent, 0.05)
+    assert not control.window_open()  # one answer lost: the round waits for it...
+    assert control.give_up_round(0.25) == pytest.approx(2.0)  # ...until given up on
+    assert control.phase is Phase.RAMP
+
+
+def test_a_throttled_round_where_nothing_got_through_ramps_from_min_rate() -> None:
+    control = RateController(RateLimit(slow_start_window=2, min_rate=0.5))
+    for sent in send_round(control, 0.0):
+        control.on_throttle(sent, 0.001)
+    assert (control.phase, control.rate) == (Phase.RAMP, 0.5)
+
+
 def test_a_ramp_that_meets_no_throttle_for_minutes_does_not_overflow() -> None:
     # 2.0 ** (400 s / 0.35 s) overflows a float: the ramp's doubling is capped.
     control = RateController(RateLimit())
     sends = send_round(control, 0.0)
     control.on_success(sends[0], 0.01)
-    control.on_throttle(sends[1], 0.01)
+    for sent in sends[1:]:
+        control.on_throttle(sent, 0.01)
     assert control.phase is Phase.RAMP
     for now in (400.0, 4000.0, 1e7):
         control.on_send(now)
@@ -213,6 +267,10 @@ configs = st.sampled_from(
 )
 
 
+def ok_in_the_last_second(successes: list[float], now: float) -> int:
+    return sum(1 for at in successes if at >= now - 1.0)
+
+
 def check_phase(control: RateController) -> None:
     phase = control.phase
     assert (control.window is not None) == (phase is Phase.SLOW_START)
@@ -228,8 +286,10 @@ def test_rates_stay_in_bounds_and_a_throttle_never_raises_them(
     ceiling = config.requests_per_second
     now = 0.0
     in_flight: list[float] = []
+    successes: list[float] = []
     for event in sequence:
         now += event.after
+        slow_start = control.phase is Phase.SLOW_START
         if isinstance(event, Send):
             for _ in range(event.count):
                 control.on_send(now)
@@ -239,11 +299,14 @@ def test_rates_stay_in_bounds_and_a_throttle_never_raises_them(
             before = control.rate
             if event.kind == "ok":
                 control.on_success(sent_at, now)
+                successes.append(now)
                 for _ in range(min(event.count - 1, len(in_flight))):
                     control.on_success(in_flight.pop(), now)
+                    successes.append(now)
             elif event.kind == "error":
-                control.on_error()
-                assert control.rate == before  # an error says nothing of the rate
+                control.on_error(now)
+                if not (slow_start and control.phase is Phase.RAMP):
+                    assert control.rate == before  # an error says nothing of the rate...
             else:
                 paused_until = control.paused_until
                 control.on_throttle(sent_at, now, event.retry_after_ms)
@@ -252,6 +315,12 @@ def test_rates_stay_in_bounds_and_a_throttle_never_raises_them(
                     assert control.rate <= before
                 assert control.paused_until - now <= MAX_RETRY_AFTER_S + 1e-9  # (float rounding)
                 assert control.paused_until >= paused_until  # a pause is never shortened
+            if slow_start and control.phase is Phase.RAMP:
+                # ...except as the last answer of a throttled slow-start round, which decides it
+                # from what got through, once every answer is in.
+                assert not in_flight
+                assert control.rate is not None
+                assert control.rate <= max(config.min_rate, ok_in_the_last_second(successes, now))
         rate = control.rate
         if rate is not None:
             assert math.isfinite(rate)
@@ -261,3 +330,41 @@ def test_rates_stay_in_bounds_and_a_throttle_never_raises_them(
         check_phase(control)
         assert 0 < control.answer_timeout() <= config.slow_start_timeout
         assert control.phase_at(now) is (Phase.PAUSED if now < control.paused_until else control.phase)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["ok", "error", "throttle"]), st.floats(min_value=0.0, max_value=3.0)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_a_slow_start_round_is_decided_only_once_all_its_answers_are_in(
+    answers: list[tuple[str, float]],
+) -> None:
+    # Any order, any latencies (throttles at once, or after the successes): nothing is decided,
+    # and nothing more is sent, until the round's last answer. Then a throttled round ramps
+    # from what got through in the last second, and one without a throttle doubles.
+    config = RateLimit(slow_start_window=len(answers))
+    control = RateController(config)
+    assert len(send_round(control, 0.0)) == len(answers)
+    answers = sorted(answers, key=lambda answer: answer[1])
+    for kind, at in answers:
+        assert (control.phase, control.rate) == (Phase.SLOW_START, None)
+        assert not control.window_open()
+        if kind == "ok":
+            control.on_success(0.0, at)
+        elif kind == "error":
+            control.on_error(at)
+        else:
+            control.on_throttle(0.0, at)
+    end = answers[-1][1]
+    got_through = sum(1 for kind, at in answers if kind == "ok" and at >= end - 1.0)
+    if any(kind == "throttle" for kind, _ in answers):
+        assert control.phase is Phase.RAMP
+        assert control.rate is not None
+        assert config.min_rate <= control.rate <= max(config.min_rate, got_through)
+        assert control.cuts == 1
+    else:
+        assert (control.phase, control.window, control.cuts) == (Phase.SLOW_START, 2 * len(answers), 0)
