@@ -1,0 +1,73 @@
+"""Organisation-wide scans (issue 13): the wire layer.
+
+- ``rpc``: RPC-style calls (``POST /``, parameters in the query) signed with ACS3-HMAC-SHA256;
+  redaction; the STS / ResourceManager error table.
+- ``http``: ``RpcTransport``, POST over one aiohttp session.
+- ``sts``: ``StsClient.assume_role`` -> temporary ``Credentials``.
+- ``resourcemanager``: ``ResourceManagerClient.list_accounts`` (bounded paging).
+- ``accounts``: the ``accounts.toml`` loader and ``AccountTarget``.
+- ``cache``: ``RoleCredentialsCache``, per-account assumed credentials, refreshed in time.
+
+Nothing here spawns tasks; the engine decides what runs when.
+"""
+
+from __future__ import annotations
+
+from scanner.org.accounts import (
+    AccountsFile,
+    AccountSpec,
+    AccountTarget,
+    load_accounts_file,
+    parse_accounts,
+    targets_from_directory,
+)
+from scanner.org.cache import (
+    AccountCredentials,
+    CacheStatistics,
+    RoleCredentialsCache,
+    SimpleRetry,
+)
+from scanner.org.http import RpcTransport
+from scanner.org.resourcemanager import (
+    SCANNABLE_STATUSES,
+    Account,
+    AccountListing,
+    ResourceManagerClient,
+)
+from scanner.org.rpc import RESOURCE_MANAGER, STS, RpcApi, RpcClient, redact, sign_rpc
+from scanner.org.sts import (
+    DEFAULT_ROLE_NAME,
+    DEFAULT_ROLE_SESSION_NAME,
+    AssumeRoleRequest,
+    StsClient,
+    role_arn,
+)
+
+__all__ = [
+    "DEFAULT_ROLE_NAME",
+    "DEFAULT_ROLE_SESSION_NAME",
+    "RESOURCE_MANAGER",
+    "SCANNABLE_STATUSES",
+    "STS",
+    "Account",
+    "AccountCredentials",
+    "AccountListing",
+    "AccountSpec",
+    "AccountTarget",
+    "AccountsFile",
+    "AssumeRoleRequest",
+    "CacheStatistics",
+    "ResourceManagerClient",
+    "RoleCredentialsCache",
+    "RpcApi",
+    "RpcClient",
+    "RpcTransport",
+    "SimpleRetry",
+    "StsClient",
+    "load_accounts_file",
+    "parse_accounts",
+    "redact",
+    "role_arn",
+    "sign_rpc",
+    "targets_from_directory",
+]
