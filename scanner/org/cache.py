@@ -2,7 +2,7 @@
 
 ::
 
-    cache = RoleCredentialsCache(sts, clock=clock)
+    cache = RoleCredentialsCache(sts, clock=clock)    # sts: a scanner.org.sts.StsClient
     creds = await cache.get(target)             # AssumeRole the first time, then cached
     provider = cache.provider(target)           # a CredentialsProvider for that account
     cache.invalidate(target.account_id, creds)  # the server said InvalidSecurityToken.Expired
@@ -56,7 +56,6 @@ from scanner.org.sts import (
     DEFAULT_DURATION_SECONDS,
     DEFAULT_ROLE_SESSION_NAME,
     AssumeRoleRequest,
-    StsClient,
 )
 
 __all__ = [
@@ -68,6 +67,7 @@ __all__ = [
     "AssumeRoleLimiter",
     "CacheStatistics",
     "Retrier",
+    "RoleAssumer",
     "RoleCredentialsCache",
     "SimpleRetry",
 ]
@@ -96,6 +96,12 @@ class AssumeRoleLimiter(Protocol):
     def on_success(self, sent_at: float) -> None: ...
     def on_error(self, sent_at: float) -> None: ...
     def on_throttle(self, sent_at: float, retry_after_ms: int | None = None) -> None: ...
+
+
+class RoleAssumer(Protocol):
+    """What the cache needs of STS (``StsClient``; tests substitute fakes)."""
+
+    async def assume_role(self, request: AssumeRoleRequest) -> Credentials: ...
 
 
 class Retrier(Protocol):
@@ -182,7 +188,7 @@ class RoleCredentialsCache:
 
     def __init__(
         self,
-        sts: StsClient,
+        sts: RoleAssumer,
         *,
         clock: Clock | None = None,
         role_session_name: str = DEFAULT_ROLE_SESSION_NAME,
