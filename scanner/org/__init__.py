@@ -57,6 +57,7 @@ __all__ = [
     "AccountsFile",
     "AssumeRoleRequest",
     "CacheStatistics",
+    "CallerIdentity",
     "ResourceManagerClient",
     "RoleCredentialsCache",
     "RpcApi",
@@ -70,4 +71,5 @@ __all__ = [
     "role_arn",
     "sign_rpc",
     "targets_from_directory",
+    "token_expired",
 ]

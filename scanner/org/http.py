@@ -120,7 +120,7 @@ class RpcTransport:
                     date=resp.headers.get("Date"),
                 )
         except TimeoutError as exc:
-            raise RequestTimeout(f"the request took longer than allowed ({exc!r})") from exc
+            raise RequestTimeout(_describe_timeout(exc, self.timeouts)) from exc
         except aiohttp.ClientPayloadError as exc:
             raise NetworkError(f"the connection closed before the whole response arrived: {exc}") from exc
         except aiohttp.ServerDisconnectedError as exc:
@@ -132,3 +132,11 @@ class RpcTransport:
 
     def __repr__(self) -> str:
         return f"RpcTransport(state={self._state.value}, timeouts={self.timeouts!r})"
+
+
+def _describe_timeout(exc: BaseException, timeouts: Timeouts) -> str:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"connecting took longer than {timeouts.connect:g}s"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return f"the server sent nothing for {timeouts.read:g}s"
+    return f"the request took longer than {timeouts.total:g}s"

@@ -31,9 +31,11 @@ __all__ = [
     "MAX_DURATION_SECONDS",
     "MIN_DURATION_SECONDS",
     "AssumeRoleRequest",
+    "CallerIdentity",
     "StsClient",
     "parse_role_arn",
     "role_arn",
+    "token_expired",
     "validate_account_id",
     "validate_external_id",
     "validate_role_name",
@@ -138,6 +140,26 @@ class AssumeRoleRequest:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CallerIdentity:
+    """Who the credentials belong to (STS ``GetCallerIdentity``)."""
+
+    account_id: str
+    arn: str = ""
+    identity_type: str = ""
+    principal_id: str = ""
+
+
+def token_expired(exc: BaseException) -> bool:
+    """Whether a request was refused because its STS token expired (``InvalidSecurityToken.Expired``):
+    the caller invalidates the credentials and retries once with fresh ones."""
+    return isinstance(exc, RequestError) and (exc.code or "").startswith("InvalidSecurityToken.Expired")
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _parse_expiration(value: object) -> float | None:
     if not isinstance(value, str):
         return None
@@ -166,6 +188,22 @@ class StsClient:
             exc.message = f"{request.role_arn}: {exc.message}"
             raise
         return self._decode(data, request)
+
+    async def get_caller_identity(self, credentials: Credentials | None = None) -> CallerIdentity:
+        """The account of ``credentials`` (default: the source's), e.g. the management account."""
+        creds = credentials if credentials is not None else await self._source.get_credentials()
+        data = await self._rpc.call("GetCallerIdentity", {}, creds)
+        account_id = data.get("AccountId")
+        if not isinstance(account_id, str) or not account_id.isdigit():
+            raise DecodeError(
+                "unexpected GetCallerIdentity answer: no numeric AccountId", action="GetCallerIdentity"
+            )
+        return CallerIdentity(
+            account_id=account_id,
+            arn=_text(data.get("Arn")),
+            identity_type=_text(data.get("IdentityType")),
+            principal_id=_text(data.get("PrincipalId")),
+        )
 
     def _decode(self, data: dict[str, Any], request: AssumeRoleRequest) -> Credentials:
         creds = data.get("Credentials")

@@ -24,6 +24,7 @@ from tests.loopback import serve_app
 
 MANAGEMENT_KEY_ID = "LTAI5tManagementKey01"
 MANAGEMENT_SECRET = "management-secret-0123456789"
+MANAGEMENT_ACCOUNT = "1000000000000001"
 
 VERSIONS = {
     "AssumeRole": "2015-04-01",
@@ -135,7 +136,19 @@ class OrgServer:
         if action == "AssumeRole":
             return self.assume_role(params)
         if action == "GetCallerIdentity":
-            return web.json_response({"RequestId": "req", "AccountId": "1000000000000001"})
+            issued_to = self.issued.get(verified.access_key_id)
+            account = issued_to[2] if issued_to else MANAGEMENT_ACCOUNT
+            return web.json_response(
+                {
+                    "RequestId": "req",
+                    "AccountId": account,
+                    "Arn": f"acs:ram::{account}:user/scanner"
+                    if not issued_to
+                    else f"acs:ram::{account}:assumed-role/x",
+                    "IdentityType": "RAMUser" if not issued_to else "AssumedRoleUser",
+                    "PrincipalId": "200000000000001",
+                }
+            )
         return self.list_accounts(
             params, folder=params.get("ParentFolderId") if action.endswith("Parent") else None
         )

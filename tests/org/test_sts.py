@@ -20,9 +20,9 @@ from scanner.errors import (
 )
 from scanner.org.http import RpcTransport
 from scanner.org.rpc import STS, RpcClient, RpcResponse, classify, redact
-from scanner.org.sts import AssumeRoleRequest, StsClient, parse_role_arn, role_arn
+from scanner.org.sts import AssumeRoleRequest, StsClient, parse_role_arn, role_arn, token_expired
 from tests.org.conftest import START, Org
-from tests.org.server import MANAGEMENT_KEY_ID, MANAGEMENT_SECRET
+from tests.org.server import MANAGEMENT_ACCOUNT, MANAGEMENT_KEY_ID, MANAGEMENT_SECRET
 
 MEMBER = "1234567890123456"
 
@@ -64,6 +64,20 @@ async def test_the_external_id_is_sent_when_set(org: Org) -> None:
 
 
 @pytest.mark.asyncio
+async def test_caller_identity_of_the_source_and_of_assumed_credentials(org: Org) -> None:
+    me = await org.sts.get_caller_identity()
+    assert (me.account_id, me.identity_type) == (MANAGEMENT_ACCOUNT, "RAMUser")
+    member_identity = await org.sts.get_caller_identity(await org.sts.assume_role(request()))
+    assert (member_identity.account_id, member_identity.identity_type) == (MEMBER, "AssumedRoleUser")
+
+
+def test_token_expired() -> None:
+    assert token_expired(AuthError("x", code="InvalidSecurityToken.Expired"))
+    assert not token_expired(AuthError("x", code="InvalidSecurityToken.Mismatch"))
+    assert not token_expired(ValueError("InvalidSecurityToken.Expired"))
+
+
+@pytest.mark.asyncio
 async def test_the_temporary_credentials_work_for_a_signed_call(org: Org) -> None:
     creds = await org.sts.assume_role(request())
     rpc = RpcClient(STS, org.http, endpoint=org.base_url, clock=org.clock)
@@ -77,6 +91,7 @@ async def test_the_temporary_credentials_work_for_a_signed_call(org: Org) -> Non
     with pytest.raises(AuthError) as expired:
         await rpc.call("GetCallerIdentity", {}, creds)
     assert expired.value.code == "InvalidSecurityToken.Expired"
+    assert token_expired(expired.value)
 
 
 @pytest.mark.parametrize(
