@@ -39,8 +39,10 @@ from scanner.org.sts import (
     DEFAULT_ROLE_NAME,
     DEFAULT_ROLE_SESSION_NAME,
     AssumeRoleRequest,
+    CallerIdentity,
     StsClient,
     role_arn,
+    token_expired,
 )
 
 __all__ = [
