@@ -16,10 +16,11 @@
   assume, or they expired) do they wait, on one ``anyio.Event``: one AssumeRole per account at a
   time, and an account's refresh never holds up another account.
 - **Failures**: a role that cannot be assumed (``AuthError``: ``EntityNotExist.Role``,
-  ``NoPermission``; or ``BadRequestError``) fails that account for good: every later ``get``
-  raises a copy of the error without calling STS again. Anything else (throttled or 5xx after
-  the retries, a network error) is remembered for ``failure_backoff`` seconds, during which
-  still-valid credentials keep being used and the others get the error.
+  ``NoPermission``; or ``BadRequestError``) fails that account for good: STS is not asked again
+  for it. Anything else (throttled or 5xx after the retries, a network error) is remembered for
+  ``failure_backoff`` seconds. Either way, credentials still valid keep being used until they
+  expire (a role deleted mid-scan does not void the tokens already granted); after that, or
+  when there are none, ``get`` raises a copy of the error.
 - **Limits**: every AssumeRole goes through one ``anyio.CapacityLimiter`` (``max_in_flight``)
   and, if given, one rate limiter with the engine's contract (``acquire`` / ``on_success`` /
   ``on_error`` / ``on_throttle``): STS's quota (about 100/s) is one per calling account.
@@ -293,7 +294,7 @@ class RoleCredentialsCache:
                 entry.failure_until = (
                     math.inf if permanent else self._clock.monotonic() + self.failure_backoff
                 )
-                if old is not None and not permanent and self._clock.monotonic() < entry.expires_at:
+                if old is not None and self._clock.monotonic() < entry.expires_at:
                     logger.warning(
                         "refreshing the credentials of account %s failed; still using the current ones: %s",
                         target.account_id,

@@ -227,6 +227,22 @@ async def test_a_role_that_cannot_be_assumed_fails_that_account_for_good() -> No
 
 
 @pytest.mark.asyncio
+async def test_a_role_deleted_mid_scan_leaves_the_granted_credentials_until_they_expire() -> None:
+    cache, sts, clock = make(refresh_margin=300)
+    first = await cache.get(A)
+    clock.advance(3400)
+    sts.failures.append(AuthError("gone", code="EntityNotExist.Role"))
+    assert await cache.get(A) is first
+    assert await cache.get(A) is first
+    assert sts.calls[A.account_id] == 2
+    clock.advance(200)
+    with pytest.raises(AuthError):
+        await cache.get(A)
+    assert sts.calls[A.account_id] == 2
+    assert cache.statistics().failed_accounts == (A.account_id,)
+
+
+@pytest.mark.asyncio
 async def test_throttling_and_5xx_are_retried_with_backoff() -> None:
     cache, sts, clock = make()
     sts.failures += [ThrottledError("slow down", code="Throttling", retry_after_ms=1500), ServerError("oops")]
