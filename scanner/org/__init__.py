@@ -17,9 +17,10 @@ from scanner.org.accounts import (
     AccountsFile,
     AccountSpec,
     AccountTarget,
+    MemberSelection,
     load_accounts_file,
     parse_accounts,
-    targets_from_directory,
+    select_members,
 )
 from scanner.org.cache import (
     AccountCredentials,
@@ -30,8 +31,8 @@ from scanner.org.cache import (
 from scanner.org.http import RpcTransport
 from scanner.org.resourcemanager import (
     SCANNABLE_STATUSES,
-    Account,
     AccountListing,
+    DirectoryAccount,
     ResourceManagerClient,
 )
 from scanner.org.rpc import RESOURCE_MANAGER, STS, RpcApi, RpcClient, redact, sign_rpc
@@ -51,7 +52,6 @@ __all__ = [
     "RESOURCE_MANAGER",
     "SCANNABLE_STATUSES",
     "STS",
-    "Account",
     "AccountCredentials",
     "AccountListing",
     "AccountSpec",
@@ -60,6 +60,8 @@ __all__ = [
     "AssumeRoleRequest",
     "CacheStatistics",
     "CallerIdentity",
+    "DirectoryAccount",
+    "MemberSelection",
     "ResourceManagerClient",
     "RoleCredentialsCache",
     "RpcApi",
@@ -71,7 +73,7 @@ __all__ = [
     "parse_accounts",
     "redact",
     "role_arn",
+    "select_members",
     "sign_rpc",
-    "targets_from_directory",
     "token_expired",
 ]

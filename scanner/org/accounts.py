@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from scanner.eas.endpoints import validate_region
 from scanner.errors import ConfigError
-from scanner.org.resourcemanager import Account
+from scanner.org.resourcemanager import DirectoryAccount
 from scanner.org.sts import (
     DEFAULT_ROLE_NAME,
     parse_role_arn,
@@ -48,9 +48,10 @@ __all__ = [
     "AccountSpec",
     "AccountTarget",
     "AccountsFile",
+    "MemberSelection",
     "load_accounts_file",
     "parse_accounts",
-    "targets_from_directory",
+    "select_members",
 ]
 
 DEFAULTS_KEYS: Final = ("external_id", "regions", "role_name")
@@ -126,22 +127,66 @@ class AccountsFile:
         return f"AccountsFile({self.source!r}, {len(self.accounts)} accounts)"
 
 
-def targets_from_directory(
-    accounts: Sequence[Account], *, role_name: str = DEFAULT_ROLE_NAME, external_id: str | None = None
-) -> tuple[AccountTarget, ...]:
-    """Targets for Resource Directory members (``ListAccounts``): the scannable ones only."""
+@dataclass(frozen=True, slots=True)
+class MemberSelection:
+    """Resource Directory members sorted out for a scan.
+
+    ``targets``: the members to scan. ``skipped``: members not in a scannable status (the
+    summary's ``skipped_accounts``). ``excluded``: ids left out by ``exclude``. ``missing``:
+    ids of ``include`` that are not members (the caller decides: warn, or refuse).
+    """
+
+    targets: tuple[AccountTarget, ...]
+    skipped: tuple[DirectoryAccount, ...]
+    excluded: tuple[str, ...]
+    missing: tuple[str, ...]
+
+
+def select_members(
+    accounts: Sequence[DirectoryAccount],
+    *,
+    role_name: str = DEFAULT_ROLE_NAME,
+    external_id: str | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+) -> MemberSelection:
+    """The members to scan (``--include-accounts`` / ``--exclude-accounts``), in listing order.
+
+    ``include`` None means every member; an id in both ``include`` and ``exclude`` is excluded.
+    Ids are checked (``ConfigError``) before anything is selected.
+    """
     validate_role_name(role_name)
     if external_id is not None:
         validate_external_id(external_id)
-    return tuple(
-        AccountTarget(
-            account_id=account.account_id,
-            role_arn=role_arn(account.account_id, role_name),
-            name=account.display_name or None,
-            external_id=external_id,
-        )
-        for account in accounts
-        if account.scannable
+    wanted = (
+        None if include is None else {validate_account_id(i, what="included account id") for i in include}
+    )
+    unwanted = {validate_account_id(i, what="excluded account id") for i in exclude}
+    targets: list[AccountTarget] = []
+    skipped: list[DirectoryAccount] = []
+    excluded: list[str] = []
+    for account in accounts:
+        if account.account_id in unwanted:
+            excluded.append(account.account_id)
+        elif wanted is not None and account.account_id not in wanted:
+            continue
+        elif not account.scannable:
+            skipped.append(account)
+        else:
+            targets.append(
+                AccountTarget(
+                    account_id=account.account_id,
+                    role_arn=role_arn(account.account_id, role_name),
+                    name=account.display_name or None,
+                    external_id=external_id,
+                )
+            )
+    members = {account.account_id for account in accounts}
+    return MemberSelection(
+        targets=tuple(targets),
+        skipped=tuple(skipped),
+        excluded=tuple(excluded),
+        missing=tuple(sorted((wanted or set()) - members - unwanted)),
     )
 
 

@@ -29,9 +29,9 @@ __all__ = [
     "MAX_ACCOUNTS",
     "MAX_PAGE_SIZE",
     "SCANNABLE_STATUSES",
-    "Account",
     "AccountListing",
     "AccountPage",
+    "DirectoryAccount",
     "ResourceManagerClient",
 ]
 
@@ -44,7 +44,7 @@ _EXTRA_PAGES: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
-class Account:
+class DirectoryAccount:
     """A member of the Resource Directory, as ``ListAccounts`` describes it."""
 
     account_id: str
@@ -60,7 +60,7 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class AccountPage:
-    accounts: tuple[Account, ...]
+    accounts: tuple[DirectoryAccount, ...]
     total_count: int
     page_number: int
     page_size: int
@@ -71,18 +71,18 @@ class AccountPage:
 class AccountListing:
     """Every member found. ``complete``: the accounts found reached the last ``TotalCount``."""
 
-    accounts: tuple[Account, ...]
+    accounts: tuple[DirectoryAccount, ...]
     total_count: int
     requests: int
     passes: int
     complete: bool
 
     @property
-    def scannable(self) -> tuple[Account, ...]:
+    def scannable(self) -> tuple[DirectoryAccount, ...]:
         return tuple(account for account in self.accounts if account.scannable)
 
     @property
-    def skipped(self) -> tuple[Account, ...]:
+    def skipped(self) -> tuple[DirectoryAccount, ...]:
         return tuple(account for account in self.accounts if not account.scannable)
 
 
@@ -130,7 +130,7 @@ class ResourceManagerClient:
         """Every member (of one folder, given ``parent_folder_id``), de-duplicated, bounded."""
         if type(max_passes) is not int or max_passes < 1:
             raise ConfigError(f"max_passes must be a positive integer, got {max_passes!r}")
-        found: dict[str, Account] = {}
+        found: dict[str, DirectoryAccount] = {}
         requests = 0
         total = 0
         passes = 0
@@ -148,7 +148,7 @@ class ResourceManagerClient:
         )
 
     async def _one_pass(
-        self, found: dict[str, Account], parent_folder_id: str | None, page_size: int
+        self, found: dict[str, DirectoryAccount], parent_folder_id: str | None, page_size: int
     ) -> tuple[int, int]:
         """Read the listing page by page into ``found``; return (last TotalCount, requests)."""
         size = page_size
@@ -209,7 +209,7 @@ def _decode_page(data: dict[str, Any], action: str, page_number: int, page_size:
         if not isinstance(account_id, str) or not account_id.isdigit():
             raise fail(f"an account entry has no numeric AccountId ({type(account_id).__name__})")
         accounts.append(
-            Account(
+            DirectoryAccount(
                 account_id=account_id,
                 display_name=_text(entry.get("DisplayName")),
                 folder_id=_text(entry.get("FolderId")),

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from scanner.errors import ConfigError
-from scanner.org.accounts import AccountTarget, load_accounts_file, parse_accounts
+from scanner.org.accounts import AccountTarget, load_accounts_file, parse_accounts, select_members
+from scanner.org.resourcemanager import DirectoryAccount
 
 EXAMPLE = """\
 [defaults]                 # all optional
@@ -124,3 +125,26 @@ def test_file_problems(tmp_path: Path) -> None:
         load_accounts_file(bad)
     with pytest.raises(ConfigError, match="cannot be read"):
         load_accounts_file(tmp_path)
+
+
+def test_selecting_members_to_scan() -> None:
+    members = [
+        DirectoryAccount("11", "one", status="CreateSuccess"),
+        DirectoryAccount("22", "two", status="PromoteVerifying"),
+        DirectoryAccount("33", "", status="InviteSuccess"),
+        DirectoryAccount("44", "four", status="PromoteSuccess"),
+    ]
+    every = select_members(members, external_id="ext-id")
+    assert [(t.account_id, t.name, t.external_id) for t in every.targets] == [
+        ("11", "one", "ext-id"), ("33", None, "ext-id"), ("44", "four", "ext-id"),
+    ]  # fmt: skip
+    assert every.targets[0].role_arn == "acs:ram::11:role/ResourceDirectoryAccountAccessRole"
+    assert [a.account_id for a in every.skipped] == ["22"]
+    some = select_members(members, include=["11", "22", "99", "44"], exclude=["44"])
+    assert [t.account_id for t in some.targets] == ["11"]
+    assert [a.account_id for a in some.skipped] == ["22"]
+    assert (some.excluded, some.missing) == (("44",), ("99",))
+    with pytest.raises(ConfigError, match="excluded account id 'x'"):
+        select_members(members, exclude=["x"])
+    with pytest.raises(ConfigError, match="role name"):
+        select_members(members, role_name="a b")

@@ -9,7 +9,7 @@ import pytest
 
 from scanner.client.credentials import StaticCredentials
 from scanner.errors import ConfigError, DecodeError
-from scanner.org.accounts import targets_from_directory
+from scanner.org.accounts import select_members
 from scanner.org.resourcemanager import SCANNABLE_STATUSES, ResourceManagerClient
 from scanner.org.rpc import RESOURCE_MANAGER, RpcClient, RpcResponse
 from tests.org.conftest import Org
@@ -68,10 +68,13 @@ async def test_scannable_and_skipped(org: Org) -> None:
     listing = await org.rm.list_accounts()
     assert {a.status for a in listing.scannable} == SCANNABLE_STATUSES
     assert [a.status for a in listing.skipped] == STATUSES[3:]
-    targets = targets_from_directory(listing.accounts, role_name="EasInventoryReader")
+    selection = select_members(listing.accounts, role_name="EasInventoryReader")
+    targets = selection.targets
     assert [t.account_id for t in targets] == [a.account_id for a in listing.scannable]
     assert targets[0].role_arn == "acs:ram::2000000000000000:role/EasInventoryReader"
     assert targets[0].name == "member-0000"
+    assert selection.skipped == listing.skipped
+    assert (selection.excluded, selection.missing) == ((), ())
 
 
 @pytest.mark.asyncio
