@@ -18,12 +18,20 @@ from urllib.parse import unquote_plus
 import pytest
 
 from scanner.client.credentials import Credentials
-from scanner.eas.signing import EMPTY_BODY_SHA256, canonical_query, parse_authorization, verify
+from scanner.eas.signing import EMPTY_BODY_SHA256, canonical_query, parse_authorization
 from scanner.org.http import RpcTransport
 from scanner.org.rpc import RESOURCE_MANAGER, STS, RpcClient, sign_rpc
 from scanner.testing import FakeClock
 from tests.org import sdk
-from tests.org.server import MANAGEMENT_KEY_ID, MANAGEMENT_SECRET, OrgServer, Recorded, member, serve_org
+from tests.org.server import (
+    MANAGEMENT_KEY_ID,
+    MANAGEMENT_SECRET,
+    OrgServer,
+    Recorded,
+    member,
+    serve_org,
+    verify_request,
+)
 
 VECTORS = Path(__file__).parent / "data" / "sdk-org-captured.jsonl"
 
@@ -81,7 +89,7 @@ def test_the_golden_file_covers_both_products_both_sdk_paths_and_sts_tokens() ->
 @pytest.mark.parametrize("recorded", GOLDEN, ids=lambda r: f"{r.action}-{r.header('x-acs-signature-nonce')}")
 def test_each_capture_verifies(recorded: Recorded) -> None:
     date = datetime.strptime(recorded.header("x-acs-date") or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    verified = verify(
+    verified = verify_request(
         method=recorded.method,
         raw_path=recorded.raw_path,
         raw_query=recorded.raw_query,
