@@ -37,9 +37,9 @@ from scanner.clock import Clock
 from scanner.eas.models import Page
 from scanner.eas.params import Action, InstanceQuery, ServiceQuery
 from scanner.engine.config import Concurrency, Consistency, RetryPolicy
+from scanner.engine.pacing import ClientRateLimiters
 from scanner.engine.pagination import ListingState, descending_pages, page_count
 from scanner.engine.ports import EasApi
-from scanner.engine.ratelimit import RateLimiters
 from scanner.engine.retry import Retrier, RetryBudget
 from scanner.engine.stats import Failure, LiveStats, ScanSummary, ServiceVerdict
 from scanner.errors import NotFoundError, RequestError, ScanFailedError, ThrottledError
@@ -150,7 +150,7 @@ class ScanJob:
         concurrency: Concurrency,
         consistency: Consistency,
         retry_policy: RetryPolicy,
-        rate_limiters: RateLimiters,
+        rate_limiters: ClientRateLimiters,
         clock: Clock,
         rng: random.Random,
         fail_fast: bool = False,
