@@ -1,8 +1,7 @@
 """Organisation-wide scans (issue 13): the wire layer.
 
-- ``rpc``: RPC-style calls (``POST /``, parameters in the query) signed with ACS3-HMAC-SHA256;
-  redaction; the STS / ResourceManager error table.
-- ``http``: ``RpcTransport``, POST over one aiohttp session.
+- ``rpc``: RPC-style calls (``POST /``, parameters in the query) signed with ACS3-HMAC-SHA256,
+  over the client's transport seam; the STS / ResourceManager error table.
 - ``sts``: ``StsClient.assume_role`` -> temporary ``Credentials``.
 - ``resourcemanager``: ``ResourceManagerClient.list_accounts`` (bounded paging).
 - ``accounts``: the ``accounts.toml`` loader and ``AccountTarget``.
@@ -28,14 +27,13 @@ from scanner.org.cache import (
     RoleCredentialsCache,
     SimpleRetry,
 )
-from scanner.org.http import RpcTransport
 from scanner.org.resourcemanager import (
     SCANNABLE_STATUSES,
     AccountListing,
     DirectoryAccount,
     ResourceManagerClient,
 )
-from scanner.org.rpc import RESOURCE_MANAGER, STS, RpcApi, RpcClient, redact, sign_rpc
+from scanner.org.rpc import RESOURCE_MANAGER, STS, RpcApi, RpcClient, redactor_for, sign_rpc
 from scanner.org.sts import (
     DEFAULT_ROLE_NAME,
     DEFAULT_ROLE_SESSION_NAME,
@@ -66,12 +64,11 @@ __all__ = [
     "RoleCredentialsCache",
     "RpcApi",
     "RpcClient",
-    "RpcTransport",
     "SimpleRetry",
     "StsClient",
     "load_accounts_file",
     "parse_accounts",
-    "redact",
+    "redactor_for",
     "role_arn",
     "select_members",
     "sign_rpc",

@@ -8,24 +8,31 @@ SDKs send; ``tests/org/test_rpc_signing.py`` re-signs each capture byte for byte
 key sends ``x-acs-accesskey-id`` and its token in ``x-acs-security-token``, both signed.
 
 The query goes on the wire exactly as signed (``quote(value, safe="~")``, keys sorted), so a
-server that hashes the raw query and one that decodes and re-encodes it agree.
+server that hashes the raw query and one that decodes and re-encodes it agree. Requests go
+through the client's transport seam (``scanner.client.http.AsyncTransport``), so an org scan
+can share one connection pool between STS, ResourceManager and EAS, and tests can script the
+answers with ``scanner.testing.MockTransport``.
 
-Every server-derived text (message, code, HTML snippet) is redacted before it reaches an
-exception: the AccessKeySecret and SecurityToken in use become ``***``, AccessKey ids are masked
-(``LTAI****wxyz``).
+Errors are built as ``EasClient`` builds them (issue 11): every server-derived text is redacted
+(``scanner.client.redact.Redactor``: the secret and token in use removed, access key ids masked),
+a non-JSON answer is described in one line, a refused timestamp is a ``ClockSkewError`` naming
+the skew; only the code table differs (``ORG_CODE_RULES`` first, then ``scanner.eas.faults``).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from datetime import datetime
+from typing import Any, Final
 
 import orjson
 
-from scanner.client.credentials import Credentials, mask_access_key_id
+from scanner.client.api import _clock_skew_message, _first_str, _non_json_message
+from scanner.client.credentials import Credentials
+from scanner.client.http import AsyncTransport, Request, Response
+from scanner.client.redact import Redactor
 from scanner.client.transport import default_user_agent
 from scanner.clock import Clock, SystemClock
 from scanner.eas import faults
@@ -35,6 +42,7 @@ from scanner.errors import (
     ApiError,
     AuthError,
     BadRequestError,
+    ClockSkewError,
     ConfigError,
     DecodeError,
     RequestError,
@@ -46,11 +54,9 @@ __all__ = [
     "STS",
     "RpcApi",
     "RpcClient",
-    "RpcHttp",
-    "RpcResponse",
     "SignedRpcRequest",
     "classify",
-    "redact",
+    "redactor_for",
     "sign_rpc",
 ]
 
@@ -134,19 +140,13 @@ def sign_rpc(
 
 # --- redaction and classification ---------------------------------------------------------------
 
-_KEY_ID = re.compile(r"\b(?:LTAI|STS\.)[A-Za-z0-9]{6,}")
 
-
-def redact(text: str, credentials: Credentials | None = None) -> str:
-    """``text`` without the secret or token of ``credentials``, and with AccessKey ids masked."""
-    if credentials is not None:
-        for secret in (credentials.access_key_secret, credentials.security_token):
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***")
-        key_id = credentials.access_key_id
-        if key_id:
-            text = text.replace(key_id, mask_access_key_id(key_id))
-    return _KEY_ID.sub(lambda match: mask_access_key_id(match.group(0)), text)
+def redactor_for(credentials: Credentials) -> Redactor:
+    """What to hide in text that answers a request signed with ``credentials``."""
+    return Redactor(
+        secrets=(credentials.access_key_secret, credentials.security_token),
+        key_ids=(credentials.access_key_id,),
+    )
 
 
 #: STS and ResourceManager codes that the EAS table (``scanner.eas.faults``) does not know, tried
@@ -181,62 +181,23 @@ def classify(status: int, code: str | None, *, retry_after: bool = False) -> typ
 # --- one call ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RpcResponse:
-    """An HTTP answer, whole, with the headers the RPC layer reads."""
-
-    status: int
-    body: bytes
-    content_type: str = ""
-    #: ``x-acs-retry-after`` in milliseconds, when valid.
-    retry_after_ms: int | None = None
-    request_id: str | None = None
-    #: The server's ``Date`` header, as sent.
-    date: str | None = None
-
-
-class RpcHttp(Protocol):
-    """Sends one POST with no body (the URL already percent-encoded, sent byte for byte).
-
-    Raises ``scanner.errors.TransportError`` subclasses for anything that is not an HTTP answer.
-    ``scanner.org.http.RpcTransport`` is the aiohttp implementation.
-    """
-
-    async def post(self, url: str, headers: Mapping[str, str]) -> RpcResponse: ...
-
-
 def random_nonce() -> str:
     return os.urandom(16).hex()
 
 
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-
-
-def _snippet(body: bytes, limit: int = 80) -> str:
-    text = _SPACE.sub(" ", _TAG.sub(" ", body[: limit * 8].decode("utf-8", "replace"))).strip()
-    return text[:limit]
-
-
-def _first_str(data: Mapping[str, Any], *keys: str) -> str | None:
-    for key in keys:
-        value = data.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 class RpcClient:
-    """Signed RPC calls to one product at one endpoint, over an ``RpcHttp``.
+    """Signed RPC calls to one product at one endpoint, over a transport.
 
     ``call`` returns the decoded JSON object of a 2xx answer, or raises a ``RequestError`` whose
     ``action`` is the RPC action and whose text is redacted. No retries here: callers own them.
+    The transport is the caller's (opened and closed by it), typically the scan's one
+    ``AiohttpTransport``.
     """
 
     def __init__(
         self,
         api: RpcApi,
-        http: RpcHttp,
+        transport: AsyncTransport,
         *,
         endpoint: str | None = None,
         clock: Clock | None = None,
@@ -250,7 +211,7 @@ class RpcClient:
         self.endpoint: Endpoint = parse_base_url(
             api.name, endpoint or api.default_endpoint, allow_insecure_http=allow_insecure_http
         )
-        self._http = http
+        self._transport = transport
         self._clock: Clock = clock or SystemClock()
         self._nonce = nonce_factory or random_nonce
         self.user_agent = user_agent or default_user_agent()
@@ -270,16 +231,20 @@ class RpcClient:
         )
 
     async def call(self, action: str, params: Mapping[str, str], credentials: Credentials) -> dict[str, Any]:
-        request = self.prepare(action, params, credentials)
+        signed = self.prepare(action, params, credentials)
+        redact = redactor_for(credentials)
         self.requests += 1
         try:
-            response = await self._http.post(request.url(self.endpoint.base_url), request.headers)
-        except RequestError as exc:
+            response = await self._transport.send(
+                Request(RPC_METHOD, signed.url(self.endpoint.base_url), signed.headers)
+            )
+        except RequestError as exc:  # the transport's errors know nothing of the action
             exc.action = action
-            exc.message = redact(exc.message, credentials)
+            exc.message = redact(exc.message)
+            exc.args = (exc.message, *exc.args[1:])
             raise
         if not 200 <= response.status < 300:
-            raise self._api_error(action, response, credentials)
+            raise _rpc_error(action, response, redact, self._clock.wall())
         try:
             data = orjson.loads(response.body)
         except orjson.JSONDecodeError:
@@ -287,39 +252,43 @@ class RpcClient:
         if type(data) is not dict:
             what = "not valid JSON" if data is None else "not a JSON object"
             raise DecodeError(
-                f"{self.api.name} answered HTTP {response.status} with a body that is {what} "
+                f"unexpected response: HTTP {response.status} with a body that is {what} "
                 f"({len(response.body)} bytes)",
                 action=action,
                 status=response.status,
-                request_id=response.request_id,
+                request_id=redact.optional(response.request_id),
             )
         return data
 
-    def _api_error(self, action: str, response: RpcResponse, credentials: Credentials) -> ApiError:
-        code = message = request_id = None
-        try:
-            data = orjson.loads(response.body)
-        except orjson.JSONDecodeError:
-            data = None
-        if isinstance(data, dict):
-            code = _first_str(data, "Code", "code")
-            message = _first_str(data, "Message", "message")
-            request_id = _first_str(data, "RequestId", "requestId")
-        if message is None:
-            kind = response.content_type.split(";")[0].strip() or "no content type"
-            if response.body.strip():
-                message = f'HTTP {response.status} with a non-JSON body ({kind}): "{_snippet(response.body)}"'
-            else:
-                message = f"HTTP {response.status} with an empty body"
-        cls = classify(response.status, code, retry_after=response.retry_after_ms is not None)
-        return cls(
-            redact(f"{self.api.name} {message}", credentials),
-            action=action,
-            status=response.status,
-            code=redact(code, credentials) if code else None,
-            request_id=request_id or response.request_id,
-            retry_after_ms=response.retry_after_ms,
-        )
-
     def __repr__(self) -> str:
         return f"RpcClient({self.api.name} {self.api.version} at {self.endpoint.base_url})"
+
+
+def _rpc_error(action: str, response: Response, redact: Redactor, now: datetime) -> ApiError:
+    """The error of a non-2xx answer: ``EasClient``'s recipe with the org code table."""
+    code = message = request_id = None
+    try:
+        data = orjson.loads(redact.scrub(response.body))
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        code = redact.optional(_first_str(data, "Code", "code"))
+        message = redact.optional(_first_str(data, "Message", "message"))
+        request_id = redact.optional(_first_str(data, "RequestId", "requestId", "requestid"))
+    elif response.body.strip():
+        message = _non_json_message(response, redact)
+    request_id = request_id or redact.optional(response.request_id)
+    skew = _clock_skew_message(code, response.date, now)
+    if skew is not None:
+        return ClockSkewError(
+            redact(skew), action=action, status=response.status, code=code, request_id=request_id
+        )
+    cls = classify(response.status, code, retry_after=response.retry_after_ms is not None)
+    return cls(
+        message or f"HTTP {response.status} with no error message",
+        action=action,
+        status=response.status,
+        code=code,
+        request_id=request_id,
+        retry_after_ms=response.retry_after_ms,
+    )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest_asyncio
 
 from scanner.client.credentials import StaticCredentials
-from scanner.org.http import RpcTransport
+from scanner.client.transport import AiohttpTransport
 from scanner.org.resourcemanager import ResourceManagerClient
 from scanner.org.rpc import RESOURCE_MANAGER, STS, RpcClient
 from scanner.org.sts import StsClient
@@ -25,7 +25,7 @@ class Org:
     server: OrgServer
     clock: FakeClock
     base_url: str
-    http: RpcTransport
+    http: AiohttpTransport
     sts: StsClient
     rm: ResourceManagerClient
 
@@ -35,7 +35,7 @@ async def org() -> AsyncIterator[Org]:
     clock = FakeClock(wall_start=START)
     server = OrgServer(now=clock.wall)
     source = StaticCredentials(MANAGEMENT_KEY_ID, MANAGEMENT_SECRET)
-    async with serve_org(server) as base_url, RpcTransport() as http:
+    async with serve_org(server) as base_url, AiohttpTransport() as http:
         yield Org(
             server=server,
             clock=clock,

@@ -8,10 +8,12 @@ import orjson
 import pytest
 
 from scanner.client.credentials import StaticCredentials
+from scanner.client.http import Request, Response
 from scanner.errors import ConfigError, DecodeError
 from scanner.org.accounts import select_members
 from scanner.org.resourcemanager import SCANNABLE_STATUSES, ResourceManagerClient
-from scanner.org.rpc import RESOURCE_MANAGER, RpcClient, RpcResponse
+from scanner.org.rpc import RESOURCE_MANAGER, RpcClient
+from scanner.testing import MockTransport
 from tests.org.conftest import Org
 from tests.org.server import member
 
@@ -107,17 +109,19 @@ async def test_an_implausible_total_count_ends_the_listing(org: Org, total: obje
     assert len(org.server.requests) == 1
 
 
-class Scripted:
+class Scripted(MockTransport):
     """Answers each POST with the next scripted page body."""
 
     def __init__(self, *bodies: dict[str, Any]) -> None:
+        super().__init__(self.answer)
         self.bodies = list(bodies)
         self.queries: list[str] = []
 
-    async def post(self, url: str, headers: object) -> RpcResponse:
-        self.queries.append(url.partition("?")[2])
+    def answer(self, request: Request) -> Response:
+        assert request.method == "POST"
+        self.queries.append(request.url.partition("?")[2])
         body = self.bodies.pop(0) if self.bodies else {"TotalCount": 0, "PageNumber": 1, "PageSize": 100}
-        return RpcResponse(200, orjson.dumps(body))
+        return Response(200, {"Content-Type": "application/json"}, orjson.dumps(body))
 
 
 def page(number: int, ids: list[str], total: int, size: int = 100, **extra: Any) -> dict[str, Any]:

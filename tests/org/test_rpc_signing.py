@@ -18,8 +18,8 @@ from urllib.parse import unquote_plus
 import pytest
 
 from scanner.client.credentials import Credentials
+from scanner.client.transport import AiohttpTransport
 from scanner.eas.signing import EMPTY_BODY_SHA256, canonical_query, parse_authorization
-from scanner.org.http import RpcTransport
 from scanner.org.rpc import RESOURCE_MANAGER, STS, RpcClient, sign_rpc
 from scanner.testing import FakeClock
 from tests.org import sdk
@@ -161,7 +161,7 @@ async def test_our_requests_are_accepted_and_their_wire_query_is_the_canonical_o
     source = Credentials(MANAGEMENT_KEY_ID, MANAGEMENT_SECRET, "our-sts-token-xyz")
     params = {"RoleArn": sdk.ROLE_ARN, "RoleSessionName": "eas-fleet-scanner", "DurationSeconds": "3600",
               "ExternalId": sdk.AWKWARD_EXTERNAL_ID}  # fmt: skip
-    async with serve_org(server) as base_url, RpcTransport() as http:
+    async with serve_org(server) as base_url, AiohttpTransport() as http:
         sts = RpcClient(STS, http, endpoint=base_url, clock=clock)
         answer = await sts.call("AssumeRole", params, source)
         rm = RpcClient(RESOURCE_MANAGER, http, endpoint=base_url, clock=clock)

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from scanner.client.credentials import Credentials, StaticCredentials
+from scanner.client.http import Request, Response
+from scanner.client.redact import Redactor
+from scanner.client.transport import AiohttpTransport
 from scanner.errors import (
     ApiError,
     AuthError,
     BadRequestError,
+    ClockSkewError,
     ConfigError,
     DecodeError,
     NetworkError,
     ServerError,
     ThrottledError,
 )
-from scanner.org.http import RpcTransport
-from scanner.org.rpc import STS, RpcClient, RpcResponse, classify, redact
+from scanner.org.rpc import STS, RpcClient, classify, redactor_for
 from scanner.org.sts import AssumeRoleRequest, StsClient, parse_role_arn, role_arn, token_expired
+from scanner.testing import FakeClock, MockTransport
 from tests.org.conftest import START, Org
 from tests.org.server import MANAGEMENT_ACCOUNT, MANAGEMENT_KEY_ID, MANAGEMENT_SECRET
 
@@ -157,17 +161,15 @@ async def test_errors_over_the_wire(org: Org, status: int, code: str, cls: type[
     assert caught.value.code == code
 
 
-class EchoingHttp:
-    """A server that puts everything it received into its error message, and then some."""
+def answering(
+    status: int, body: bytes, content_type: str = "application/json", **headers: str
+) -> MockTransport:
+    """A transport whose every answer is this one."""
 
-    def __init__(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.status, self.body, self.content_type = status, body, content_type
-        self.seen: dict[str, str] = {}
+    def answer(request: Request) -> Response:
+        return Response(status, {"Content-Type": content_type, **headers}, body)
 
-    async def post(self, url: str, headers: object) -> RpcResponse:
-        assert isinstance(headers, dict)
-        self.seen = headers
-        return RpcResponse(self.status, self.body, self.content_type)
+    return MockTransport(answer)
 
 
 SOURCE = Credentials("LTAI5tSourceKeyAbCdwxyz", "source-secret-0123456789", "source-token-" + "z" * 30)
@@ -180,7 +182,7 @@ async def test_no_secret_or_token_in_errors() -> None:
         f'{SOURCE.access_key_secret} token {SOURCE.security_token} other LTAI5tSomeoneElse99",'
         '"RequestId":"r1"}'
     ).encode()
-    rpc = RpcClient(STS, EchoingHttp(403, leak), endpoint="https://sts.aliyuncs.com")
+    rpc = RpcClient(STS, answering(403, leak), endpoint="https://sts.aliyuncs.com")
     with pytest.raises(AuthError) as caught:
         await rpc.call("AssumeRole", {"RoleArn": role_arn(MEMBER, "R")}, SOURCE)
     text = f"{caught.value} {caught.value!r} {caught.value.code} {caught.value.message}"
@@ -200,22 +202,19 @@ async def test_an_html_answer_is_described_in_one_line() -> None:
         b"<html><head><title>502 Bad Gateway</title></head>\n<body><h1>502   Bad Gateway</h1></body></html>"
     )
     rpc = RpcClient(
-        STS, EchoingHttp(502, page, "text/html; charset=utf-8"), endpoint="https://sts.aliyuncs.com"
+        STS, answering(502, page, "text/html; charset=utf-8"), endpoint="https://sts.aliyuncs.com"
     )
     with pytest.raises(ServerError) as caught:
         await rpc.call("AssumeRole", {}, SOURCE)
     assert (
-        caught.value.message
-        == 'STS HTTP 502 with a non-JSON body (text/html): "502 Bad Gateway 502 Bad Gateway"'
+        caught.value.message == 'HTTP 502 with a non-JSON body (text/html): "502 Bad Gateway 502 Bad Gateway"'
     )
     assert caught.value.code is None
 
 
 @pytest.mark.asyncio
 async def test_a_2xx_that_is_not_json_is_a_decode_error() -> None:
-    rpc = RpcClient(
-        STS, EchoingHttp(200, b"<html>ok</html>", "text/html"), endpoint="https://sts.aliyuncs.com"
-    )
+    rpc = RpcClient(STS, answering(200, b"<html>ok</html>", "text/html"), endpoint="https://sts.aliyuncs.com")
     with pytest.raises(DecodeError):
         await rpc.call("AssumeRole", {}, SOURCE)
 
@@ -237,7 +236,7 @@ async def test_a_malformed_answer_names_the_field_not_its_value(credentials: dic
 
     body = orjson.dumps({"RequestId": "r", "Credentials": credentials})
     sts = StsClient(
-        RpcClient(STS, EchoingHttp(200, body), endpoint="https://sts.aliyuncs.com"),
+        RpcClient(STS, answering(200, body), endpoint="https://sts.aliyuncs.com"),
         source=StaticCredentials(MANAGEMENT_KEY_ID, MANAGEMENT_SECRET),
     )
     with pytest.raises(DecodeError) as caught:
@@ -252,7 +251,7 @@ async def test_a_network_failure_is_a_network_error_naming_the_action() -> None:
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    async with RpcTransport() as http:
+    async with AiohttpTransport() as http:
         rpc = RpcClient(STS, http, endpoint=f"http://127.0.0.1:{port}")
         with pytest.raises(NetworkError) as caught:
             await rpc.call("AssumeRole", {}, SOURCE)
@@ -265,7 +264,11 @@ def test_reprs_hold_no_secret() -> None:
     assert "external_id='set'" not in repr(req)
     assert "external_id=set" in repr(req)
     assert SOURCE.access_key_secret not in repr(SOURCE)
-    assert redact("x LTAI5tAbCdEfwxyz y") == "x LTAI****wxyz y"
+    assert (
+        redactor_for(SOURCE)(f"x {SOURCE.access_key_id} LTAI5tAbCdEfwxyz y")
+        == "x LTAI****wxyz LTAI****wxyz y"
+    )
+    assert isinstance(redactor_for(SOURCE), Redactor)
 
 
 @pytest.mark.parametrize(
@@ -297,3 +300,20 @@ def test_role_arns() -> None:
         role_arn(MEMBER, "bad/name")
     with pytest.raises(ConfigError):
         role_arn("12ab", "Reader")
+
+
+@pytest.mark.asyncio
+async def test_a_refused_timestamp_is_a_clock_skew_error_naming_the_skew() -> None:
+    body = b'{"Code":"InvalidTimeStamp.Expired","Message":"Specified time stamp is expired.","RequestId":"r"}'
+    server_date = "Sun, 06 Dec 2026 02:20:00 GMT"
+    clock = FakeClock(wall_start=datetime(2026, 12, 6, 2, 0, 0, tzinfo=UTC))
+    rpc = RpcClient(
+        STS, answering(400, body, Date=server_date), endpoint="https://sts.aliyuncs.com", clock=clock
+    )
+    with pytest.raises(ClockSkewError) as caught:
+        await rpc.call("AssumeRole", {}, SOURCE)
+    assert caught.value.code == "InvalidTimeStamp.Expired"
+    assert caught.value.message == (
+        f"the local clock is 20 minutes behind the server's (server Date: {server_date}); "
+        "set the system clock (e.g. enable NTP) and run again"
+    )
