@@ -58,6 +58,7 @@ from scanner.org.sts import (
     DEFAULT_ROLE_SESSION_NAME,
     AssumeRoleRequest,
 )
+from scanner.validation import require_positive
 
 __all__ = [
     "DEFAULT_FAILURE_BACKOFF",
@@ -127,8 +128,7 @@ class SimpleRetry:
         base_delay: float = 0.5,
         max_delay: float = 20.0,
     ) -> None:
-        if type(max_attempts) is not int or max_attempts < 1:
-            raise ConfigError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+        require_positive("max_attempts", max_attempts, integer=True)
         if not 0 <= base_delay <= max_delay:
             raise ConfigError("delays must satisfy 0 <= base_delay <= max_delay")
         self._clock = clock
@@ -202,8 +202,7 @@ class RoleCredentialsCache:
     ) -> None:
         if not refresh_margin >= 0 or not failure_backoff >= 0:
             raise ConfigError("refresh_margin and failure_backoff must be >= 0")
-        if type(max_in_flight) is not int or max_in_flight < 1:
-            raise ConfigError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")
+        require_positive("max_in_flight", max_in_flight, integer=True)
         # Validated now, so that a bad flag fails before the first account is touched.
         AssumeRoleRequest(
             role_arn="acs:ram::1:role/x",

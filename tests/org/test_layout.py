@@ -10,7 +10,14 @@ import pytest
 import scanner.org
 
 ORG = Path(scanner.org.__file__).parent
-ALLOWED = ("scanner.client", "scanner.clock", "scanner.eas", "scanner.errors", "scanner.org")
+ALLOWED = (
+    "scanner.client",
+    "scanner.clock",
+    "scanner.eas",
+    "scanner.errors",
+    "scanner.org",
+    "scanner.validation",
+)
 
 
 def test_all_names_exist_once() -> None:
