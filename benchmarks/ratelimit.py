@@ -27,7 +27,7 @@ def _achieved(run: dict[str, Any], regions: int) -> float:
     if run["requests_by_region"] is None:
         # Only the client's own totals (see harness.run_client): successful requests of any
         # action per region, which overstates by the few ListServices calls.
-        return round(run["achieved_qps"] / regions, 2)
+        return round(float(run["achieved_qps"]) / regions, 2)
     throttled = run["throttled_by_region"] or {}
     rates = []
     for region, actions in run["requests_by_region"].items():

@@ -6,6 +6,7 @@ credential chain's ECS metadata service, STS) read ``ATTEMPTS``.
 
 from __future__ import annotations
 
+import _socket  # the C base class that really defines connect/connect_ex (typeshed types them there)
 import ipaddress
 import socket
 from typing import Any
@@ -34,12 +35,12 @@ def _check(address: Any) -> None:
         raise ConnectionRefusedError(f"tests may only reach loopback, not {address[0]}")
 
 
-def _connect(self: socket.socket, address: Any) -> None:
+def _connect(self: _socket.socket, address: Any) -> None:
     _check(address)
     _real_connect(self, address)
 
 
-def _connect_ex(self: socket.socket, address: Any) -> int:
+def _connect_ex(self: _socket.socket, address: Any) -> int:
     _check(address)
     return _real_connect_ex(self, address)
 

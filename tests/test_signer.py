@@ -27,7 +27,7 @@ from scanner.eas.signing import percent_encode
 header_text = st.text(
     st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40
 )  # printable ASCII, as header values must be
-any_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=30)
+any_text = st.text(st.characters(exclude_categories=["Cs"]), min_size=0, max_size=30)
 
 
 @st.composite

@@ -21,7 +21,7 @@ CONCURRENCY_FIELDS = (
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "8"])
 def test_concurrency_bounds_must_be_positive_integers(field: str, bad: object) -> None:
     with pytest.raises(ConfigError, match=f"Concurrency.{field} must be a positive"):
-        Concurrency(**{field: bad})
+        Concurrency(**{field: bad})  # type: ignore[arg-type]  # the wrong type is the point
 
 
 def test_every_concurrency_field_is_checked() -> None:

@@ -191,8 +191,9 @@ async def test_a_forbidden_region_gives_a_partial_summary() -> None:
     assert not summary.complete
     assert summary.regions[allowed].complete
     assert not summary.regions[denied].complete
-    assert summary.regions[denied].error is not None
-    assert summary.regions[denied].error.startswith("Forbidden.RAM")
+    error = summary.regions[denied].error
+    assert error is not None
+    assert error.startswith("Forbidden.RAM")
     assert [(f.region, f.code) for f in summary.failures] == [(denied, "Forbidden.RAM")]
 
 

@@ -7,6 +7,7 @@ and end to end over HTTP (fewer requests; what the client saw must equal what th
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 
@@ -35,7 +36,7 @@ N = 20_000
 
 def tolerance(n: int, p: float) -> float:
     """Five standard deviations of a binomial count: a seeded sequence stays well inside."""
-    return 5 * (n * p * (1 - p)) ** 0.5 + 1
+    return 5 * math.sqrt(n * p * (1 - p)) + 1
 
 
 # --- the decision sequence ------------------------------------------------------------------------

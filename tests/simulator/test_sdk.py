@@ -256,9 +256,7 @@ async def test_service_names_that_need_encoding() -> None:
         client = sdk_client(sim, region)
         for name, count in zip(odd, (3, 2), strict=True):
             request = eas_models.ListServiceInstancesRequest(filter="-", is_spot=False)
-            sync = await anyio.to_thread.run_sync(
-                lambda n=name, r=request: client.list_service_instances(region, n, r)
-            )
+            sync = await anyio.to_thread.run_sync(client.list_service_instances, region, name, request)
             async_ = await client.list_service_instances_async(region, name, request)
             expected = [
                 i["InstanceName"]
