@@ -119,7 +119,7 @@ def test_throttles_answered_before_the_successes_pace_from_the_successes() -> No
     clock.advance(0.079)
     for sent in sends[:5]:
         limiter.on_success(sent)
-    assert (limiter.phase, limiter.rate) == (Phase.RAMP, pytest.approx(5.0))
+    assert (limiter.phase, limiter.rate) == pytest.approx((Phase.RAMP, 5.0))
     # The server's bucket was empty at the throttles, 79 ms ago: one interval (0.2 s) from then.
     assert limiter.reserve()[0] == pytest.approx(0.2 - 0.079)
 

@@ -127,7 +127,7 @@ def test_a_throttled_round_whose_last_answer_is_an_error_is_decided_by_it() -> N
     control.on_throttle(sends[3], 0.001)
     control.on_success(sends[0], 0.05)
     control.on_success(sends[1], 0.05)
-    assert control.phase is Phase.SLOW_START
+    assert phase_of(control) is Phase.SLOW_START
     assert control.on_error(0.06) == pytest.approx(2.0)
     assert control.phase is Phase.RAMP
 

@@ -10,7 +10,6 @@ what the official SDKs send with what we send.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +36,6 @@ VERSIONS = {
 
 #: How far a request's x-acs-date may be from the server's clock (the real APIs: 15 minutes).
 MAX_SKEW = timedelta(minutes=15)
-_VERIFY_CHECKS_THE_DATE = "now" in inspect.signature(verify).parameters
 
 
 def verify_request(
@@ -50,14 +48,12 @@ def verify_request(
     secret_for: Callable[[str], str | None],
     now: datetime,
 ) -> VerifiedRequest:
-    """``scanner.eas.signing.verify`` plus the date window, whichever version of it is here
-    (the window moved from the verifier to the simulator's acceptance policy)."""
+    """``scanner.eas.signing.verify`` plus the date window (a server's policy, as in the simulator's
+    acceptance module)."""
     kwargs: dict[str, Any] = {
         "method": method, "raw_path": raw_path, "raw_query": raw_query, "headers": headers, "body": body,
         "secret_for": secret_for,
     }  # fmt: skip
-    if _VERIFY_CHECKS_THE_DATE:
-        return verify(**kwargs, now=now)
     verified = verify(**kwargs)
     if abs(now - verified.date) > MAX_SKEW:
         raise SignatureError("InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")

@@ -397,7 +397,7 @@ async def test_auth_errors_are_not_retried() -> None:
     "kwargs",
     [{"role_session_name": "x"}, {"duration_seconds": 60}, {"max_in_flight": 0}, {"refresh_margin": -1}],
 )
-def test_bad_settings_fail_at_construction(kwargs: dict[str, object]) -> None:
+def test_bad_settings_fail_at_construction(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         make(**kwargs)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -283,7 +284,7 @@ def test_reprs_hold_no_secret() -> None:
         ({"external_id": "has space"}, "external id"),
     ],
 )
-def test_request_validation(kwargs: dict[str, object], fragment: str) -> None:
+def test_request_validation(kwargs: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         request(**kwargs)
 
