@@ -12,11 +12,13 @@ from scanner.simulator.counters import CountersSnapshot
 from scanner.simulator.digest import Digest, record_content_digest, record_key_digest
 from scanner.simulator.faults import FaultConfig, FaultKind
 from scanner.simulator.fleet import Fleet, InstanceKey
+from scanner.simulator.org import ORG_PRESETS, OrgSpec
 from scanner.simulator.server import DEFAULT_PAGE_CACHE_BYTES, Simulator
 from scanner.simulator.spec import PRESETS, Even, FleetSpec, LongTail
 
 __all__ = [
     "DEFAULT_PAGE_CACHE_BYTES",
+    "ORG_PRESETS",
     "PRESETS",
     "AccessKey",
     "ChurnRates",
@@ -29,6 +31,7 @@ __all__ = [
     "FleetSpec",
     "InstanceKey",
     "LongTail",
+    "OrgSpec",
     "Simulator",
     "record_content_digest",
     "record_key_digest",
