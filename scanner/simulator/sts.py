@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from scanner.simulator.org import Organization
+from scanner.simulator.org import SUCCESS_STATUSES, Organization
 from scanner.simulator.rpc import RpcError, RpcProduct, RpcRequest
 
 __all__ = ["STS_VERSION", "sts_product"]
@@ -94,7 +94,12 @@ def _assume_role(org: Organization, request: RpcRequest) -> dict[str, Any]:
     account_id, role_name = match.groups()
     member = org.by_id.get(account_id)
     # Role names are case-insensitive.
-    if member is None or not member.role_exists or role_name.lower() != org.spec.role_name.lower():
+    if (
+        member is None
+        or member.status not in SUCCESS_STATUSES  # no account to hold the role (yet, or any more)
+        or not member.role_exists
+        or role_name.lower() != org.spec.role_name.lower()
+    ):
         if member is not None:
             member.assume_role_refused += 1
         raise RpcError(404, "EntityNotExist.Role", f"The role not exists: {role_arn}.")
