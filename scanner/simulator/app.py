@@ -7,7 +7,9 @@ Per request, in this order (the order the real API checks things, as far as it s
    ``InvalidAction.NotFound``.
 3. Authenticate (ACS3 or legacy signature, known key, STS token, fresh nonce and date), then
    ``x-acs-action`` must name the operation of the path.
-4. A region switched to Forbidden: 403 ``Forbidden.RAM``.
+4. In an organisation, a member's temporary key selects that member's fleet, rate limits and
+   switches (``scanner.simulator.org.Tenant``); a member whose role is denied EAS: 403
+   ``Forbidden.RAM``. A region switched to Forbidden: 403 ``Forbidden.RAM``.
 5. The rate limit of (region, action): 429 ``Throttling`` or 400 ``Throttling.User``.
 6. Latency, then the seeded fault draw: 500/503, or a body broken after rendering.
 7. Churn is brought up to now, and the answer rendered (from the page cache when possible).

@@ -471,7 +471,7 @@ class Organization:
         access_key_id = "STS.NU" + token(h, 23, _BASE62)
         secret = token(h ^ 0x5EC, 44, _BASE62)
         security_token = "CAIS" + token(h ^ 0x70C, 340, _BASE62 + "+/") + "=="
-        ttl = duration if self.spec.token_ttl is None else min(duration, self.spec.token_ttl)
+        ttl = duration if self.spec.token_ttl is None else min(duration, int(self.spec.token_ttl))
         expires_at = self.now_epoch() + ttl
         role_id = str(self.role_id_base + member.index)
         self._auth.add(AccessKey(access_key_id, secret, security_token, expires_at=expires_at))

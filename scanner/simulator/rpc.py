@@ -113,7 +113,8 @@ class RpcHandler:
     def _serve(self, request: web.BaseRequest, path: str, raw_query: str, body: bytes) -> dict[str, Any]:
         product = self._product
         action_header = request.headers.get("x-acs-action", "")
-        self.requests[action_header] = self.requests.get(action_header, 0) + 1
+        counted = action_header if action_header in product.actions else "Unknown"
+        self.requests[counted] = self.requests.get(counted, 0) + 1
         if path != "/" or request.method not in ("POST", "GET"):
             raise RpcError(
                 404,
