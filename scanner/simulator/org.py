@@ -17,8 +17,9 @@ belong to.
   (``EntityNotExist.Role``), ``eas_denied`` members whose role may not call EAS (``Forbidden.RAM``).
   ``external_id``: every role requires it. ``token_ttl``: tokens live at most this long, whatever
   was asked. ``assume_role_rate``: AssumeRole calls per second of the management account
-  (``Throttling.User`` above it). ``accounts_page_cap``: ListAccounts answers at most this many
-  per page. ``set_member`` changes one member at run time.
+  (``Throttling.User`` above it); ``list_accounts_rate``: the same for ListAccounts and
+  ListAccountsForParent together (burst 5). ``accounts_page_cap``: ListAccounts answers at most
+  this many per page. ``set_member`` changes one member at run time.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class OrgSpec:
     missing_role: int = 0
     eas_denied: int = 0
     accounts_page_cap: int = 100
+    list_accounts_rate: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.members <= _MAX_MEMBERS:
@@ -124,6 +126,8 @@ class OrgSpec:
             raise ConfigError(f"assume_role_rate must be > 0, got {self.assume_role_rate}")
         if self.assume_role_burst < 1:
             raise ConfigError(f"assume_role_burst must be >= 1, got {self.assume_role_burst}")
+        if self.list_accounts_rate is not None and not self.list_accounts_rate > 0:
+            raise ConfigError(f"list_accounts_rate must be > 0, got {self.list_accounts_rate}")
         if not 1 <= self.accounts_page_cap <= 100:
             raise ConfigError(f"accounts_page_cap must be 1..100, got {self.accounts_page_cap}")
         if not self.role_name or "/" in self.role_name:
@@ -299,8 +303,11 @@ class Organization:
         self.issued: dict[str, IssuedKey] = {}
         self._issued_count = 0
         self._sts_bucket: AdmissionBucket | None = None
+        self._rm_bucket: AdmissionBucket | None = None
         self.assume_role_throttled = 0
+        self.list_accounts_throttled = 0
         self.configure_assume_role_limit(spec.assume_role_rate, spec.assume_role_burst)
+        self.configure_list_accounts_limit(spec.list_accounts_rate)
 
     # --- construction -----------------------------------------------------------------------
 
@@ -419,6 +426,20 @@ class Organization:
         self.spec = self.spec.with_changes(assume_role_rate=rate, assume_role_burst=burst)
         self._sts_bucket = None if rate is None else AdmissionBucket(rate, burst, self._monotonic())
 
+    def configure_list_accounts_limit(self, rate: float | None) -> None:
+        self.spec = self.spec.with_changes(list_accounts_rate=rate)
+        self._rm_bucket = None if rate is None else AdmissionBucket(rate, 5, self._monotonic())
+
+    def list_accounts_wait(self) -> float:
+        """0.0 if a ListAccounts(ForParent) may go ahead now, else the seconds until it could."""
+        bucket = self._rm_bucket
+        if bucket is None:
+            return 0.0
+        wait = bucket.take(self._monotonic())
+        if wait:
+            self.list_accounts_throttled += 1
+        return wait
+
     def assume_role_wait(self) -> float:
         """0.0 if an AssumeRole may go ahead now, else the seconds until it could."""
         bucket = self._sts_bucket
@@ -527,6 +548,8 @@ class Organization:
             "assume_role_burst": spec.assume_role_burst,
             "assume_role_throttled": self.assume_role_throttled,
             "accounts_page_cap": spec.accounts_page_cap,
+            "list_accounts_rate": spec.list_accounts_rate,
+            "list_accounts_throttled": self.list_accounts_throttled,
             "tokens_issued": self._issued_count,
             "instances": sum(m.instances for m in self.members if m.status in SUCCESS_STATUSES),
             "accounts": [m.to_dict() for m in self.members],

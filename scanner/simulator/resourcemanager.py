@@ -12,6 +12,7 @@
   folder ``fd-xxxxxxxxxx``; 400 ``InvalidParameter.FolderId`` if malformed, 404
   ``EntityNotExists.Folder`` if unknown) and lists only the accounts directly in it, filtered by
   ``QueryKeyword`` (a substring of the DisplayName or the AccountId).
+- ``OrgSpec.list_accounts_rate``: above it, 400 ``Throttling.User`` (the API's quota is 20 to 50/s).
 - Order: by JoinTime, oldest first. The response wraps the list twice, as the API does:
   ``{"Accounts": {"Account": [...]}, "PageNumber", "PageSize", "TotalCount"}``.
 """
@@ -85,6 +86,8 @@ def _list(org: Organization, request: RpcRequest, *, parent: bool) -> dict[str, 
             "EntityNotExists.ResourceDirectory",
             "The resource directory for the account is not enabled.",
         )
+    if org.list_accounts_wait():
+        raise RpcError(400, "Throttling.User", "Request was denied due to user flow control.")
     params = request.params
     page_number = _int_param(params, "PageNumber", 1, 1, 1_000_000)
     page_size = _int_param(params, "PageSize", 10, 1, 100)

@@ -164,6 +164,7 @@ class Simulator:
         self.sts_endpoint: str | None = None
         self.resourcemanager_endpoint: str | None = None
         self.rpc_handlers: dict[str, RpcHandler] = {}
+        self._member_digests: dict[tuple[str, bool], Digest] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -377,15 +378,23 @@ class Simulator:
         self._require_open()
         self._advance()
         fleet = self._fleet_of(account)
+        member = fleet is not self.fleet
+        if member:  # a member's fleet never changes: its digests are computed once
+            cached = self._member_digests.get((fleet.caller_uid, content))
+            if cached is not None:
+                return cached
         builder = DigestBuilder()
-        if mode == "current" or fleet is not self.fleet:
+        if mode == "current" or member:
             if content:
                 for region, service_name, instance, _ in fleet.expected_records():
                     builder.add_hash(content_hash(region, service_name, instance))
             else:
                 for key in fleet.current_keys():
                     builder.add_hash(key_hash(*key))
-            return builder.result()
+            result = builder.result()
+            if member:
+                self._member_digests[fleet.caller_uid, content] = result
+            return result
         if t0 is None or t1 is None:
             raise ConfigError(f"mode {mode!r} needs t0 and t1")
         if content:
@@ -478,7 +487,7 @@ class Simulator:
 
     def set_org(self, **changes: Any) -> dict[str, Any]:
         """Change organisation-wide knobs: ``token_ttl``, ``max_session_duration``,
-        ``accounts_page_cap``, ``assume_role_rate``, ``assume_role_burst``."""
+        ``accounts_page_cap``, ``assume_role_rate``, ``assume_role_burst``, ``list_accounts_rate``."""
         org = self._require_org()
         allowed = {
             "token_ttl",
@@ -486,11 +495,14 @@ class Simulator:
             "accounts_page_cap",
             "assume_role_rate",
             "assume_role_burst",
+            "list_accounts_rate",
         }
         unknown = set(changes) - allowed
         if unknown:
             raise ConfigError(f"unknown organisation knob(s) {sorted(unknown)}; known: {sorted(allowed)}")
         limit = {k: changes.pop(k) for k in ("assume_role_rate", "assume_role_burst") if k in changes}
+        if "list_accounts_rate" in changes:
+            org.configure_list_accounts_limit(changes.pop("list_accounts_rate"))
         org.spec = org.spec.with_changes(**changes)
         if limit:
             org.configure_assume_role_limit(

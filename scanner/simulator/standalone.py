@@ -173,6 +173,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     org.add_argument(
         "--accounts-page-cap", type=int, metavar="N", help="ListAccounts answers at most N a page"
     )
+    org.add_argument(
+        "--list-accounts-rate", type=float, metavar="QPS", help="ListAccounts quota (Throttling.User)"
+    )
 
     churn = parser.add_argument_group("churn (events per second, fleet-wide)")
     churn.add_argument("--instance-start-rate", type=_non_negative, default=0.0)
@@ -213,6 +216,7 @@ _ORG_FLAGS = {
     "missing_role": "missing_role",
     "eas_denied": "eas_denied",
     "accounts_page_cap": "accounts_page_cap",
+    "list_accounts_rate": "list_accounts_rate",
 }
 
 

@@ -13,6 +13,7 @@ import orjson
 import pytest
 import pytest_asyncio
 from alibabacloud_eas20210701 import models as eas_models
+from alibabacloud_resourcemanager20200331 import models as rm_models
 from alibabacloud_sts20150401 import models as sts_models
 
 from scanner.eas.signing import EMPTY_BODY_SHA256, canonical_query, format_date, sign
@@ -26,6 +27,7 @@ from tests.simulator.test_org import (
     assume,
     eas,
     members,
+    rm,
     role_arn,
     scannable,
     sdk_error,
@@ -365,3 +367,29 @@ async def test_command_line_builds_an_organisation() -> None:
     assert spec.fleet.services_per_region == 4
     assert simulator_from_args(build_parser().parse_args(["--preset", "small"])).org is None
     assert simulator_from_args(build_parser().parse_args(["--accounts", "3"])).org is not None
+
+
+async def test_the_list_accounts_quota() -> None:
+    clock = FakeClock()
+    async with Simulator(org=KNOBS.with_changes(list_accounts_rate=1.0), seed=9, clock=clock) as sim:
+        client = rm(sim)
+        for _ in range(5):  # the burst
+            await client.list_accounts_async(rm_models.ListAccountsRequest())
+        error = await sdk_error(client.list_accounts_async(rm_models.ListAccountsRequest()))
+        assert (error.code, error.status_code) == ("Throttling.User", 400)
+        clock.advance(1.0)
+        await client.list_accounts_async(rm_models.ListAccountsRequest())
+        assert sim.org_info()["list_accounts_throttled"] == 1
+        sim.set_org(list_accounts_rate=None)
+        for _ in range(10):
+            await client.list_accounts_async(rm_models.ListAccountsRequest())
+
+
+async def test_member_digests_are_computed_once(knob_sim: Simulator) -> None:
+    account = by_flag(knob_sim)["ok"][0]
+    first = knob_sim.fleet_digest(account=account)
+    assert knob_sim.fleet_digest(account=account) is first
+    content = knob_sim.fleet_digest(account=account, content=True)
+    assert content.count == first.count
+    assert content.digest != first.digest
+    assert knob_sim.org_digests()[account] is first
