@@ -113,6 +113,11 @@ class Simulator:
             org = ORG_PRESETS[preset]
         if org is not None and spec is None:
             spec = org.management_fleet()
+        if org is not None and spec is not None and spec.region_ids() != org.fleet.region_ids():
+            raise ConfigError(
+                "the management account's fleet must have the members' regions "
+                f"({', '.join(org.fleet.region_ids())}); got {', '.join(spec.region_ids())}"
+            )
         if (access_key_id is None) != (access_key_secret is None):
             raise ConfigError("give both access_key_id and access_key_secret, or neither")
         if not 0 <= base_port <= 65535:

@@ -17,7 +17,8 @@ from alibabacloud_resourcemanager20200331 import models as rm_models
 from alibabacloud_sts20150401 import models as sts_models
 
 from scanner.eas.signing import EMPTY_BODY_SHA256, canonical_query, format_date, sign
-from scanner.simulator import OrgSpec, Simulator
+from scanner.errors import ConfigError
+from scanner.simulator import FleetSpec, OrgSpec, Simulator
 from scanner.simulator.org import ORG_PRESETS
 from scanner.simulator.standalone import build_parser, simulator_from_args
 from scanner.testing import FakeClock
@@ -393,3 +394,18 @@ async def test_member_digests_are_computed_once(knob_sim: Simulator) -> None:
     assert content.count == first.count
     assert content.digest != first.digest
     assert knob_sim.org_digests()[account] is first
+
+
+async def test_the_management_fleet_may_be_custom_but_shares_the_regions() -> None:
+    custom = FleetSpec(regions=3, services_per_region=4, total_instances=50)
+    async with Simulator(org=KNOBS, spec=custom, seed=9) as sim:
+        management = Credentials(sim.access_key_id, sim.access_key_secret)
+        body = (
+            await eas(sim, sim.regions[0], management).list_services_async(eas_models.ListServicesRequest())
+        ).body
+        assert body.total_count == 4
+        assert sim.fleet_digest().count == 50
+        assert sim.org is not None
+        assert sim.fleet_digest(account=sim.org.management_account_id).count == 50
+    with pytest.raises(ConfigError, match="members' regions"):
+        Simulator(org=KNOBS, spec=FleetSpec(regions=2))
