@@ -4,6 +4,10 @@ It shares only ``scanner.eas``, ``scanner.errors`` and ``scanner.clock`` with th
 package, so a client bug cannot hide behind a matching simulator bug (the official SDK is what the
 tests drive it with). ``Simulator`` runs it in-process; ``python -m scanner.simulator`` (see
 ``scanner.simulator.standalone``) runs it as a process.
+
+``Simulator(preset="org-small")`` (``org-large``, or ``org=OrgSpec(...)``) simulates a Resource
+Directory instead (``scanner.simulator.org``): STS and ResourceManager on their own ports, and
+every member account's own fleet behind the same regional endpoints, chosen by the credentials.
 """
 
 from scanner.simulator.auth import AccessKey
