@@ -19,7 +19,9 @@ belong to.
   was asked. ``assume_role_rate``: AssumeRole calls per second of the management account
   (``Throttling.User`` above it); ``list_accounts_rate``: the same for ListAccounts and
   ListAccountsForParent together (burst 5). ``accounts_page_cap``: ListAccounts answers at most
-  this many per page. ``set_member`` changes one member at run time.
+  this many per page. ``list_management``: ListAccounts lists the management account too, first
+  (it has no member role: AssumeRole into it is ``EntityNotExist.Role``). ``set_member`` changes
+  one member at run time.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class OrgSpec:
     eas_denied: int = 0
     accounts_page_cap: int = 100
     list_accounts_rate: float | None = None
+    list_management: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.members <= _MAX_MEMBERS:
@@ -297,6 +300,20 @@ class Organization:
         self.folder_ids = {self.root_folder_id, *(f.folder_id for f in self.folders)}
         self.role_id_base = 300_000_000_000_000_000 + self._key % 100_000_000_000_000_000
         self.members = self._members(spec, ids[1:])
+        #: The management account as ListAccounts shows it with ``list_management`` (not a member).
+        self.management_member = Member(
+            index=-1,
+            account_id=self.management_account_id,
+            display_name="management",
+            folder_id=self.root_folder_id,
+            status="CreateSuccess",
+            account_type="CloudAccount",
+            join_method="created",
+            join_epoch=ANCHOR_EPOCH - 86_400 * 401,
+            tags=(("env", "prod"), ("team", "platform")),
+            instances=0,
+            role_exists=False,
+        )
         self.by_id = {m.account_id: m for m in self.members}
         self._tenants: dict[str, Tenant] = {}
         self._key_tenant: dict[str, Tenant] = {}
@@ -548,6 +565,7 @@ class Organization:
             "assume_role_burst": spec.assume_role_burst,
             "assume_role_throttled": self.assume_role_throttled,
             "accounts_page_cap": spec.accounts_page_cap,
+            "list_management": spec.list_management,
             "list_accounts_rate": spec.list_accounts_rate,
             "list_accounts_throttled": self.list_accounts_throttled,
             "tokens_issued": self._issued_count,

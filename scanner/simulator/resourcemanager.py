@@ -13,6 +13,7 @@
   ``EntityNotExists.Folder`` if unknown) and lists only the accounts directly in it, filtered by
   ``QueryKeyword`` (a substring of the DisplayName or the AccountId).
 - ``OrgSpec.list_accounts_rate``: above it, 400 ``Throttling.User`` (the API's quota is 20 to 50/s).
+- ``OrgSpec.list_management``: the management account is listed too (first: it joined first).
 - Order: by JoinTime, oldest first. The response wraps the list twice, as the API does:
   ``{"Accounts": {"Account": [...]}, "PageNumber", "PageSize", "TotalCount"}``.
 """
@@ -94,6 +95,8 @@ def _list(org: Organization, request: RpcRequest, *, parent: bool) -> dict[str, 
     include_tags = params.get("IncludeTags", "").lower() == "true"
     wanted = _tags(params)
     members: list[Member] = list(org.members)
+    if org.spec.list_management:
+        members.insert(0, org.management_member)
     if parent:
         folder = params.get("ParentFolderId")
         if not folder:

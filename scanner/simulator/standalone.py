@@ -176,6 +176,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     org.add_argument(
         "--list-accounts-rate", type=float, metavar="QPS", help="ListAccounts quota (Throttling.User)"
     )
+    org.add_argument(
+        "--list-management",
+        action="store_true",
+        default=None,
+        help="ListAccounts lists the management account too (it has no member role)",
+    )
 
     churn = parser.add_argument_group("churn (events per second, fleet-wide)")
     churn.add_argument("--instance-start-rate", type=_non_negative, default=0.0)
@@ -217,6 +223,7 @@ _ORG_FLAGS = {
     "eas_denied": "eas_denied",
     "accounts_page_cap": "accounts_page_cap",
     "list_accounts_rate": "list_accounts_rate",
+    "list_management": "list_management",
 }
 
 

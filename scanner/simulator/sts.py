@@ -8,7 +8,9 @@ Checks, in the order the real service shows them (codes from the STS documentati
   ``Throttling.User`` "Request was denied due to user flow control."
 - ``MissingRoleArn`` / ``MissingRoleSessionName`` (400); ``InvalidParameter.RoleArn``,
   ``InvalidParameter.RoleSessionName`` (``[A-Za-z0-9.@_-]``, 2 to 64), ``InvalidParameter.ExternalId``,
-  ``InvalidParameter.DurationSeconds`` (900 to the role's maximum session duration) (400).
+  ``InvalidParameter.DurationSeconds`` (900 to the role's maximum session duration),
+  ``InvalidParameter.PolicyGrammar`` (a ``Policy`` that is not a JSON object of 1 to 2048
+  characters) (400). ``SourceIdentity`` is echoed back.
 - A role that does not exist (no such member, a member not in a success status, or the knob):
   404 ``EntityNotExist.Role``. An ``ExternalId`` the role requires, missing or different: 403
   ``NoPermission``.
@@ -23,6 +25,8 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final
+
+import orjson
 
 from scanner.simulator.org import SUCCESS_STATUSES, Organization
 from scanner.simulator.rpc import RpcError, RpcProduct, RpcRequest
@@ -79,6 +83,11 @@ def _assume_role(org: Organization, request: RpcRequest) -> dict[str, Any]:
     external_id = params.get("ExternalId")
     if external_id is not None and _EXTERNAL_ID.fullmatch(external_id) is None:
         raise RpcError(400, "InvalidParameter.ExternalId", "The parameter ExternalId is wrongly formed.")
+    policy = params.get("Policy")
+    if policy is not None and not _is_policy(policy):
+        raise RpcError(
+            400, "InvalidParameter.PolicyGrammar", "The parameter Policy has not passed grammar check."
+        )
     maximum = org.spec.max_session_duration
     raw_duration = params.get("DurationSeconds", "3600")
     try:
@@ -107,7 +116,21 @@ def _assume_role(org: Organization, request: RpcRequest) -> dict[str, Any]:
         member.assume_role_refused += 1
         detail = "requires an ExternalId" if external_id is None else "requires another ExternalId"
         raise RpcError(403, "NoPermission", f"{_NOT_AUTHORIZED} (the role's trust policy {detail})")
-    return org.issue(member, org.spec.role_name, session_name, duration)
+    body = org.issue(member, org.spec.role_name, session_name, duration)
+    source_identity = params.get("SourceIdentity")
+    if source_identity:
+        body["SourceIdentity"] = source_identity
+    return body
+
+
+def _is_policy(text: str) -> bool:
+    """A session policy: 1 to 2048 characters of JSON object (the API checks its grammar too)."""
+    if not 1 <= len(text) <= 2048:
+        return False
+    try:
+        return isinstance(orjson.loads(text), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _span(seconds: int) -> str:

@@ -356,7 +356,8 @@ async def test_command_line_builds_an_organisation() -> None:
     args = build_parser().parse_args(
         ["--preset", "org-small", "--accounts", "20", "--token-ttl", "20", "--external-id", "abc",
          "--assume-role-rate", "5", "--missing-role", "2", "--eas-denied", "1", "--non-success", "3",
-         "--regions", "2", "--services-per-region", "4", "--org-instances", "900"]
+         "--regions", "2", "--services-per-region", "4", "--org-instances", "900", "--list-management",
+         "--list-accounts-rate", "20"]
     )  # fmt: skip
     sim = simulator_from_args(args)
     org = sim.org
@@ -366,6 +367,7 @@ async def test_command_line_builds_an_organisation() -> None:
     assert (spec.missing_role, spec.eas_denied, spec.non_success, spec.total_instances) == (2, 1, 3, 900)
     assert sim.regions == ["cn-hangzhou", "cn-shanghai"]
     assert spec.fleet.services_per_region == 4
+    assert (spec.list_management, spec.list_accounts_rate) == (True, 20.0)
     assert simulator_from_args(build_parser().parse_args(["--preset", "small"])).org is None
     assert simulator_from_args(build_parser().parse_args(["--accounts", "3"])).org is not None
 
@@ -409,3 +411,28 @@ async def test_the_management_fleet_may_be_custom_but_shares_the_regions() -> No
         assert sim.fleet_digest(account=sim.org.management_account_id).count == 50
     with pytest.raises(ConfigError, match="members' regions"):
         Simulator(org=KNOBS, spec=FleetSpec(regions=2))
+
+
+async def test_the_management_account_listed_but_not_assumable() -> None:
+    async with Simulator(org=KNOBS.with_changes(list_management=True), seed=9) as sim:
+        org = sim.org
+        assert org is not None
+        body = (await rm(sim).list_accounts_async(rm_models.ListAccountsRequest(page_size=100))).body
+        ids = [a.account_id for a in body.accounts.account]
+        assert ids == [org.management_account_id] + [m.account_id for m in members(sim)]
+        assert body.total_count == 11
+        assert body.accounts.account[0].status == "CreateSuccess"
+        error = await sdk_error(assume(sim, org.management_account_id))
+        assert (error.code, error.status_code) == ("EntityNotExist.Role", 404)
+
+
+@pytest.mark.parametrize("policy", ["not json", "[]", "x" * 2049])
+async def test_a_session_policy_must_be_grammatical(knob_sim: Simulator, policy: str) -> None:
+    error = await sdk_error(assume(knob_sim, by_flag(knob_sim)["ok"][0], policy=policy))
+    assert (error.code, error.status_code) == ("InvalidParameter.PolicyGrammar", 400)
+
+
+async def test_a_session_policy_and_source_identity(knob_sim: Simulator) -> None:
+    policy = '{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "eas:List*", "Resource": "*"}]}'
+    body = await assume(knob_sim, by_flag(knob_sim)["ok"][0], policy=policy, source_identity="alice")
+    assert body.source_identity == "alice"
