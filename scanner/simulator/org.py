@@ -21,7 +21,9 @@ belong to.
   ListAccountsForParent together (burst 5). ``accounts_page_cap``: ListAccounts answers at most
   this many per page. ``list_management``: ListAccounts lists the management account too, first
   (it has no member role: AssumeRole into it is ``EntityNotExist.Role``). ``set_member`` changes
-  one member at run time.
+  one member at run time. ``rpc_latency_ms``: STS and ResourceManager answer that much later
+  (simulator clock). ``assume_role_error_rate``: that fraction of AssumeRole calls (seeded)
+  answer 503 ``ServiceUnavailable``; ``fail_next_assume_roles`` (run time): the next N do.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ class OrgSpec:
     accounts_page_cap: int = 100
     list_accounts_rate: float | None = None
     list_management: bool = False
+    rpc_latency_ms: float = 0.0
+    assume_role_error_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.members <= _MAX_MEMBERS:
@@ -131,6 +135,10 @@ class OrgSpec:
             raise ConfigError(f"assume_role_burst must be >= 1, got {self.assume_role_burst}")
         if self.list_accounts_rate is not None and not self.list_accounts_rate > 0:
             raise ConfigError(f"list_accounts_rate must be > 0, got {self.list_accounts_rate}")
+        if not self.rpc_latency_ms >= 0:
+            raise ConfigError(f"rpc_latency_ms must be >= 0, got {self.rpc_latency_ms}")
+        if not 0.0 <= self.assume_role_error_rate <= 1.0:
+            raise ConfigError(f"assume_role_error_rate must be in [0, 1], got {self.assume_role_error_rate}")
         if not 1 <= self.accounts_page_cap <= 100:
             raise ConfigError(f"accounts_page_cap must be 1..100, got {self.accounts_page_cap}")
         if not self.role_name or "/" in self.role_name:
@@ -319,6 +327,10 @@ class Organization:
         self._key_tenant: dict[str, Tenant] = {}
         self.issued: dict[str, IssuedKey] = {}
         self._issued_count = 0
+        self._fault_rng = random.Random(f"org-faults/{seed}")
+        #: The next this-many AssumeRole calls answer 503 (set at run time, counts down).
+        self.fail_next_assume_roles = 0
+        self.assume_role_faults = 0
         self._sts_bucket: AdmissionBucket | None = None
         self._rm_bucket: AdmissionBucket | None = None
         self.assume_role_throttled = 0
@@ -457,6 +469,21 @@ class Organization:
             self.list_accounts_throttled += 1
         return wait
 
+    def rpc_latency(self) -> float:
+        """Seconds STS and ResourceManager wait before answering."""
+        return self.spec.rpc_latency_ms / 1000.0
+
+    def assume_role_fault(self) -> bool:
+        """Whether this AssumeRole call answers 503 (``fail_next_assume_roles``, else the rate)."""
+        if self.fail_next_assume_roles > 0:
+            self.fail_next_assume_roles -= 1
+        elif not (
+            self.spec.assume_role_error_rate and self._fault_rng.random() < self.spec.assume_role_error_rate
+        ):
+            return False
+        self.assume_role_faults += 1
+        return True
+
     def assume_role_wait(self) -> float:
         """0.0 if an AssumeRole may go ahead now, else the seconds until it could."""
         bucket = self._sts_bucket
@@ -564,6 +591,9 @@ class Organization:
             "assume_role_rate": spec.assume_role_rate,
             "assume_role_burst": spec.assume_role_burst,
             "assume_role_throttled": self.assume_role_throttled,
+            "assume_role_error_rate": spec.assume_role_error_rate,
+            "assume_role_faults": self.assume_role_faults,
+            "rpc_latency_ms": spec.rpc_latency_ms,
             "accounts_page_cap": spec.accounts_page_cap,
             "list_management": spec.list_management,
             "list_accounts_rate": spec.list_accounts_rate,

@@ -81,8 +81,13 @@ class RpcHandler:
         auth: Authenticator,
         request_id: Callable[[], str],
         admin: Callable[[web.BaseRequest, str, str], Awaitable[web.StreamResponse]] | None = None,
+        latency: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self._product = product
+        # Seconds to wait before answering (read per request, so it can change at run time).
+        self._latency = latency
+        self._sleep = sleep
         self._auth = auth
         self._request_id = request_id
         self._admin = admin
@@ -95,6 +100,10 @@ class RpcHandler:
         if path.startswith(_ADMIN_PREFIX) and self._admin is not None:
             return await self._admin(request, path, raw_query)
         request_id = self._request_id()
+        if self._latency is not None and self._sleep is not None:
+            delay = self._latency()
+            if delay > 0:
+                await self._sleep(delay)
         try:
             body = await request.read() if request.body_exists else b""
             result = self._serve(request, path, raw_query, body)

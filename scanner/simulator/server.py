@@ -228,7 +228,14 @@ class Simulator:
         for offset, product in enumerate((sts_product(org), resourcemanager_product(org))):
             sock = self._bind(self.base_port + first_index + offset if self.base_port else 0)
             self._sockets.append(sock)
-            handler = RpcHandler(product, auth=self._auth, request_id=self._request_ids.next, admin=admin)
+            handler = RpcHandler(
+                product,
+                auth=self._auth,
+                request_id=self._request_ids.next,
+                admin=admin,
+                latency=org.rpc_latency,
+                sleep=self._clock.sleep,
+            )
             self.rpc_handlers[product.name] = handler
             runner = web.ServerRunner(web.Server(handler, access_log=None))
             self._rpc_runners.append(runner)
@@ -492,7 +499,9 @@ class Simulator:
 
     def set_org(self, **changes: Any) -> dict[str, Any]:
         """Change organisation-wide knobs: ``token_ttl``, ``max_session_duration``,
-        ``accounts_page_cap``, ``assume_role_rate``, ``assume_role_burst``, ``list_accounts_rate``."""
+        ``accounts_page_cap``, ``assume_role_rate``, ``assume_role_burst``, ``list_accounts_rate``,
+        ``rpc_latency_ms``, ``assume_role_error_rate``; and ``fail_next_assume_roles``: the next N
+        AssumeRole calls answer 503 ``ServiceUnavailable``."""
         org = self._require_org()
         allowed = {
             "token_ttl",
@@ -501,6 +510,9 @@ class Simulator:
             "assume_role_rate",
             "assume_role_burst",
             "list_accounts_rate",
+            "rpc_latency_ms",
+            "assume_role_error_rate",
+            "fail_next_assume_roles",
         }
         unknown = set(changes) - allowed
         if unknown:
@@ -508,6 +520,8 @@ class Simulator:
         limit = {k: changes.pop(k) for k in ("assume_role_rate", "assume_role_burst") if k in changes}
         if "list_accounts_rate" in changes:
             org.configure_list_accounts_limit(changes.pop("list_accounts_rate"))
+        if "fail_next_assume_roles" in changes:
+            org.fail_next_assume_roles = int(changes.pop("fail_next_assume_roles"))
         org.spec = org.spec.with_changes(**changes)
         if limit:
             org.configure_assume_role_limit(

@@ -182,6 +182,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=None,
         help="ListAccounts lists the management account too (it has no member role)",
     )
+    org.add_argument("--rpc-latency-ms", type=_non_negative, help="added to every STS/ResourceManager answer")
+    org.add_argument(
+        "--assume-role-error-rate", type=_rate, help="random 503 ServiceUnavailable on AssumeRole"
+    )
 
     churn = parser.add_argument_group("churn (events per second, fleet-wide)")
     churn.add_argument("--instance-start-rate", type=_non_negative, default=0.0)
@@ -224,6 +228,8 @@ _ORG_FLAGS = {
     "accounts_page_cap": "accounts_page_cap",
     "list_accounts_rate": "list_accounts_rate",
     "list_management": "list_management",
+    "rpc_latency_ms": "rpc_latency_ms",
+    "assume_role_error_rate": "assume_role_error_rate",
 }
 
 

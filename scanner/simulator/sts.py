@@ -5,7 +5,8 @@ Checks, in the order the real service shows them (codes from the STS documentati
 
 - AssumeRole needs the management account's RAM user (a temporary key: 403 ``NoPermission``).
 - The AssumeRole quota of the caller's account (``OrgSpec.assume_role_rate``): 400
-  ``Throttling.User`` "Request was denied due to user flow control."
+  ``Throttling.User`` "Request was denied due to user flow control."; then the injected
+  faults (``assume_role_error_rate``, ``fail_next_assume_roles``): 503 ``ServiceUnavailable``.
 - ``MissingRoleArn`` / ``MissingRoleSessionName`` (400); ``InvalidParameter.RoleArn``,
   ``InvalidParameter.RoleSessionName`` (``[A-Za-z0-9.@_-]``, 2 to 64), ``InvalidParameter.ExternalId``,
   ``InvalidParameter.DurationSeconds`` (900 to the role's maximum session duration),
@@ -70,6 +71,10 @@ def _assume_role(org: Organization, request: RpcRequest) -> dict[str, Any]:
     wait = org.assume_role_wait()
     if wait:
         raise RpcError(400, "Throttling.User", "Request was denied due to user flow control.")
+    if org.assume_role_fault():
+        raise RpcError(
+            503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server."
+        )
     params = request.params
     role_arn = _required(params, "RoleArn")
     session_name = _required(params, "RoleSessionName")

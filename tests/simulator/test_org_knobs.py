@@ -436,3 +436,26 @@ async def test_a_session_policy_and_source_identity(knob_sim: Simulator) -> None
     policy = '{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "eas:List*", "Resource": "*"}]}'
     body = await assume(knob_sim, by_flag(knob_sim)["ok"][0], policy=policy, source_identity="alice")
     assert body.source_identity == "alice"
+
+
+async def test_assume_role_server_errors_on_demand_and_at_a_rate(knob_sim: Simulator) -> None:
+    account = by_flag(knob_sim)["ok"][0]
+    knob_sim.set_org(fail_next_assume_roles=2)
+    for _ in range(2):
+        error = await sdk_error(assume(knob_sim, account))
+        assert (error.code, error.status_code) == ("ServiceUnavailable", 503)
+    await assume(knob_sim, account)
+    knob_sim.set_org(assume_role_error_rate=1.0)
+    error = await sdk_error(assume(knob_sim, account))
+    assert error.code == "ServiceUnavailable"
+    knob_sim.set_org(assume_role_error_rate=0.0)
+    await assume(knob_sim, account)
+    assert knob_sim.org_info()["assume_role_faults"] == 3
+
+
+async def test_rpc_latency_on_the_simulator_clock() -> None:
+    clock = FakeClock()
+    async with Simulator(org=KNOBS.with_changes(rpc_latency_ms=250.0), seed=9, clock=clock) as sim:
+        await sts(sim).get_caller_identity_async()
+        await rm(sim).list_accounts_async(rm_models.ListAccountsRequest())
+        assert clock.sleeps == [0.25, 0.25]
