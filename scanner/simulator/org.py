@@ -125,8 +125,8 @@ class OrgSpec:
                 "non_success, missing_role and eas_denied must be >= 0 and add up to at most "
                 f"members ({self.members}); got {knobs}"
             )
-        if not 900 <= self.max_session_duration <= 43_200:
-            raise ConfigError(f"max_session_duration must be 900..43200 s, got {self.max_session_duration}")
+        if not 3600 <= self.max_session_duration <= 43_200:  # a RAM role's MaxSessionDuration range
+            raise ConfigError(f"max_session_duration must be 3600..43200 s, got {self.max_session_duration}")
         if self.token_ttl is not None and self.token_ttl < 1:
             raise ConfigError(f"token_ttl must be >= 1 s, got {self.token_ttl}")
         if self.assume_role_rate is not None and not self.assume_role_rate > 0:

@@ -459,3 +459,14 @@ async def test_rpc_latency_on_the_simulator_clock() -> None:
         await sts(sim).get_caller_identity_async()
         await rm(sim).list_accounts_async(rm_models.ListAccountsRequest())
         assert clock.sleeps == [0.25, 0.25]
+
+
+async def test_a_longer_maximum_session_duration() -> None:
+    async with Simulator(org=KNOBS.with_changes(max_session_duration=43_200), seed=9) as sim:
+        account = by_flag(sim)["ok"][0]
+        await assume(sim, account, duration_seconds=43_200)
+        error = await sdk_error(assume(sim, account, duration_seconds=43_201))
+        assert error.code == "InvalidParameter.DurationSeconds"
+        assert "15min/12hr" in error.message
+    with pytest.raises(ConfigError, match=r"3600\.\.43200"):
+        KNOBS.with_changes(max_session_duration=900)
