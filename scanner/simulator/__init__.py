@@ -13,7 +13,7 @@ every member account's own fleet behind the same regional endpoints, chosen by t
 from scanner.simulator.auth import AccessKey
 from scanner.simulator.churn import ChurnRates
 from scanner.simulator.counters import CountersSnapshot
-from scanner.simulator.digest import Digest, record_content_digest, record_key_digest
+from scanner.simulator.digest import Digest, account_key_digests, record_content_digest, record_key_digest
 from scanner.simulator.faults import FaultConfig, FaultKind
 from scanner.simulator.fleet import Fleet, InstanceKey
 from scanner.simulator.org import ORG_PRESETS, OrgSpec
@@ -37,6 +37,7 @@ __all__ = [
     "LongTail",
     "OrgSpec",
     "Simulator",
+    "account_key_digests",
     "record_content_digest",
     "record_key_digest",
 ]

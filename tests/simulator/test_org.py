@@ -26,7 +26,7 @@ from alibabacloud_tea_openapi.models import Config
 from Tea.exceptions import TeaException
 
 from scanner.simulator import Simulator
-from scanner.simulator.digest import record_key_digest
+from scanner.simulator.digest import account_key_digests, record_key_digest
 from scanner.simulator.org import SUCCESS_STATUSES, Member
 from tests.simulator.helpers import RawClient
 
@@ -409,3 +409,14 @@ async def test_temporary_keys_need_their_own_token(org_sim: Simulator) -> None:
     unknown = Credentials("STS.NUnknownKey0000000000000", "secret", "CAIStoken")
     error = await sdk_error(sts(org_sim, unknown).get_caller_identity_async())
     assert (error.code, error.status_code) == ("InvalidAccessKeyId.NotFound", 404)
+
+
+async def test_a_multi_account_listing_matches_the_org_digests(org_sim: Simulator) -> None:
+    keys: list[tuple[str, str, str, str]] = []
+    for member in scannable(org_sim):
+        creds = temporary(await assume(org_sim, member.account_id))
+        keys += [(member.account_id, *key) for key in await list_member_keys(org_sim, creds)]
+    digests = account_key_digests(keys)
+    expected = org_sim.org_digests()
+    assert digests == {account: expected[account] for account in digests}
+    assert set(expected) - set(digests) == set()  # org-small: every success member is scannable
