@@ -16,7 +16,17 @@ from the ``Simulator`` object. Every region's port serves them.
 ``GET|PUT /_simulator/churn``               the churn rates (``ChurnRates`` fields)
 ``POST /_simulator/forbid``                 ``{"region": "...", "forbidden": true|false}``
 ``GET  /_simulator/now``                    ``{"now": <simulator seconds>}``
+``GET  /_simulator/org``                    the organisation: accounts (status, knobs, AssumeRole calls,
+                                            EAS requests), STS/ResourceManager request counts
+``PATCH /_simulator/org``                   organisation knobs (``Simulator.set_org``)
+``GET  /_simulator/org/digests``            ``{"accounts": {AccountId: {"count","digest"}}}``: each
+                                            member's fleet (success statuses); ``?content=1``
+``PATCH /_simulator/org/accounts/<id>``     change a member (``status``, ``role_exists``,
+                                            ``eas_denied``, ``external_id``, ``rate_limit``)
+``POST /_simulator/org/expire-tokens``      ``{"account": null|"<id>"}``: issued tokens expire now
 ==========================================  ============================================================
+
+``fleet-digest`` takes ``&account=<AccountId>`` in an organisation: that member's fleet.
 
 Digests follow ``scanner.simulator.digest``.
 """
@@ -54,7 +64,13 @@ class SimulatorControl(Protocol):
         t1: float | None = None,
         *,
         content: bool = False,
+        account: str | None = None,
     ) -> Digest: ...
+    def org_info(self) -> dict[str, Any]: ...
+    def org_digests(self, *, content: bool = False) -> dict[str, Digest]: ...
+    def set_org(self, **changes: Any) -> dict[str, Any]: ...
+    def set_member(self, account: str, **changes: Any) -> dict[str, Any]: ...
+    def expire_tokens(self, account: str | None = None) -> int: ...
     @property
     def faults(self) -> FaultConfig: ...
     def set_faults(self, config: FaultConfig | None = None, /, **changes: Any) -> FaultConfig: ...
@@ -119,9 +135,12 @@ class AdminRoutes:
                 mode,  # type: ignore[arg-type]  # checked just above
                 _float_param(params, "t0"),
                 _float_param(params, "t1"),
-                content=params.get("content", "0") not in ("0", "false", ""),
+                content=_flag(params, "content"),
+                account=params.get("account") or None,
             )
             return _json({"mode": mode, **digest.to_dict()})
+        if route.startswith("org"):
+            return await self._org(request, route, params)
         if route == "faults":
             if method == "PUT":
                 control.set_faults(FaultConfig.from_mapping(await self._body(request)))
@@ -142,3 +161,25 @@ class AdminRoutes:
             control.forbid_region(str(body["region"]), bool(body.get("forbidden", True)))
             return _json({"ok": True})
         return _json({"error": f"no admin route {method} /_simulator/{route}"}, status=404)
+
+    async def _org(self, request: web.BaseRequest, route: str, params: dict[str, str]) -> web.StreamResponse:
+        control = self._control
+        method = request.method
+        if route == "org" and method == "GET":
+            return _json(control.org_info())
+        if route == "org" and method == "PATCH":
+            return _json(control.set_org(**(await self._body(request))))
+        if route == "org/digests" and method == "GET":
+            digests = control.org_digests(content=_flag(params, "content"))
+            return _json({"accounts": {account: d.to_dict() for account, d in digests.items()}})
+        if route.startswith("org/accounts/") and method == "PATCH":
+            account = route.removeprefix("org/accounts/")
+            return _json(control.set_member(account, **(await self._body(request))))
+        if route == "org/expire-tokens" and method == "POST":
+            which = (await self._body(request)).get("account")
+            return _json({"expired": control.expire_tokens(None if which is None else str(which))})
+        return _json({"error": f"no admin route {method} /_simulator/{route}"}, status=404)
+
+
+def _flag(params: dict[str, str], name: str) -> bool:
+    return params.get(name, "0") not in ("0", "false", "")

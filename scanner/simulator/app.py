@@ -7,7 +7,9 @@ Per request, in this order (the order the real API checks things, as far as it s
    ``InvalidAction.NotFound``.
 3. Authenticate (ACS3 or legacy signature, known key, STS token, fresh nonce and date), then
    ``x-acs-action`` must name the operation of the path.
-4. A region switched to Forbidden: 403 ``Forbidden.RAM``.
+4. In an organisation, a member's temporary key selects that member's fleet, rate limits and
+   switches (``scanner.simulator.org.Tenant``); a member whose role is denied EAS: 403
+   ``Forbidden.RAM``. A region switched to Forbidden: 403 ``Forbidden.RAM``.
 5. The rate limit of (region, action): 429 ``Throttling`` or 400 ``Throttling.User``.
 6. Latency, then the seeded fault draw: 500/503, or a body broken after rendering.
 7. Churn is brought up to now, and the answer rendered (from the page cache when possible).
@@ -21,7 +23,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import orjson
 from aiohttp import web
@@ -36,6 +38,9 @@ from scanner.simulator.derive import mix64
 from scanner.simulator.faults import FaultDecision, FaultInjector, FaultKind
 from scanner.simulator.pages import Pages, ServiceNotFound, with_request_id
 from scanner.simulator.throttle import ServerThrottle
+
+if TYPE_CHECKING:
+    from scanner.simulator.org import Tenant
 
 __all__ = ["ADMIN_PREFIX", "JSON_CONTENT_TYPE", "EasHandler", "RequestIds"]
 
@@ -101,8 +106,11 @@ class EasHandler:
         forbidden: set[str],
         request_ids: RequestIds,
         admin: Callable[[web.BaseRequest, str, str], Awaitable[web.StreamResponse]],
+        tenants: Callable[[str], Tenant | None] | None = None,
     ) -> None:
         self._pages = pages
+        # An organisation: the member account a verified key belongs to (None: the main account).
+        self._tenants = tenants
         self._auth = auth
         self._faults = faults
         self._limiter = limiter
@@ -171,10 +179,18 @@ class EasHandler:
                 raise _Failure.of(
                     eas_faults.ROUTE_NOT_FOUND, f"x-acs-action {verified.action!r} does not match {wanted}."
                 )
-            if region in self._forbidden:
+            pages, limiter, forbidden = self._pages, self._limiter, self._forbidden
+            if self._tenants is not None:
+                tenant = self._tenants(verified.access_key_id)
+                if tenant is not None:
+                    if tenant.denied:  # the member's role may not call EAS
+                        self._counters.fault(FaultKind.FORBIDDEN)
+                        raise _Failure.of(eas_faults.FORBIDDEN_RAM)
+                    pages, limiter, forbidden = tenant.pages, tenant.limiter, tenant.forbidden
+            if region in forbidden:
                 self._counters.fault(FaultKind.FORBIDDEN)
                 raise _Failure.of(eas_faults.FORBIDDEN_RAM)
-            self._throttle(region, action)
+            self._throttle(limiter, region, action)
             decision = self._faults.decide(region, action)
             if decision.slow:
                 self._counters.fault(FaultKind.SLOW)
@@ -187,7 +203,7 @@ class EasHandler:
                 self._counters.fault(decision.kind)
                 raise _Failure.of(eas_faults.SERVICE_UNAVAILABLE)
             self._advance()
-            payload = self._answer(route, region, raw_query)
+            payload = self._answer(pages, route, region, raw_query)
         except _Failure as failure:
             error = orjson.dumps(eas_faults.error_body(failure.code, failure.message, request_id))
             return self._respond(region, failure.status, failure.code, error, request_id, failure.headers)
@@ -196,8 +212,8 @@ class EasHandler:
             return self._respond(region, 200, None, response_body, request_id)
         return await self._break(request, region, response_body, request_id, decision)
 
-    def _throttle(self, region: str, action: str) -> None:
-        wait = self._limiter.take((region, action))
+    def _throttle(self, limiter: ServerThrottle, region: str, action: str) -> None:
+        wait = limiter.take((region, action))
         if not wait:
             return
         self._counters.throttle(region, action)
@@ -211,14 +227,14 @@ class EasHandler:
             failure.headers = {"x-acs-retry-after": str(config.retry_after_ms)}
         raise failure
 
-    def _answer(self, route: ApiPath, region: str, raw_query: str) -> bytes:
+    def _answer(self, pages: Pages, route: ApiPath, region: str, raw_query: str) -> bytes:
         action, cluster_id, service_name = route.action, route.cluster_id, route.service_name
         try:
             if action is Action.LIST_SERVICE_INSTANCES:
-                return self._pages.instances(region, cluster_id, service_name, raw_query)
+                return pages.instances(region, cluster_id, service_name, raw_query)
             if action is Action.LIST_SERVICES:
-                return self._pages.services(region, raw_query)
-            return self._pages.regions()
+                return pages.services(region, raw_query)
+            return pages.regions()
         except ConfigError as exc:
             raise _Failure.of(eas_faults.INVALID_PARAMETER, str(exc)) from None
         except ServiceNotFound as exc:

@@ -10,6 +10,9 @@ The recipe (reuse these functions rather than re-deriving it):
 
 ``content_hash`` does the same over the whole instance object (``orjson`` with sorted keys,
 prefixed by the key), for when the field values must match too (a fleet without churn).
+
+In an organisation, each member account has its own digest (``account_key_digests`` groups a
+multi-account scan's keys by AccountId, to compare with ``GET /_simulator/org/digests``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import orjson
 __all__ = [
     "Digest",
     "DigestBuilder",
+    "account_key_digests",
     "content_hash",
     "key_hash",
     "record_content_digest",
@@ -81,6 +85,18 @@ def record_key_digest(keys: Iterable[tuple[str, str, str]]) -> Digest:
     for cluster_id, service_name, instance_name in keys:
         builder.add_key(cluster_id, service_name, instance_name)
     return builder.result()
+
+
+def account_key_digests(keys: Iterable[tuple[str, str, str, str]]) -> dict[str, Digest]:
+    """Per AccountId, the digest of its ``(AccountId, ClusterId, ServiceName, InstanceName)`` keys:
+    what ``GET /_simulator/org/digests`` answers for an organisation, for a multi-account scan."""
+    builders: dict[str, DigestBuilder] = {}
+    for account, cluster_id, service_name, instance_name in keys:
+        builder = builders.get(account)
+        if builder is None:
+            builder = builders[account] = DigestBuilder()
+        builder.add_key(cluster_id, service_name, instance_name)
+    return {account: builder.result() for account, builder in builders.items()}
 
 
 def record_content_digest(records: Iterable[tuple[str, str, Mapping[str, Any]]]) -> Digest:

@@ -132,11 +132,14 @@ def instance_matches(instance: Mapping[str, Any], query: InstanceQuery) -> bool:
 class Fleet:
     """Every region and service of a simulated account."""
 
-    def __init__(self, spec: FleetSpec, seed: int = 0) -> None:
+    def __init__(self, spec: FleetSpec, seed: int = 0, *, caller_uid: str | None = None) -> None:
         self.spec = spec
         self.seed = seed
         seed_key = mix64(seed & M64)
-        self.caller_uid = str(1_000_000_000_000_000 + mix64(seed_key ^ 0xCA11) % 9_000_000_000_000_000)
+        # The account the fleet belongs to (an organisation's member passes its AccountId).
+        self.caller_uid = caller_uid or str(
+            1_000_000_000_000_000 + mix64(seed_key ^ 0xCA11) % 9_000_000_000_000_000
+        )
         region_ids = spec.region_ids()
         self.regions: dict[str, RegionState] = {}
         for index, region in enumerate(region_ids):

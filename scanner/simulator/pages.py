@@ -94,9 +94,11 @@ def _parse_service_page(raw_query: str) -> _ServicePage:
 class Pages:
     """Renders (and caches) DescribeRegions, ListServices and ListServiceInstances payloads."""
 
-    def __init__(self, fleet: Fleet, cache: PageCache) -> None:
+    def __init__(self, fleet: Fleet, cache: PageCache, *, scope: str = "") -> None:
         self._fleet = fleet
         self._cache = cache
+        # Part of every cache key: fleets sharing one cache (an organisation's accounts) never mix.
+        self._scope = scope
         self._selections: OrderedDict[Hashable, Any] = OrderedDict()
         # Raw query string -> its meaning. Parsing and validating a query costs more than serving
         # a cached page, and a scan sends the same few query shapes over and over.
@@ -146,12 +148,12 @@ class Pages:
         """The ListServices payload for ``region`` (raises ``ConfigError`` naming a bad parameter)."""
         page = self._service_page(raw_query)
         state = self._fleet.region(region)
-        key = ("S", region, state.version, page)
+        key = ("S", self._scope, region, state.version, page)
         payload = self._cache.get(key)
         if payload is not None:
             return payload
         query, page_number, size = page
-        selection_key = ("S", region, state.version, query)
+        selection_key = ("S", self._scope, region, state.version, query)
         services: list[Service] | None = self._selection(selection_key)
         if services is None:
             services = self._fleet.list_services(region, query)
@@ -179,7 +181,7 @@ class Pages:
         service = self._fleet.service(region, service_name)
         if service is None:
             raise ServiceNotFound(f"The service {service_name!r} does not exist in {region}.")
-        key = ("I", region, service.service_id, service.version, page)
+        key = ("I", self._scope, region, service.service_id, service.version, page)
         payload = self._cache.get(key)
         if payload is not None:
             return payload
@@ -189,7 +191,7 @@ class Pages:
             lo, hi = _window(total, page_number, size, descending)
             indexes = service.live_indexes(lo, hi)
         else:
-            selection_key = ("I", region, service.service_id, service.version, filters)
+            selection_key = ("I", self._scope, region, service.service_id, service.version, filters)
             selected: list[int] | None = self._selection(selection_key)
             if selected is None:
                 selected = [

@@ -39,9 +39,13 @@ from scanner.simulator.derive import epoch_of, mix64, token
 from scanner.simulator.digest import Digest, DigestBuilder, content_hash, key_hash
 from scanner.simulator.faults import FaultConfig, FaultInjector
 from scanner.simulator.fleet import Fleet, InstanceKey
+from scanner.simulator.org import ORG_PRESETS, SUCCESS_STATUSES, Organization, OrgSpec
 from scanner.simulator.pages import Pages
+from scanner.simulator.resourcemanager import resourcemanager_product
+from scanner.simulator.rpc import RpcHandler
 from scanner.simulator.spec import FleetSpec
 from scanner.simulator.spec import preset as preset_spec
+from scanner.simulator.sts import sts_product
 from scanner.simulator.throttle import ServerThrottle
 
 __all__ = ["DEFAULT_PAGE_CACHE_BYTES", "Simulator"]
@@ -66,6 +70,11 @@ class Simulator:
     Keyword arguments:
 
     - ``preset``: ``"small"``, ``"medium"`` or ``"large"``; or ``spec``: a custom ``FleetSpec``.
+      ``"org-small"`` / ``"org-large"`` (or ``org``: a custom ``OrgSpec``) make an organisation
+      (``scanner.simulator.org``): STS and ResourceManager on two more ports
+      (``sts_endpoint``, ``resourcemanager_endpoint``), the main key is the management account's
+      RAM user, and each member's temporary keys see that member's fleet on the same regional
+      endpoints. ``spec`` is then the management account's own fleet (default: no services).
     - ``seed``: the fleet, the keys, the request ids, the fault and churn sequences derive from it.
     - ``host`` / ``base_port``: where to listen; region ``i`` gets ``base_port + i`` (0: ephemeral).
     - ``access_key_id`` / ``access_key_secret`` / ``security_token``: the main key (default: a
@@ -92,7 +101,17 @@ class Simulator:
         clock: Clock | None = None,
         auth_clock: Clock | None = None,
         page_cache_bytes: int = DEFAULT_PAGE_CACHE_BYTES,
+        org: OrgSpec | None = None,
     ) -> None:
+        if org is None and preset in ORG_PRESETS:
+            org = ORG_PRESETS[preset]
+        if org is not None and spec is None:
+            spec = org.management_fleet()
+        if org is not None and spec is not None and spec.region_ids() != org.fleet.region_ids():
+            raise ConfigError(
+                "the management account's fleet must have the members' regions "
+                f"({', '.join(org.fleet.region_ids())}); got {', '.join(spec.region_ids())}"
+            )
         if (access_key_id is None) != (access_key_secret is None):
             raise ConfigError("give both access_key_id and access_key_secret, or neither")
         if not 0 <= base_port <= 65535:
@@ -116,6 +135,17 @@ class Simulator:
         self._pages = Pages(self.fleet, self._cache)
         self._faults = FaultInjector(faults or FaultConfig(), random.Random(f"faults/{seed}"))
         self._limiter = ServerThrottle(self._clock.monotonic)
+        self.org: Organization | None = None
+        if org is not None:
+            self.org = Organization(
+                org,
+                seed,
+                management_key=AccessKey(access_key_id, access_key_secret),
+                auth=self._auth,
+                cache=self._cache,
+                monotonic=self._clock.monotonic,
+                wall=self._auth_clock.wall,
+            )
         self._configure_limiter(self._faults.config)
         self._initial_churn = churn or ChurnRates()
         self._churn = ChurnEngine(self.fleet, random.Random(f"churn/{seed}"), self._wall_epoch)
@@ -126,8 +156,14 @@ class Simulator:
         self._wall0 = 0
         self._lifecycle = Lifecycle("simulator")
         self._runner: web.ServerRunner | None = None
+        self._rpc_runners: list[web.ServerRunner] = []
         self._sockets: list[socket.socket] = []
         self.endpoints: dict[str, str] = {}
+        #: The STS and ResourceManager endpoints of an organisation (None otherwise).
+        self.sts_endpoint: str | None = None
+        self.resourcemanager_endpoint: str | None = None
+        self.rpc_handlers: dict[str, RpcHandler] = {}
+        self._member_digests: dict[tuple[str, bool], Digest] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -137,6 +173,7 @@ class Simulator:
         self._wall0 = epoch_of(self._clock.wall())
         self._churn.set_rates(self._initial_churn, 0.0)
         regions = self.fleet.region_ids()
+        admin = AdminRoutes(self)
         try:
             for index in range(len(regions)):
                 self._sockets.append(self._bind(self.base_port + index if self.base_port else 0))
@@ -154,13 +191,16 @@ class Simulator:
                 port_regions=ports,
                 forbidden=self._forbidden,
                 request_ids=self._request_ids,
-                admin=AdminRoutes(self),
+                admin=admin,
+                tenants=self.org.tenant_for_key if self.org is not None else None,
             )
             # access_log=None: no per-request logging work on the hot path.
             self._runner = web.ServerRunner(web.Server(handler, access_log=None))
             await self._runner.setup()
             for sock in self._sockets:
                 await web.SockSite(self._runner, sock).start()
+            if self.org is not None:
+                await self._start_rpc(self.org, len(regions), admin)
         except BaseException:
             await self._shutdown()
             raise
@@ -172,6 +212,28 @@ class Simulator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._shutdown()
+
+    async def _start_rpc(self, org: Organization, first_index: int, admin: AdminRoutes) -> None:
+        """STS and ResourceManager, each on its own port (after the regions' ports)."""
+        urls: list[str] = []
+        for offset, product in enumerate((sts_product(org), resourcemanager_product(org))):
+            sock = self._bind(self.base_port + first_index + offset if self.base_port else 0)
+            self._sockets.append(sock)
+            handler = RpcHandler(
+                product,
+                auth=self._auth,
+                request_id=self._request_ids.next,
+                admin=admin,
+                latency=org.rpc_latency,
+                sleep=self._clock.sleep,
+            )
+            self.rpc_handlers[product.name] = handler
+            runner = web.ServerRunner(web.Server(handler, access_log=None))
+            self._rpc_runners.append(runner)
+            await runner.setup()
+            await web.SockSite(runner, sock).start()
+            urls.append(_url(self.host, sock.getsockname()[1]))
+        self.sts_endpoint, self.resourcemanager_endpoint = urls
 
     def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -189,6 +251,9 @@ class Simulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        for runner in self._rpc_runners:
+            await runner.cleanup()
+        self._rpc_runners.clear()
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
@@ -233,7 +298,7 @@ class Simulator:
 
     def info(self) -> dict[str, Any]:
         self._advance()
-        return {
+        info: dict[str, Any] = {
             "endpoints": dict(self.endpoints),
             "access_key_id": self.access_key_id,
             "regions": self.regions,
@@ -242,20 +307,51 @@ class Simulator:
             "seed": self.seed,
             "now": self.now(),
         }
+        if self.org is not None:
+            info["sts_endpoint"] = self.sts_endpoint
+            info["resourcemanager_endpoint"] = self.resourcemanager_endpoint
+            info["management_account_id"] = self.org.management_account_id
+            info["accounts"] = len(self.org.members)
+            info["org_instances"] = sum(m["instances"] for m in self.org.summary_accounts())
+        return info
+
+    def org_info(self) -> dict[str, Any]:
+        """The organisation: its accounts with their knobs and counters, the STS/RM request counts."""
+        org = self._require_org()
+        return {
+            **org.info(),
+            "sts_endpoint": self.sts_endpoint,
+            "resourcemanager_endpoint": self.resourcemanager_endpoint,
+            "rpc_requests": {name: dict(h.requests) for name, h in self.rpc_handlers.items()},
+            "rpc_errors": {name: dict(h.errors) for name, h in self.rpc_handlers.items()},
+        }
+
+    def _require_org(self) -> Organization:
+        if self.org is None:
+            raise ConfigError("this simulator has no organisation (use an org preset or org=OrgSpec(...))")
+        return self.org
+
+    def _fleet_of(self, account: str | None) -> Fleet:
+        """The main fleet (``account`` None or the management account's id), or a member's."""
+        if account is None or (self.org is not None and account == self.org.management_account_id):
+            return self.fleet
+        return self._require_org().tenant(account).fleet
 
     # --- ground truth ---------------------------------------------------------------------------
 
-    def expected_records(self) -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    def expected_records(
+        self, account: str | None = None
+    ) -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:
         """``(region, service_name, instance, service)`` for every instance alive now, as the API
-        would show them (the fleet is brought up to now first)."""
+        would show them (the fleet is brought up to now first); ``account``: a member's."""
         self._require_open()
         self._advance()
-        return self.fleet.expected_records()
+        return self._fleet_of(account).expected_records()
 
-    def current_keys(self) -> set[InstanceKey]:
+    def current_keys(self, account: str | None = None) -> set[InstanceKey]:
         self._require_open()
         self._advance()
-        return set(self.fleet.current_keys())
+        return set(self._fleet_of(account).current_keys())
 
     def existed_throughout(self, t0: float, t1: float) -> set[InstanceKey]:
         """Instances that existed at every moment of ``[t0, t1]`` (simulator seconds, t1 <= now)."""
@@ -276,21 +372,32 @@ class Simulator:
         t1: float | None = None,
         *,
         content: bool = False,
+        account: str | None = None,
     ) -> Digest:
         """The ``scanner.simulator.digest`` digest of the current fleet, or of an interval's ground
         truth (``mode`` "throughout" / "at_any", which need ``t0`` and ``t1``). ``content``: hash
-        the whole instance objects (current fleet only)."""
+        the whole instance objects (current fleet only). ``account``: a member account's fleet
+        (members never churn: every mode gives its current fleet)."""
         self._require_open()
         self._advance()
+        fleet = self._fleet_of(account)
+        member = fleet is not self.fleet
+        if member:  # a member's fleet never changes: its digests are computed once
+            cached = self._member_digests.get((fleet.caller_uid, content))
+            if cached is not None:
+                return cached
         builder = DigestBuilder()
-        if mode == "current":
+        if mode == "current" or member:
             if content:
-                for region, service_name, instance, _ in self.fleet.expected_records():
+                for region, service_name, instance, _ in fleet.expected_records():
                     builder.add_hash(content_hash(region, service_name, instance))
             else:
-                for key in self.fleet.current_keys():
+                for key in fleet.current_keys():
                     builder.add_hash(key_hash(*key))
-            return builder.result()
+            result = builder.result()
+            if member:
+                self._member_digests[fleet.caller_uid, content] = result
+            return result
         if t0 is None or t1 is None:
             raise ConfigError(f"mode {mode!r} needs t0 and t1")
         if content:
@@ -328,6 +435,8 @@ class Simulator:
 
     def _configure_limiter(self, config: FaultConfig) -> None:
         self._limiter.configure(config.rate_limit, config.burst)
+        if self.org is not None:  # each member has its own buckets, at the same limit
+            self.org.configure_limits(config.rate_limit, config.burst)
 
     @property
     def churn(self) -> ChurnRates:
@@ -357,12 +466,68 @@ class Simulator:
         """
         return self._pages.prewarm()
 
+    # --- the organisation ---------------------------------------------------------------------
+
+    def org_digests(self, *, content: bool = False) -> dict[str, Digest]:
+        """The digest of each member account's fleet (members in a success status), by AccountId.
+
+        Builds every such member's fleet if it was not built yet (``org-large``: a few seconds).
+        """
+        org = self._require_org()
+        return {
+            member.account_id: self.fleet_digest(content=content, account=member.account_id)
+            for member in org.members
+            if member.status in SUCCESS_STATUSES
+        }
+
+    def expire_tokens(self, account: str | None = None) -> int:
+        """Expire now every temporary key issued so far (or one member's); return how many."""
+        return self._require_org().expire_tokens(account)
+
+    def set_member(self, account: str, **changes: Any) -> dict[str, Any]:
+        """Change a member account (``Organization.set_member``); returns its new state."""
+        return self._require_org().set_member(account, **changes).to_dict()
+
+    def set_org(self, **changes: Any) -> dict[str, Any]:
+        """Change organisation-wide knobs: ``token_ttl``, ``max_session_duration``,
+        ``accounts_page_cap``, ``assume_role_rate``, ``assume_role_burst``, ``list_accounts_rate``,
+        ``rpc_latency_ms``, ``assume_role_error_rate``; and ``fail_next_assume_roles``: the next N
+        AssumeRole calls answer 503 ``ServiceUnavailable``."""
+        org = self._require_org()
+        allowed = {
+            "token_ttl",
+            "max_session_duration",
+            "accounts_page_cap",
+            "assume_role_rate",
+            "assume_role_burst",
+            "list_accounts_rate",
+            "rpc_latency_ms",
+            "assume_role_error_rate",
+            "fail_next_assume_roles",
+        }
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ConfigError(f"unknown organisation knob(s) {sorted(unknown)}; known: {sorted(allowed)}")
+        limit = {k: changes.pop(k) for k in ("assume_role_rate", "assume_role_burst") if k in changes}
+        if "list_accounts_rate" in changes:
+            org.configure_list_accounts_limit(changes.pop("list_accounts_rate"))
+        if "fail_next_assume_roles" in changes:
+            org.fail_next_assume_roles = int(changes.pop("fail_next_assume_roles"))
+        org.spec = org.spec.with_changes(**changes)
+        if limit:
+            org.configure_assume_role_limit(
+                limit.get("assume_role_rate", org.spec.assume_role_rate),
+                limit.get("assume_role_burst", org.spec.assume_role_burst),
+            )
+        return self.org_info()
+
     def add_key(self, key: AccessKey) -> None:
         """Accept one more AccessKey (e.g. an STS triple) from now on."""
         self._auth.add(key)
 
     def __repr__(self) -> str:
+        org = "" if self.org is None else f", accounts={len(self.org.members)}"
         return (
             f"Simulator(state={self._lifecycle.state.value}, regions={len(self.fleet.regions)}, "
-            f"services={self.fleet.service_count}, seed={self.seed})"
+            f"services={self.fleet.service_count}{org}, seed={self.seed})"
         )

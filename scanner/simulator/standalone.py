@@ -5,6 +5,11 @@ Once every region is listening it prints exactly one JSON line to stdout::
     {"endpoints": {"cn-hangzhou": "http://127.0.0.1:41001", ...},
      "access_key_id": "...", "access_key_secret": "...", "instances": 1000}
 
+An organisation (``--preset org-small`` / ``org-large``, or ``--accounts N``) adds
+``sts_endpoint``, ``resourcemanager_endpoint``, ``management_account_id``, ``role_name``,
+``external_id`` and ``accounts`` (``[{"id", "name", "folder", "status", "instances"}, ...]``);
+the key is then the management account's RAM user and ``instances`` counts every member's.
+
 and serves until SIGINT or SIGTERM, then exits 0. Counters, ground truth and runtime fault
 switches are on the loopback admin routes (``scanner.simulator.admin``) of every region's port.
 """
@@ -23,6 +28,7 @@ import orjson
 from scanner.errors import ConfigError
 from scanner.simulator.churn import ChurnRates
 from scanner.simulator.faults import FaultConfig
+from scanner.simulator.org import ORG_PRESETS, OrgSpec
 from scanner.simulator.server import DEFAULT_PAGE_CACHE_BYTES, Simulator
 from scanner.simulator.spec import PRESETS, Even, FleetSpec, LongTail
 
@@ -36,6 +42,12 @@ admin routes (on every region's port, loopback, unsigned):
   GET|PUT|PATCH /_simulator/faults      (JSON: FaultConfig fields)
   GET|PUT /_simulator/churn             (JSON: ChurnRates fields)
   POST /_simulator/forbid               {"region": "cn-hangzhou", "forbidden": true}
+organisation (org presets, --accounts):
+  GET  /_simulator/org | /_simulator/org/digests[?content=1]
+  GET  /_simulator/fleet-digest?account=ID
+  PATCH /_simulator/org                 {"token_ttl": 20, "assume_role_rate": 5, ...}
+  PATCH /_simulator/org/accounts/ID     {"status": "CreateFailed", "role_exists": false, ...}
+  POST /_simulator/org/expire-tokens    {"account": null}
 """
 
 
@@ -70,7 +82,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fleet = parser.add_argument_group("fleet")
-    fleet.add_argument("--preset", choices=sorted(PRESETS), default="small", help="fleet (default: small)")
+    fleet.add_argument(
+        "--preset",
+        choices=[*sorted(PRESETS), *sorted(ORG_PRESETS)],
+        default="small",
+        help="fleet, or organisation (org-*) (default: small)",
+    )
     fleet.add_argument("--seed", type=int, default=0, help="fleet, keys and faults derive from it")
     fleet.add_argument("--regions", type=int, help="custom fleet: number of regions")
     fleet.add_argument("--services-per-region", type=int, help="custom fleet: services in each region")
@@ -128,6 +145,48 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     faults.add_argument("--slow-rate", type=_rate, default=0.0, help="delay this fraction by --slow-ms")
     faults.add_argument("--slow-ms", type=_non_negative, default=0.0, help="delay of a slow response")
 
+    org = parser.add_argument_group(
+        "organisation (org presets, or --accounts; the custom fleet flags then shape each member's fleet)"
+    )
+    org.add_argument("--accounts", type=int, metavar="N", help="member accounts (default: the org preset's)")
+    org.add_argument("--org-instances", type=int, metavar="N", help="instances over all members")
+    org.add_argument("--folders", type=int, metavar="N", help="child folders under the root")
+    org.add_argument("--role-name", help="the member role (default: ResourceDirectoryAccountAccessRole)")
+    org.add_argument("--external-id", help="every role requires this ExternalId")
+    org.add_argument(
+        "--token-ttl", type=int, metavar="S", help="tokens live at most S seconds, whatever was asked"
+    )
+    org.add_argument(
+        "--max-session-duration", type=int, metavar="S", help="the roles' maximum (default: 3600)"
+    )
+    org.add_argument(
+        "--assume-role-rate", type=float, metavar="QPS", help="AssumeRole quota (Throttling.User)"
+    )
+    org.add_argument("--assume-role-burst", type=int, metavar="N", help="its burst (default: 10)")
+    org.add_argument("--non-success", type=int, metavar="N", help="members in a non-success status")
+    org.add_argument(
+        "--missing-role", type=int, metavar="N", help="members without the role (EntityNotExist.Role)"
+    )
+    org.add_argument(
+        "--eas-denied", type=int, metavar="N", help="members whose role gets Forbidden.RAM from EAS"
+    )
+    org.add_argument(
+        "--accounts-page-cap", type=int, metavar="N", help="ListAccounts answers at most N a page"
+    )
+    org.add_argument(
+        "--list-accounts-rate", type=float, metavar="QPS", help="ListAccounts quota (Throttling.User)"
+    )
+    org.add_argument(
+        "--list-management",
+        action="store_true",
+        default=None,
+        help="ListAccounts lists the management account too (it has no member role)",
+    )
+    org.add_argument("--rpc-latency-ms", type=_non_negative, help="added to every STS/ResourceManager answer")
+    org.add_argument(
+        "--assume-role-error-rate", type=_rate, help="random 503 ServiceUnavailable on AssumeRole"
+    )
+
     churn = parser.add_argument_group("churn (events per second, fleet-wide)")
     churn.add_argument("--instance-start-rate", type=_non_negative, default=0.0)
     churn.add_argument("--instance-stop-rate", type=_non_negative, default=0.0)
@@ -141,7 +200,7 @@ def _spec(args: argparse.Namespace) -> FleetSpec | None:
     custom = (args.regions, args.services_per_region, args.instances, args.distribution)
     if all(value is None for value in custom):
         return None
-    base = PRESETS[args.preset]
+    base = PRESETS[args.preset] if args.preset in PRESETS else ORG_PRESETS[args.preset].fleet
     distribution = Even() if args.distribution == "even" else LongTail(max_per_service=args.max_per_service)
     return FleetSpec(
         regions=args.regions if args.regions is not None else base.regions,
@@ -151,6 +210,43 @@ def _spec(args: argparse.Namespace) -> FleetSpec | None:
         total_instances=args.instances if args.instances is not None else base.total_instances,
         distribution=distribution,
     )
+
+
+_ORG_FLAGS = {
+    "accounts": "members",
+    "org_instances": "total_instances",
+    "folders": "folders",
+    "role_name": "role_name",
+    "external_id": "external_id",
+    "token_ttl": "token_ttl",
+    "max_session_duration": "max_session_duration",
+    "assume_role_rate": "assume_role_rate",
+    "assume_role_burst": "assume_role_burst",
+    "non_success": "non_success",
+    "missing_role": "missing_role",
+    "eas_denied": "eas_denied",
+    "accounts_page_cap": "accounts_page_cap",
+    "list_accounts_rate": "list_accounts_rate",
+    "list_management": "list_management",
+    "rpc_latency_ms": "rpc_latency_ms",
+    "assume_role_error_rate": "assume_role_error_rate",
+}
+
+
+def _org(args: argparse.Namespace) -> OrgSpec | None:
+    """The organisation the flags describe (None: a single account)."""
+    changes = {
+        field: getattr(args, flag) for flag, field in _ORG_FLAGS.items() if getattr(args, flag) is not None
+    }
+    if args.preset not in ORG_PRESETS and not changes:
+        return None
+    base = ORG_PRESETS.get(args.preset, ORG_PRESETS["org-small"])
+    template = _spec(args)
+    if template is not None:
+        changes["fleet"] = template
+        if args.instances is not None and args.org_instances is None:
+            changes["total_instances"] = args.instances
+    return base.with_changes(**changes)
 
 
 def simulator_from_args(args: argparse.Namespace) -> Simulator:
@@ -177,9 +273,11 @@ def simulator_from_args(args: argparse.Namespace) -> Simulator:
         service_creates=args.service_create_rate,
         service_deletes=args.service_delete_rate,
     )
+    org = _org(args)
     return Simulator(
-        preset=args.preset,
-        spec=_spec(args),
+        preset=args.preset if org is None else "small",
+        org=org,
+        spec=_spec(args) if org is None else None,
         seed=args.seed,
         host=args.host,
         base_port=args.port,
@@ -208,6 +306,16 @@ async def _serve(sim: Simulator, *, prewarm: bool, out: TextIO) -> None:
                 "access_key_secret": sim.access_key_secret,
                 "instances": sim.fleet.instance_count,
             }
+            if sim.org is not None:
+                org = sim.org
+                accounts = org.summary_accounts()
+                line["instances"] = sum(account["instances"] for account in accounts)
+                line["sts_endpoint"] = sim.sts_endpoint
+                line["resourcemanager_endpoint"] = sim.resourcemanager_endpoint
+                line["management_account_id"] = org.management_account_id
+                line["role_name"] = org.spec.role_name
+                line["external_id"] = org.spec.external_id
+                line["accounts"] = accounts
             out.write(orjson.dumps(line).decode() + "\n")
             out.flush()
             await stop.wait()
