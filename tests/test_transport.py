@@ -29,6 +29,7 @@ from scanner.client.transport import (
 from scanner.engine.retry import is_retryable
 from scanner.errors import (
     ConfigError,
+    DecodeError,
     NetworkError,
     RequestTimeout,
     ResponseTooLargeError,
@@ -328,6 +329,22 @@ async def test_a_connection_closed_mid_body_gives_network_error() -> None:
     async with serve_raw(hang_up) as server, AiohttpTransport() as transport:
         with pytest.raises(NetworkError, match="before the whole response"):
             await get(transport, server.base_url + "/", {})
+
+
+@pytest.mark.asyncio
+async def test_a_plain_body_labelled_gzip_gives_a_one_line_decode_error() -> None:
+    """A proxy that labels a plain body gzip: the body is not lost to a misleading "closed" message."""
+
+    async def mislabel(request: RawRequest, writer: asyncio.StreamWriter) -> None:
+        body = b'{"Services": [], "TotalCount": 0}'
+        writer.write(_head(f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n") + body)
+        await writer.drain()
+
+    async with serve_raw(mislabel) as server, AiohttpTransport() as transport:
+        with pytest.raises(DecodeError, match="not what its Content-Encoding says") as caught:
+            await get(transport, server.base_url + "/", {})
+    assert "\n" not in str(caught.value)
+    assert "closed" not in str(caught.value)
 
 
 @pytest.mark.asyncio

@@ -24,7 +24,7 @@ import anyio.lowlevel
 from yarl import URL
 
 from scanner.client.http import Request, Response
-from scanner.errors import NetworkError, RequestTimeout, ResponseTooLargeError
+from scanner.errors import DecodeError, NetworkError, RequestTimeout, ResponseTooLargeError
 from scanner.lifecycle import Lifecycle
 from scanner.validation import require_positive
 
@@ -199,20 +199,29 @@ class AiohttpTransport:
             # its *total* timeout raises the bare builtin, which is not an aiohttp.ClientError.
             raise RequestTimeout(_describe_timeout(exc, self.timeouts)) from exc
         except aiohttp.ClientPayloadError as exc:
-            raise NetworkError(f"the connection closed before the whole response arrived: {exc}") from exc
+            text = _flat(exc)
+            if "content-encoding" in text.lower():
+                # A proxy that labels a plain body gzip, or a broken compressed stream.
+                raise DecodeError(f"the body is not what its Content-Encoding says: {text}") from exc
+            raise NetworkError(f"the connection closed before the whole response arrived: {text}") from exc
         except aiohttp.ServerDisconnectedError as exc:
-            raise NetworkError(f"the server closed the connection: {exc}") from exc
+            raise NetworkError(f"the server closed the connection: {_flat(exc)}") from exc
         except aiohttp.ClientConnectorError as exc:
             raise NetworkError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from exc
         except aiohttp.ClientResponseError as exc:
             # Not chained: its request_info holds the signed headers (the STS token among them).
-            raise NetworkError(f"{type(exc).__name__}: {exc.status}, {exc.message}") from None
+            raise NetworkError(f"{type(exc).__name__}: {exc.status}, {_flat(exc.message)}") from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise NetworkError(f"{type(exc).__name__}: {exc}") from exc
+            raise NetworkError(f"{type(exc).__name__}: {_flat(exc)}") from exc
 
     def __repr__(self) -> str:
         state = self._lifecycle.state.value
         return f"AiohttpTransport(state={state}, timeouts={self.timeouts!r}, limits={self.limits!r})"
+
+
+def _flat(error: BaseException | str) -> str:
+    """An error's text on one line: aiohttp's own messages may span several."""
+    return " ".join(str(error).split())
 
 
 async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
