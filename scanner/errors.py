@@ -98,8 +98,16 @@ class RequestError(ScannerError):
 
     @property
     def kind(self) -> str:
-        """The short name of the failure, for summaries: the API code if any, else the class."""
-        return self.code or type(self).__name__
+        """The short name of the failure, for summaries: the API code if any, else the class.
+
+        A 404 without the API's code (a gateway's HTML page) is ``HTTP404``: not the API saying
+        that something does not exist.
+        """
+        if self.code:
+            return self.code
+        if self.status == 404:
+            return "HTTP404"
+        return type(self).__name__
 
     def __str__(self) -> str:
         where = " ".join(

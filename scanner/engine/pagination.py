@@ -29,16 +29,45 @@ These guarantees assume what EAS does: a new instance starts after every existin
 restart keeps its place. A caller's own ``Sort``/``Order``, or a filter on a field that changes
 (``InstanceStatus``), voids them: such listings are still checked (TotalCount, page sums) and
 re-read when they visibly change, but a change that hides itself cannot be ruled out.
+
+What the API says is checked before it is believed. A TotalCount above ``MAX_PLAUSIBLE_TOTAL``
+ends the listing at once (``ImplausibleTotalCount``). An answer whose items do not match what its
+own TotalCount puts on that page (a short or empty page before the count is reached, more items
+than the page size, another page number than asked) cannot come from an honest server, which
+counts and pages one listing in one answer: the pass is not consistent, and a short answer stops
+the pass asking for further pages, so the work a pass does is bounded by the pages that held
+items, never by the count the server sent. A listing still inconsistent after its last pass is a
+failure: ``ImplausibleTotalCount`` if that pass saw such an answer, else ``ListingUnstable``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 from scanner.eas.models import Page
+from scanner.errors import RequestError
 
-__all__ = ["ListingState", "descending_pages", "page_count"]
+__all__ = [
+    "IMPLAUSIBLE_TOTAL_COUNT",
+    "LISTING_UNSTABLE",
+    "MAX_PLAUSIBLE_TOTAL",
+    "ListingError",
+    "ListingState",
+    "descending_pages",
+    "page_count",
+]
+
+#: The most items a listing may plausibly have (instances of a service, services of a region).
+MAX_PLAUSIBLE_TOTAL: Final = 1_000_000
+#: Failure codes of a listing that cannot be proven whole.
+LISTING_UNSTABLE: Final = "ListingUnstable"
+IMPLAUSIBLE_TOTAL_COUNT: Final = "ImplausibleTotalCount"
+
+
+class ListingError(RequestError):
+    """A listing that cannot be proven whole; ``code`` says why (``ListingUnstable``,
+    ``ImplausibleTotalCount``). Never retried: it is a verdict on answers already received."""
 
 
 def page_count(total: int, page_size: int) -> int:
@@ -67,7 +96,11 @@ class ListingState:
         "_seen",
         "last_total",
         "page_size",
+        "pass_empty_pages",
+        "pass_limit",
         "passes",
+        "top_page",
+        "unbacked",
         "unkeyed",
     )
 
@@ -79,6 +112,14 @@ class ListingState:
         self._pass_totals: set[int] = set()
         self._pass_unkeyed = 0
         self._pass_changed = False
+        #: The highest page number worth asking for in this pass (see ``check``).
+        self.pass_limit = MAX_PLAUSIBLE_TOTAL
+        #: The highest page number that held items, in any pass.
+        self.top_page = 0
+        #: Pages of this pass that held no items.
+        self.pass_empty_pages = 0
+        #: Why an answer of this pass did not match its own TotalCount; None while every one did.
+        self.unbacked: str | None = None
         #: Items that lacked the key field: emitted as they come, since they cannot be deduplicated.
         self.unkeyed = 0
         self.passes = 0
@@ -91,6 +132,61 @@ class ListingState:
         self._pass_seen = set()
         self._pass_unkeyed = 0
         self._pass_changed = False
+        self.pass_limit = MAX_PLAUSIBLE_TOTAL
+        self.pass_empty_pages = 0
+        self.unbacked = None
+
+    def check(self, page: Page, number: int) -> None:
+        """Judge the answer to a request for page ``number`` (its items accepted or not).
+
+        Raises ``ListingError`` (``ImplausibleTotalCount``) for a TotalCount that is not a count
+        or is above the plausible bound. Lowers ``pass_limit``, the last page worth asking for in
+        this pass: to the last page this answer's TotalCount puts items on, or, when the answer
+        does not match its own TotalCount, to one past the last page that held any items. So a
+        count the pages do not back never makes a pass ask for pages by the count alone.
+        """
+        if page.items:
+            if number > self.top_page:
+                self.top_page = number
+        else:
+            self.pass_empty_pages += 1
+        size = self._judge(page, number)
+        limit = page_count(page.total_count, size) if size else self.top_page + 1
+        if limit < self.pass_limit:
+            self.pass_limit = limit
+
+    def check_look(self, page: Page, number: int) -> None:
+        """``check`` for a one-record look at the listing's end, which asks no further pages."""
+        self._judge(page, number)
+        self.note_total(page.total_count)
+
+    def _judge(self, page: Page, number: int) -> int:
+        """The page size the answer pages by, or 0 when it does not match its own TotalCount."""
+        total = page.total_count
+        if type(total) is not int or not 0 <= total <= MAX_PLAUSIBLE_TOTAL:
+            raise ListingError(
+                f"TotalCount {total!r} is not a count between 0 and {MAX_PLAUSIBLE_TOTAL:,}"
+                " (the plausible bound)",
+                code=IMPLAUSIBLE_TOTAL_COUNT,
+            )
+        size = page.page_size if page.page_size > 0 else self.page_size
+        held = len(page.items)
+        put = total - (number - 1) * size  # items the TotalCount puts on this page and beyond
+        expected = size if put > size else max(put, 0)
+        if held == expected and page.page_number == number:
+            return size
+        if page.page_number != number:
+            self._note_unbacked(f"page {number} was answered as page {page.page_number}")
+        else:
+            self._note_unbacked(
+                f"page {number} held {held} item(s) where TotalCount {total} puts {expected}"
+                f" (page size {page.page_size})"
+            )
+        return 0
+
+    def _note_unbacked(self, reason: str) -> None:
+        if self.unbacked is None:
+            self.unbacked = reason
 
     def note_total(self, total: int) -> None:
         """A TotalCount seen by a request of this pass that returned no items to keep (a probe)."""
@@ -152,6 +248,7 @@ class ListingState:
         distinct = len(self._seen if self.passes == 1 else self._pass_seen)
         return (
             not self._pass_changed
+            and self.unbacked is None
             and len(self._pass_totals) == 1
             and distinct + self._pass_unkeyed == self.last_total
         )

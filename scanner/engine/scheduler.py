@@ -26,7 +26,7 @@ that cannot be read, every region refusing us, or any failure in fail-fast mode.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,15 +34,23 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from scanner.clock import Clock
+from scanner.eas.faults import service_gone
 from scanner.eas.models import Page
 from scanner.eas.params import Action, InstanceQuery, ServiceQuery
 from scanner.engine.config import Concurrency, Consistency, RetryPolicy
-from scanner.engine.pagination import ListingState, descending_pages, page_count
+from scanner.engine.pagination import (
+    IMPLAUSIBLE_TOTAL_COUNT,
+    LISTING_UNSTABLE,
+    MAX_PLAUSIBLE_TOTAL,
+    ListingError,
+    ListingState,
+    page_count,
+)
 from scanner.engine.ports import EasApi
 from scanner.engine.ratelimit import RateLimiters
 from scanner.engine.retry import Retrier, RetryBudget
 from scanner.engine.stats import Failure, LiveStats, ScanSummary, ServiceVerdict
-from scanner.errors import NotFoundError, RequestError, ScanFailedError, ThrottledError
+from scanner.errors import RequestError, ScanFailedError, ThrottledError
 from scanner.records import service_summary, tag_instances
 
 __all__ = ["Batch", "ScanJob", "ScanPlan"]
@@ -334,6 +342,7 @@ class ScanJob:
 
         async def emit(page: Page) -> None:
             await self._emit(region, target, state.accept(page))
+            state.check(page, number)  # after: a page's valid records are kept, whatever its count says
 
         name = target.name
         return self._request(
@@ -371,38 +380,59 @@ class ScanJob:
                     tg.start_soon(self._service_worker, region, receive.clone())
 
     async def _discover_services(self, region: str, send: MemoryObjectSendStream[_ServiceTarget]) -> None:
+        """ListServices, proven like an instance listing (see ``scanner.engine.pagination``).
+
+        Page 1 first (its services go to the workers at once), then every page newest first, page
+        1 last; while a pass is inconsistent, it is swept again, up to ``max_passes`` in all.
+        Services already offered are offered once. A page that fails after retries is a failure of
+        the region, and ends the passes (the region is incomplete already), not the sweep.
+        """
         counters = self.stats.region(region)
         state = ListingState("ServiceName", self._page_size)
-        async with send:
+        failed = False
+
+        async def read(number: int) -> None:
+            nonlocal failed
             try:
-                first = await self._services_page(region, 1)
+                page = await self._services_page(region, number)
             except RequestError as exc:
                 self._record_failure(region, None, exc)
+                failed = True
                 return
             counters.services_listed = True
-            total = first.total_count
-            self._note_service_total(region, total)
+            self._note_service_total(region, page.total_count)
             # Only the summaries wait for a free worker, not the page's full service objects
             # (a page is 100 of them, in every region): see also _first_pass.
-            targets = self._targets(region, state.accept(first))
-            del first
+            targets = self._targets(region, state.accept(page))
+            implausible: ListingError | None = None
+            try:
+                state.check(page, number)
+            except ListingError as exc:
+                implausible = exc  # after its services are offered: they are scanned all the same
+            del page
             await self._offer(targets, send)
-            # Newest page first, page 1 last: see scanner.engine.pagination for why this order
-            # cannot miss a service that exists throughout.
-            later = list(descending_pages(total, state.page_size))
-            for number in later if len(later) > 1 else ():
-                try:
-                    page = await self._services_page(region, number)
-                except RequestError as exc:
-                    self._record_failure(region, None, exc)
-                    continue
-                self._note_service_total(region, page.total_count)
-                targets = self._targets(region, state.accept(page))
-                del page
-                await self._offer(targets, send)
+            if implausible is not None:
+                raise implausible
+
+        async with send:
+            try:
+                await read(1)
+                if not counters.services_listed:
+                    return
+                if page_count(state.last_total, state.page_size) > 1:
+                    await self._sweep(state, read)
+                while not (failed or state.pass_consistent()) and state.passes < self._max_passes:
+                    state.start_pass()
+                    await self._sweep(state, read)
+            except ListingError as exc:
+                exc.region, exc.action = region, Action.LIST_SERVICES
+                self._record_failure(region, None, exc)
+                return
+            if not (failed or state.pass_consistent()):
+                self._record_failure(region, None, self._inconsistent(state, region, Action.LIST_SERVICES))
 
     def _note_service_total(self, region: str, total: int) -> None:
-        if self._plan.services is None:
+        if self._plan.services is None and total <= MAX_PLAUSIBLE_TOTAL:
             counters = self.stats.region(region)
             counters.services_known = max(counters.services_known, total)
 
@@ -419,7 +449,8 @@ class ScanJob:
                 self._found_services.add(name)  # to name the wanted services never found
                 counters.services_known += 1
             estimate = service.get("TotalInstance")
-            estimate = estimate if isinstance(estimate, int) and estimate >= 0 else 0
+            if type(estimate) is not int or not 0 <= estimate <= MAX_PLAUSIBLE_TOTAL:
+                estimate = 0  # unknown: the listing's own TotalCount will say
             counters.instances_known += estimate
             targets.append(_ServiceTarget(name, service_summary(service), estimate))
         return targets
@@ -469,30 +500,58 @@ class ScanJob:
 
         state = ListingState("InstanceName", self._page_size)
         error: RequestError | None = None
+
+        async def read(number: int) -> None:
+            await self._read_page(region, target, state, number)
+
         try:
             await self._first_pass(region, target, state, set_known)
             while not state.pass_consistent() and state.passes < self._max_passes:
                 state.start_pass()
                 set_known(max(state.last_total, state.emitted))
-                await self._fetch_in_order(
-                    region, target, state, descending_pages(state.last_total, state.page_size)
-                )
+                await self._sweep(state, read)
         except RequestError as exc:
             error = exc
 
-        if isinstance(error, NotFoundError):
-            verdict = ServiceVerdict.DELETED
-        elif error is not None:
-            verdict = ServiceVerdict.FAILED
-            self._record_failure(region, target.name, error)
-        elif state.passes == 1:
-            verdict = ServiceVerdict.COMPLETE
+        if error is not None:
+            if service_gone(error):
+                verdict = ServiceVerdict.DELETED
+            else:
+                verdict = ServiceVerdict.FAILED
+                if isinstance(error, ListingError):
+                    error.region, error.action = region, Action.LIST_SERVICE_INSTANCES
+                    error.service = target.name
+                self._record_failure(region, target.name, error)
         elif state.pass_consistent():
-            verdict = ServiceVerdict.REREAD
+            verdict = ServiceVerdict.COMPLETE if state.passes == 1 else ServiceVerdict.REREAD
         else:
+            # Not proven whole: its records are out, but the scan cannot say it is complete.
+            inconsistent = self._inconsistent(state, region, Action.LIST_SERVICE_INSTANCES, target.name)
             verdict = ServiceVerdict.UNSTABLE
+            if inconsistent.code == IMPLAUSIBLE_TOTAL_COUNT:
+                verdict = ServiceVerdict.FAILED
+            self._record_failure(region, target.name, inconsistent)
         set_known(state.emitted)
         self.stats.service_done(region, target.name, verdict)
+
+    def _inconsistent(
+        self, state: ListingState, region: str, action: str, service: str | None = None
+    ) -> ListingError:
+        """The failure of a listing still inconsistent after its last pass."""
+        what = "instances" if service is not None else "services"
+        if state.unbacked is not None:
+            code = IMPLAUSIBLE_TOTAL_COUNT
+            message = (
+                f"TotalCount {state.last_total} is not backed by the pages, in each of"
+                f" {state.passes} pass(es): {state.unbacked}"
+            )
+        else:
+            code = LISTING_UNSTABLE
+            message = (
+                f"the listing kept changing: still inconsistent after {state.passes} pass(es)"
+                f" (TotalCount {state.last_total}; {what} read: {state.emitted})"
+            )
+        return ListingError(message, code=code, region=region, action=action, service=service)
 
     async def _first_pass(
         self, region: str, target: _ServiceTarget, state: ListingState, set_known: Callable[[int], None]
@@ -511,7 +570,7 @@ class ScanJob:
             number = page_count(target.estimate, self._page_size)
         page = await self._read_page(region, target, state, number)
         total = page.total_count
-        pages = page.page_count  # at the page size the server used, should it cap ours
+        pages = page_count(total, state.page_size)  # at the page size the server used, should it cap ours
         before = _end_of(page) if verifiable else None
         del page
         set_known(total)
@@ -536,25 +595,35 @@ class ScanJob:
         While TotalCount is still ``total``, that instance is the last of the listing. Same query
         and order as the pages, so a tie in StartTime cannot make two looks disagree.
         """
+        number = max(total, 1)
         page = await self._request(
             region,
             Action.LIST_SERVICE_INSTANCES,
             lambda: self._api.list_service_instances(
-                region, service, self._instance_query, page_number=max(total, 1), page_size=1
+                region, service, self._instance_query, page_number=number, page_size=1
             ),
         )
-        state.note_total(page.total_count)
+        state.check_look(page, number)
         return page.total_count, page.items[0].get("InstanceName") if page.items else None
 
     async def _fetch_at_once(
         self, region: str, target: _ServiceTarget, state: ListingState, numbers: range
     ) -> None:
-        """Fetch pages concurrently (``pages_per_listing`` at a time); raise the first failure."""
+        """Fetch pages concurrently (``pages_per_listing`` at a time); raise the first failure.
+
+        No page is asked for beyond ``state.pass_limit`` (see ``ListingState.check``), nor after
+        a second empty page: pages that hold nothing are never walked one by one.
+        """
         pending: Iterator[int] = iter(numbers)
         failures: list[RequestError] = []
 
         async def worker(scope: anyio.CancelScope) -> None:
             for number in pending:
+                if number > state.pass_limit:
+                    return  # past the listing's end, by what its answers said
+                if state.pass_empty_pages > 1:
+                    state.mark_changed()  # pages left unread: this pass proves nothing
+                    return
                 try:
                     await self._read_page(region, target, state, number)
                 except RequestError as exc:
@@ -568,11 +637,23 @@ class ScanJob:
         if failures:
             raise failures[0]
 
-    async def _fetch_in_order(
-        self, region: str, target: _ServiceTarget, state: ListingState, numbers: Iterable[int]
-    ) -> None:
-        for number in numbers:
-            await self._read_page(region, target, state, number)
+    @staticmethod
+    async def _sweep(state: ListingState, read: Callable[[int], Awaitable[None]]) -> None:
+        """One newest-first pass: the last page first, page 1 last, one page at a time.
+
+        It starts at the last page the latest TotalCount puts items on, and skips the pages that an
+        answer's own TotalCount shows are past the listing's end (which survivors never reach:
+        they only move towards page 1). After an answer short of its own count it goes on below
+        the last page that held items; it stops at a second empty page: pages that hold nothing
+        are never walked one by one.
+        """
+        number = min(page_count(state.last_total, state.page_size), state.pass_limit)
+        while number >= 1:
+            await read(number)
+            number = min(number - 1, state.pass_limit)
+            if number >= 1 and state.pass_empty_pages > 1:
+                state.mark_changed()  # not read down to page 1: this pass proves nothing
+                return
 
     async def _emit(self, region: str, target: _ServiceTarget, items: list[dict[str, Any]]) -> None:
         if not items:
