@@ -89,6 +89,7 @@ class ListingState:
 
     __slots__ = (
         "_key",
+        "_page_new",
         "_pass_changed",
         "_pass_seen",
         "_pass_totals",
@@ -96,7 +97,7 @@ class ListingState:
         "_seen",
         "last_total",
         "page_size",
-        "pass_empty_pages",
+        "pass_barren_pages",
         "pass_limit",
         "passes",
         "top_page",
@@ -114,10 +115,11 @@ class ListingState:
         self._pass_changed = False
         #: The highest page number worth asking for in this pass (see ``check``).
         self.pass_limit = MAX_PLAUSIBLE_TOTAL
-        #: The highest page number that held items, in any pass.
+        #: The highest page number that brought items new to its pass, in any pass.
         self.top_page = 0
-        #: Pages of this pass that held no items.
-        self.pass_empty_pages = 0
+        #: Pages of this pass that brought no item new to the pass (empty, or repeats).
+        self.pass_barren_pages = 0
+        self._page_new = 0  # items of the last accepted page new to the pass
         #: Why an answer of this pass did not match its own TotalCount; None while every one did.
         self.unbacked: str | None = None
         #: Items that lacked the key field: emitted as they come, since they cannot be deduplicated.
@@ -133,23 +135,25 @@ class ListingState:
         self._pass_unkeyed = 0
         self._pass_changed = False
         self.pass_limit = MAX_PLAUSIBLE_TOTAL
-        self.pass_empty_pages = 0
+        self.pass_barren_pages = 0
         self.unbacked = None
 
     def check(self, page: Page, number: int) -> None:
         """Judge the answer to a request for page ``number`` (its items accepted or not).
 
-        Raises ``ListingError`` (``ImplausibleTotalCount``) for a TotalCount that is not a count
-        or is above the plausible bound. Lowers ``pass_limit``, the last page worth asking for in
-        this pass: to the last page this answer's TotalCount puts items on, or, when the answer
-        does not match its own TotalCount, to one past the last page that held any items. So a
-        count the pages do not back never makes a pass ask for pages by the count alone.
+        Called after ``accept(page)``. Raises ``ListingError`` (``ImplausibleTotalCount``) for a
+        TotalCount that is not a count or is above the plausible bound. Lowers ``pass_limit``, the
+        last page worth asking for in this pass: to the last page this answer's TotalCount puts
+        items on, or, when the answer does not match its own TotalCount, to one past the last
+        page that brought new items. Counts the pages that brought nothing new to the pass (empty,
+        or only repeats). So neither a count the pages do not back, nor a server that repeats a
+        page whatever its number, makes a pass ask for pages by the count alone.
         """
-        if page.items:
+        if self._page_new:
             if number > self.top_page:
                 self.top_page = number
         else:
-            self.pass_empty_pages += 1
+            self.pass_barren_pages += 1
         size = self._judge(page, number)
         limit = page_count(page.total_count, size) if size else self.top_page + 1
         if limit < self.pass_limit:
@@ -214,32 +218,45 @@ class ListingState:
             return self._accept_unkeyed(items, names)
         seen = self._seen
         if self.passes > 1:
-            self._pass_seen.update(names)
+            pass_seen = self._pass_seen
+            before = len(pass_seen)
+            pass_seen.update(names)
+            self._page_new = len(pass_seen) - before
         distinct = set(names)
         if len(distinct) == len(names) and seen.isdisjoint(distinct):
             seen |= distinct  # the usual case: a page of new names, kept as it is
+            if self.passes == 1:
+                self._page_new = len(items)
             return items
         fresh = []
         for item, name in zip(items, names, strict=True):
             if name not in seen:
                 seen.add(name)
                 fresh.append(item)
+        if self.passes == 1:
+            self._page_new = len(fresh)
         return fresh
 
     def _accept_unkeyed(self, items: list[dict[str, Any]], names: list[Any]) -> list[dict[str, Any]]:
         fresh = []
+        new = 0  # to the pass; an item without a key counts as new (it cannot be told apart)
         for item, name in zip(items, names, strict=True):
             if name is None:
                 self._pass_unkeyed += 1
+                new += 1
                 if self.passes == 1:
                     self.unkeyed += 1
                     fresh.append(item)
                 continue
-            if self.passes > 1:
+            if self.passes > 1 and name not in self._pass_seen:
                 self._pass_seen.add(name)
+                new += 1
             if name not in self._seen:
                 self._seen.add(name)
                 fresh.append(item)
+                if self.passes == 1:
+                    new += 1
+        self._page_new = new
         return fresh
 
     def pass_consistent(self) -> bool:

@@ -612,7 +612,7 @@ class ScanJob:
         """Fetch pages concurrently (``pages_per_listing`` at a time); raise the first failure.
 
         No page is asked for beyond ``state.pass_limit`` (see ``ListingState.check``), nor after
-        a second empty page: pages that hold nothing are never walked one by one.
+        a second page that brought nothing new: pages that hold nothing are never walked one by one.
         """
         pending: Iterator[int] = iter(numbers)
         failures: list[RequestError] = []
@@ -621,7 +621,7 @@ class ScanJob:
             for number in pending:
                 if number > state.pass_limit:
                     return  # past the listing's end, by what its answers said
-                if state.pass_empty_pages > 1:
+                if state.pass_barren_pages > 1:
                     state.mark_changed()  # pages left unread: this pass proves nothing
                     return
                 try:
@@ -644,14 +644,14 @@ class ScanJob:
         It starts at the last page the latest TotalCount puts items on, and skips the pages that an
         answer's own TotalCount shows are past the listing's end (which survivors never reach:
         they only move towards page 1). After an answer short of its own count it goes on below
-        the last page that held items; it stops at a second empty page: pages that hold nothing
-        are never walked one by one.
+        the last page that brought new items; it stops at a second page that brought nothing new
+        (empty, or repeats): pages that hold nothing are never walked one by one.
         """
         number = min(page_count(state.last_total, state.page_size), state.pass_limit)
         while number >= 1:
             await read(number)
             number = min(number - 1, state.pass_limit)
-            if number >= 1 and state.pass_empty_pages > 1:
+            if number >= 1 and state.pass_barren_pages > 1:
                 state.mark_changed()  # not read down to page 1: this pass proves nothing
                 return
 
