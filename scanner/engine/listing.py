@@ -38,12 +38,14 @@ What the API says is checked before it is believed. A TotalCount that is not a c
 ``MAX_PLAUSIBLE_TOTAL``, ends the listing at once (``ImplausibleTotalCount``). An answer whose
 items do not match what its own TotalCount puts on that page (short or empty before the count is
 reached, more items than its page size, another page number than asked) cannot come from an
-honest server, which counts and pages one listing in one answer: that pass is not consistent. A
-pass never asks for pages past one beyond the last page that brought new items once its answers
-stop backing the count, nor after a second page that brought nothing new (empty, or repeats), so
-the work of a pass is bounded by the pages that held items, never by the count a server sent. A
-listing still inconsistent after ``max_passes`` is a failure: ``ImplausibleTotalCount`` if its
-last pass saw such an answer, else ``ListingUnstable``; its records are out all the same.
+honest server, which counts and pages one listing in one answer: that pass is not consistent.
+Once its answers stop backing the count, a pass asks for no page past one beyond the last page
+that brought new items; pass 1 asks for no more pages after two that brought nothing new (empty,
+or repeats), a sweep after two such pages that also did not back their count. So the work of a
+pass is bounded by the pages that held items, never by the count a server sent, while an honest
+listing is always swept whole, however it changes. A listing still inconsistent after
+``max_passes`` is a failure: ``ImplausibleTotalCount`` if its last pass saw an answer that did
+not back its count, else ``ListingUnstable``; its records are out all the same.
 """
 
 from __future__ import annotations
@@ -277,7 +279,8 @@ class Listing:
                 if number > state.pass_limit:
                     return  # past the listing's end, by what its answers said
                 if state.pass_barren_pages > 1:
-                    state.mark_changed()  # pages left unread: this pass proves nothing
+                    # Pages left unread (a sweep follows, should this be the first pass of many).
+                    state.mark_changed()
                     return
                 await self._read(number)
 
@@ -290,14 +293,15 @@ class Listing:
         answer's own TotalCount shows are past the listing's end (which survivors never reach:
         they only move towards page 1). After an answer that does not back its count it goes on
         below the last page that brought new items; it stops at a second page that brought
-        nothing new (empty, or repeats): pages that hold nothing are never walked one by one.
+        nothing new and did not back its count either (see ``ListingState.check``): pages that
+        hold nothing are never walked one by one, and an honest listing is always swept whole.
         """
         state = self.state
         number = min(page_count(state.last_total, state.page_size), state.pass_limit)
         while number >= 1:
             await self._read(number)
             number = min(number - 1, state.pass_limit)
-            if number >= 1 and state.pass_barren_pages > 1:
+            if number >= 1 and state.pass_false_pages > 1:
                 state.mark_changed()  # not read down to page 1: this pass proves nothing
                 return
 
@@ -353,6 +357,7 @@ class ListingState:
         "last_total",
         "page_size",
         "pass_barren_pages",
+        "pass_false_pages",
         "pass_limit",
         "passes",
         "top_page",
@@ -372,8 +377,10 @@ class ListingState:
         self.pass_limit = MAX_PLAUSIBLE_TOTAL
         #: The highest page number that brought items new to its pass, in any pass.
         self.top_page = 0
-        #: Pages of this pass that brought no item new to the pass (empty, or repeats).
+        #: Pages of this pass that brought no item new to the pass (empty, or repeats), and those
+        #: of them that did not match their own TotalCount either (see ``check``).
         self.pass_barren_pages = 0
+        self.pass_false_pages = 0
         self._page_new = 0  # items of the last accepted page new to the pass
         #: Why an answer of this pass did not match its own TotalCount; None while every one did.
         self.unbacked: str | None = None
@@ -391,6 +398,7 @@ class ListingState:
         self._pass_changed = False
         self.pass_limit = MAX_PLAUSIBLE_TOTAL
         self.pass_barren_pages = 0
+        self.pass_false_pages = 0
         self.unbacked = None
 
     def check(self, page: Page, number: int) -> None:
@@ -400,16 +408,22 @@ class ListingState:
         TotalCount that is not a count or is above the plausible bound. Lowers ``pass_limit``, the
         last page worth asking for in this pass: to the last page this answer's TotalCount puts
         items on, or, when the answer does not match its own TotalCount, to one past the last
-        page that brought new items. Counts the pages that brought nothing new to the pass (empty,
-        or only repeats). So neither a count the pages do not back, nor a server that repeats a
-        page whatever its number, makes a pass ask for pages by the count alone.
+        page that brought new items. Counts the pages that brought nothing new to the pass
+        (empty, or only repeats), and the *false* ones among them: those that did not match their
+        own TotalCount either. An honest server's page is never false, however the listing
+        changes, so a sweep may stop at false pages without voiding its proof; pass 1 may stop at
+        barren ones, because an early stop only makes it inconsistent, and a sweep follows. So
+        neither a count the pages do not back, nor a server that repeats a page whatever its
+        number, makes a pass ask for pages by the count alone.
         """
+        size = self._judge(page, number)
         if self._page_new:
             if number > self.top_page:
                 self.top_page = number
         else:
             self.pass_barren_pages += 1
-        size = self._judge(page, number)
+            if not size:
+                self.pass_false_pages += 1
         limit = page_count(page.total_count, size) if size else self.top_page + 1
         if limit < self.pass_limit:
             self.pass_limit = limit
