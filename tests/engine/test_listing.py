@@ -91,3 +91,26 @@ async def test_a_callers_order_is_read_at_once_without_looks() -> None:
     outcome = await listing.run()
     assert pages.requests == [(1, 2), (2, 2), (3, 2)]
     assert outcome.verdict is ServiceVerdict.COMPLETE
+
+
+@pytest.mark.asyncio
+async def test_a_deletion_hidden_by_a_creation_is_seen_by_the_closing_look() -> None:
+    # [a, b], a page each. Page 1, the opening look (b is last), page 1 again; then a is deleted
+    # and c created: b moves onto page 1, already read, and TotalCount stays 2. Only the closing
+    # look (c is last now) shows the change; the newest-first re-read then finds b.
+    pages = Pages(2)
+    served = 0
+    fetch = pages.fetch
+
+    async def churning_fetch(number: int, size: int, deliver: Deliver) -> None:
+        nonlocal served
+        served += 1
+        if served == 4:
+            pages.names = [pages.names[1], "c"]
+        await fetch(number, size, deliver)
+
+    listing = Listing(churning_fetch, pages.emit, key="InstanceName", page_size=1, max_passes=3)
+    outcome = await listing.run()
+    assert pages.requests[:5] == [(1, 1), (2, 1), (1, 1), (2, 1), (2, 1)]
+    assert "i0001" in pages.emitted
+    assert outcome.verdict is ServiceVerdict.REREAD
