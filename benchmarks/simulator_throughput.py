@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.clients.common import Request, signed_get  # noqa: E402
 from scanner.eas.params import service_instances_path, services_path  # noqa: E402
-from scanner.eas.signing import NonceCache, verify  # noqa: E402
+from scanner.simulator.acceptance import NonceCache, accept  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def measure_verify(count: int) -> float:
     now = datetime.now(UTC)
     started = time.perf_counter()
     for raw_path, raw_query, wire in requests:
-        verify(
+        accept(
             method="GET",
             raw_path=raw_path,
             raw_query=raw_query,

@@ -7,13 +7,18 @@
         async for record in stream:
             ...
         stream.summary
+
+The names here are what a library user needs: the scanner and its stream and summary, every
+configuration type ``Scanner`` and ``scan()`` accept, the credential types, and the error base
+classes worth catching. Everything else lives in its module (``scanner.errors`` for the whole
+exception tree, ``scanner.testing`` for ``FakeClock`` and ``MockTransport``,
+``scanner.client`` for the transport seam and ``EasClient``).
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
-from scanner.client.api import ClientStatistics, EasClient
 from scanner.client.credentials import (
     Credentials,
     CredentialsProvider,
@@ -21,49 +26,28 @@ from scanner.client.credentials import (
     StaticCredentials,
 )
 from scanner.client.transport import ConnectionLimits, Timeouts
-from scanner.eas.endpoints import EndpointType
-from scanner.eas.models import Page, Region
 from scanner.eas.params import InstanceQuery, ServiceQuery
 from scanner.engine.config import Concurrency, Consistency, RateLimit, RetryPolicy
-from scanner.engine.stats import (
-    Failure,
-    RegionStatistics,
-    RegionSummary,
-    ScanStatistics,
-    ScanSummary,
-    ServiceVerdict,
-)
+from scanner.engine.stats import ScanStatistics, ScanSummary
 from scanner.errors import (
     ApiError,
-    AuthError,
-    BadRequestError,
     ConfigError,
     CredentialsError,
-    DecodeError,
-    NetworkError,
-    NotFoundError,
     RequestError,
-    RequestTimeout,
     ScanFailedError,
     ScannerError,
-    ServerError,
-    ThrottledError,
-    TransportError,
     UsageError,
 )
 from scanner.gctuning import batch_gc
 from scanner.scanner import Scanner, ScanStream
 
 try:
-    __version__ = version("eas-fleet-scanner")
-except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = _metadata.version("eas-fleet-scanner")
+except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
     "ApiError",
-    "AuthError",
-    "BadRequestError",
-    "ClientStatistics",
     "Concurrency",
     "ConfigError",
     "ConnectionLimits",
@@ -71,21 +55,10 @@ __all__ = [
     "Credentials",
     "CredentialsError",
     "CredentialsProvider",
-    "DecodeError",
     "DefaultCredentials",
-    "EasClient",
-    "EndpointType",
-    "Failure",
     "InstanceQuery",
-    "NetworkError",
-    "NotFoundError",
-    "Page",
     "RateLimit",
-    "Region",
-    "RegionStatistics",
-    "RegionSummary",
     "RequestError",
-    "RequestTimeout",
     "RetryPolicy",
     "ScanFailedError",
     "ScanStatistics",
@@ -93,13 +66,9 @@ __all__ = [
     "ScanSummary",
     "Scanner",
     "ScannerError",
-    "ServerError",
     "ServiceQuery",
-    "ServiceVerdict",
     "StaticCredentials",
-    "ThrottledError",
     "Timeouts",
-    "TransportError",
     "UsageError",
     "__version__",
     "batch_gc",

@@ -12,18 +12,21 @@ Imports nothing from ``scanner``, so every layer (and the simulator) can use it.
     └── RequestError                            one API call failed: .region .action .service ...
         ├── TransportError                      no usable HTTP response
         │   ├── RequestTimeout                  connect/read/total timeout (incl. bare asyncio.TimeoutError)
-        │   └── NetworkError                    refused, reset, disconnected mid-response
+        │   ├── NetworkError                    refused, reset, disconnected mid-response
+        │   └── ResponseTooLargeError           a body over the size cap: never retried
         ├── DecodeError                         a response that is not the JSON we expect
         └── ApiError                            the API answered with an error: .status .code .message
             ├── ThrottledError                  over a rate limit; .retry_after_ms when the server said
             ├── ServerError                     5xx, InternalError, ServiceUnavailable: transient
             ├── AuthError                       bad key, bad signature, permission denied: never retried
-            ├── NotFoundError                   the region or service is gone
+            │   └── ClockSkewError              the request's timestamp was refused: the local clock is off
+            ├── NotFoundError                   the region or service is gone (or a 404 without a code)
             └── BadRequestError                 any other 4xx: never retried
 
 Which code or status becomes which class is decided in one table, ``scanner.eas.faults``; whether a
 class is worth retrying is decided by the retry policy. Errors carry data, not just strings, and no
-error ever carries a secret.
+error ever carries a secret: whatever came from a server is redacted before it gets here
+(``scanner.client.redact``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "ApiError",
     "AuthError",
     "BadRequestError",
+    "ClockSkewError",
     "ConfigError",
     "CredentialsError",
     "DecodeError",
@@ -39,6 +43,7 @@ __all__ = [
     "NotFoundError",
     "RequestError",
     "RequestTimeout",
+    "ResponseTooLargeError",
     "ScanFailedError",
     "ScannerError",
     "ServerError",
@@ -99,16 +104,8 @@ class RequestError(ScannerError):
 
     @property
     def kind(self) -> str:
-        """The short name of the failure, for summaries: the API code if any, else the class.
-
-        A 404 without the API's code (a gateway's HTML page) is ``HTTP404``: not the API saying
-        that something does not exist.
-        """
-        if self.code:
-            return self.code
-        if self.status == 404:
-            return "HTTP404"
-        return type(self).__name__
+        """The short name of the failure, for summaries: the API code if any, else the class."""
+        return self.code or type(self).__name__
 
     def __str__(self) -> str:
         where = " ".join(
@@ -148,6 +145,18 @@ class NetworkError(TransportError):
     """The connection failed: refused, reset, or closed in the middle of a response."""
 
 
+class ResponseTooLargeError(TransportError):
+    """The response body (decompressed) was larger than ``ConnectionLimits.max_response_bytes``.
+
+    Reading stopped at the cap and the connection was closed. Never retried: the same request
+    would get the same answer.
+    """
+
+    @property
+    def kind(self) -> str:
+        return "ResponseTooLarge"
+
+
 class DecodeError(RequestError):
     """The response body is not the JSON we expect: not JSON, truncated, or the wrong shape."""
 
@@ -168,8 +177,21 @@ class AuthError(ApiError):
     """Authentication or authorisation failed. Retrying cannot help."""
 
 
+class ClockSkewError(AuthError):
+    """The API refused the request's timestamp: the local clock is off. The message says by how much."""
+
+
 class NotFoundError(ApiError):
-    """The target (region or service) does not exist, or no longer does."""
+    """The API answered 404: with a code that says what was not found, or without one (a gateway).
+
+    Only the code tells a deleted service from a wrong path; without one, ``kind`` is ``HTTP404``.
+    """
+
+    @property
+    def kind(self) -> str:
+        if self.code:
+            return self.code
+        return f"HTTP{self.status}" if self.status is not None else type(self).__name__
 
 
 class BadRequestError(ApiError):

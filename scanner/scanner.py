@@ -17,7 +17,6 @@ block stops any scan still running; so does closing its stream (``await stream.a
 
 from __future__ import annotations
 
-import enum
 import inspect
 import random
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -31,28 +30,25 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from scanner.client.api import EasClient
 from scanner.client.credentials import CredentialsProvider, DefaultCredentials
+from scanner.client.http import AsyncTransport
 from scanner.client.transport import ConnectionLimits, Timeouts
 from scanner.clock import Clock, SystemClock
 from scanner.eas.endpoints import EndpointResolver, EndpointType, validate_region
 from scanner.eas.params import InstanceQuery, ServiceQuery
 from scanner.engine.config import Concurrency, Consistency, RateLimit, RetryPolicy
+from scanner.engine.pacing import ClientRateLimiters
 from scanner.engine.ports import EasApi
-from scanner.engine.ratelimit import RateLimiters
 from scanner.engine.scheduler import Batch, ScanJob, ScanPlan
 from scanner.engine.stats import ScanStatistics, ScanSummary
 from scanner.errors import ConfigError, UsageError
+from scanner.lifecycle import Lifecycle
 from scanner.records import encode_jsonl
+from scanner.validation import require_positive
 
 __all__ = ["DEFAULT_HOME_REGION", "BinarySink", "ScanStream", "Scanner"]
 
 #: Where DescribeRegions is asked when no endpoint override says otherwise.
 DEFAULT_HOME_REGION = "cn-shanghai"
-
-
-class _State(enum.Enum):
-    UNOPENED = 1
-    OPENED = 2
-    CLOSED = 3
 
 
 class BinarySink(Protocol):
@@ -188,9 +184,16 @@ class Scanner:
     - ``endpoints``: region → base URL overrides (a simulator, a proxy). With overrides and no
       ``regions`` given to ``scan``, the overridden regions are scanned.
     - ``endpoint_type``: ``"public"`` (default) or ``"vpc"``.
-    - ``concurrency``, ``rate_limit``, ``retry``, ``timeouts``: the knobs (``Concurrency``,
-      ``RateLimit``, ``RetryPolicy``, ``Timeouts``); ``page_size`` and ``max_passes`` (``Consistency``).
+    - ``concurrency``, ``rate_limit``, ``retry``, ``timeouts``, ``consistency``: the knobs
+      (``Concurrency``, ``RateLimit``, ``RetryPolicy``, ``Timeouts``, ``Consistency``);
+      ``page_size`` and ``max_passes`` are a shorthand for ``consistency``.
+    - ``connection_limits``: the largest response body read
+      (``ConnectionLimits(max_response_bytes=...)``, 32 MiB by default) and the connection pool,
+      whose sizes, unless given, follow ``concurrency`` (``total`` and ``per_region``).
     - ``fail_fast``: raise the first failure instead of recording it and carrying on.
+    - ``transport``: what sends the HTTP requests (an ``AsyncTransport``, e.g.
+      ``scanner.testing.MockTransport``); default: aiohttp, configured by ``timeouts`` and
+      ``connection_limits`` (which cannot be given with a transport).
     - ``clock``, ``rng``, ``api``: injection points for tests.
     """
 
@@ -206,11 +209,14 @@ class Scanner:
         rate_limit: RateLimit | None = None,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
-        page_size: int = 100,
-        max_passes: int = 3,
+        connection_limits: ConnectionLimits | None = None,
+        consistency: Consistency | None = None,
+        page_size: int | None = None,
+        max_passes: int | None = None,
         fail_fast: bool = False,
         home_region: str | None = None,
         buffer_pages: int = 8,
+        transport: AsyncTransport | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
         api: EasApi | None = None,
@@ -224,60 +230,71 @@ class Scanner:
         self._rate_limit = rate_limit or RateLimit()
         self._retry = retry or RetryPolicy()
         self._timeouts = timeouts
-        self._consistency = Consistency(page_size=page_size, max_passes=max_passes)
+        if connection_limits is not None and not isinstance(connection_limits, ConnectionLimits):
+            raise ConfigError(f"connection_limits must be a ConnectionLimits, got {connection_limits!r}")
+        self._connection_limits = connection_limits
+        if transport is not None and (timeouts is not None or connection_limits is not None):
+            raise ConfigError(
+                "give a transport or timeouts/connection_limits, not both (configure the transport itself)"
+            )
+        self._transport = transport
+        self._consistency = _consistency(consistency, page_size, max_passes)
         self._fail_fast = fail_fast
         overridden = self._endpoints.overridden_regions
         self._home_region = validate_region(
             home_region or (overridden[0] if overridden else DEFAULT_HOME_REGION)
         )
-        if isinstance(buffer_pages, bool) or not isinstance(buffer_pages, int) or buffer_pages < 1:
-            raise ConfigError(f"buffer_pages must be a positive integer, got {buffer_pages!r}")
+        require_positive("buffer_pages", buffer_pages, integer=True)
         self._buffer_pages = buffer_pages
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._api = api
-        self._state = _State.UNOPENED
+        self._lifecycle = Lifecycle("Scanner")
         self._stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
-        self._rate_limiters: RateLimiters | None = None
+        self._rate_limiters: ClientRateLimiters | None = None
         self._streams: list[ScanStream] = []
 
     def _build_client(self) -> EasClient:
         credentials = (
             self._credentials if self._credentials is not None else DefaultCredentials(self._profile)
         )
+        if self._transport is not None:
+            return EasClient(
+                credentials=credentials,
+                endpoints=self._endpoints,
+                transport=self._transport,
+                clock=self._clock,
+            )
         return EasClient(
             credentials=credentials,
             endpoints=self._endpoints,
             timeouts=self._timeouts,
-            connection_limits=ConnectionLimits(
+            connection_limits=(self._connection_limits or ConnectionLimits()).sized(
                 total=self._concurrency.total, per_host=self._concurrency.per_region
             ),
             clock=self._clock,
         )
 
     async def __aenter__(self) -> Self:
-        if self._state is _State.OPENED:
-            raise UsageError("Cannot open a Scanner instance more than once.")
-        if self._state is _State.CLOSED:
-            raise UsageError("Cannot reopen a Scanner instance, once it has been closed.")
+        self._lifecycle.check_openable()
         stack = AsyncExitStack()
         try:
             if self._api is None:
                 self._api = await stack.enter_async_context(self._build_client())
-            self._rate_limiters = RateLimiters(self._rate_limit, self._clock)
+            self._rate_limiters = ClientRateLimiters(self._rate_limit, self._clock)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
         except BaseException:
             await stack.aclose()
             raise
         self._stack = stack
-        self._state = _State.OPENED
+        self._lifecycle.opened()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._state = _State.CLOSED
+        self._lifecycle.closed()
         assert self._stack is not None
         if self._task_group is not None:
             # Scans nobody is reading any more must not keep the block open.
@@ -308,7 +325,7 @@ class Scanner:
         - ``filters`` / keyword arguments: ListServiceInstances filters (an ``InstanceQuery``, a
           mapping, or keywords such as ``instance_status="Running"``, ``is_spot=True``).
         """
-        if self._state is not _State.OPENED or self._task_group is None or self._api is None:
+        if not self._lifecycle.is_open or self._task_group is None or self._api is None:
             raise UsageError("scan() needs an open Scanner: use it inside `async with Scanner(...) as s:`")
         assert self._rate_limiters is not None
         plan = ScanPlan(
@@ -382,3 +399,19 @@ class Scanner:
         except TypeError as exc:
             known = ", ".join(InstanceQuery.__dataclass_fields__)
             raise ConfigError(f"unknown instance filter ({exc}); known filters: {known}") from None
+
+
+def _consistency(
+    consistency: Consistency | None, page_size: int | None, max_passes: int | None
+) -> Consistency:
+    if consistency is None:
+        defaults = Consistency()
+        return Consistency(
+            page_size=defaults.page_size if page_size is None else page_size,
+            max_passes=defaults.max_passes if max_passes is None else max_passes,
+        )
+    if not isinstance(consistency, Consistency):
+        raise ConfigError(f"consistency must be a Consistency, got {consistency!r}")
+    if page_size is not None or max_passes is not None:
+        raise ConfigError("give consistency=Consistency(...) or page_size/max_passes, not both")
+    return consistency

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from scanner.eas import params
 from scanner.eas.params import InstanceQuery, Paging, ServiceQuery
+from scanner.eas.signing import percent_encode
 from scanner.errors import ConfigError
 
 
@@ -108,4 +109,18 @@ def test_paths_are_escaped_like_the_sdk() -> None:
 def test_path_segment_encoding_matches_quote(text: str) -> None:
     from urllib.parse import quote
 
-    assert params.encode_path_segment(text) == quote(text, safe="~")
+    assert percent_encode(text) == quote(text, safe="~")
+
+
+@given(st.text(min_size=1), st.text(min_size=1))
+def test_a_built_path_parses_back_to_its_operation(cluster_id: str, service_name: str) -> None:
+    parsed = params.parse_path(params.service_instances_path(cluster_id, service_name))
+    assert parsed == params.ApiPath(params.Action.LIST_SERVICE_INSTANCES, cluster_id, service_name)
+
+
+def test_the_fixed_paths_parse_and_others_do_not() -> None:
+    assert params.parse_path(params.regions_path()) == params.ApiPath(params.Action.DESCRIBE_REGIONS)
+    assert params.parse_path(params.services_path()) == params.ApiPath(params.Action.LIST_SERVICES)
+    for path in ("/", "/api/v2/services/", "/api/v2/services/a/instances", "/api/v2/services/a/b/c/instances",
+                 "/api/v2/services/a/b/instance", "/api/v1/services/a/b/instances"):  # fmt: skip
+        assert params.parse_path(path) is None, path

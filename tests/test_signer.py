@@ -21,8 +21,8 @@ from scanner.eas.params import (
     ServiceQuery,
     ServiceStatus,
     ServiceType,
-    encode_path_segment,
 )
+from scanner.eas.signing import percent_encode
 
 header_text = st.text(
     st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40
@@ -57,7 +57,7 @@ def test_request_signer_matches_the_reference_signer(
     date: str,
     nonce: str,
 ) -> None:
-    path = "/api/v2/" + "/".join(encode_path_segment(s) for s in segments)
+    path = "/api/v2/" + "/".join(percent_encode(s) for s in segments)
     query = signing.canonical_query(params)
     headers = RequestSigner(host=host, action=action, user_agent=user_agent, credentials=creds).sign(
         path, query, date, nonce

@@ -1,13 +1,14 @@
-"""The wire layer: credentials, one aiohttp session, and signed calls to the EAS API.
+"""The wire layer: credentials, the transport, and signed calls to the EAS API.
 
-``credentials`` finds and refreshes the access key, ``transport`` owns the aiohttp session and
-maps its failures, ``signer`` signs each request cheaply, and ``api.EasClient`` puts them
-together into one call per EAS operation.
+``credentials`` finds and refreshes the access key, ``http`` is the transport seam (a request
+in, a response out), ``transport`` is its aiohttp implementation and maps aiohttp's failures,
+``signer`` signs each request cheaply, ``redact`` keeps the credentials out of whatever a server
+sends back, and ``api.EasClient`` puts them together into one call per EAS operation.
 """
 
 from __future__ import annotations
 
-from scanner.client.api import ClientStatistics, EasClient, random_nonce
+from scanner.client.api import EasClient, random_nonce
 from scanner.client.credentials import (
     Credentials,
     CredentialsProvider,
@@ -15,19 +16,21 @@ from scanner.client.credentials import (
     RefreshingCredentials,
     StaticCredentials,
 )
-from scanner.client.transport import ConnectionLimits, RawResponse, Timeouts, Transport
+from scanner.client.http import AsyncTransport, Request, Response
+from scanner.client.transport import AiohttpTransport, ConnectionLimits, Timeouts
 
 __all__ = [
-    "ClientStatistics",
+    "AiohttpTransport",
+    "AsyncTransport",
     "ConnectionLimits",
     "Credentials",
     "CredentialsProvider",
     "DefaultCredentials",
     "EasClient",
-    "RawResponse",
     "RefreshingCredentials",
+    "Request",
+    "Response",
     "StaticCredentials",
     "Timeouts",
-    "Transport",
     "random_nonce",
 ]

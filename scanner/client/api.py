@@ -14,19 +14,22 @@ per service. ``benchmarks/signing.py`` measures the result.
 from __future__ import annotations
 
 import dataclasses
-import enum
+import html
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Final, ParamSpec, Self, TypeVar
 
 import orjson
 
 from scanner.client.credentials import Credentials, CredentialsProvider
+from scanner.client.http import AsyncTransport, Request, Response
+from scanner.client.redact import Redactor
 from scanner.client.signer import RequestSigner
-from scanner.client.transport import ConnectionLimits, RawResponse, Timeouts, Transport, default_user_agent
+from scanner.client.transport import AiohttpTransport, ConnectionLimits, Timeouts, default_user_agent
 from scanner.clock import Clock, SystemClock
 from scanner.eas import faults
 from scanner.eas.endpoints import Endpoint, EndpointResolver
@@ -41,9 +44,10 @@ from scanner.eas.params import (
     services_path,
 )
 from scanner.eas.signing import canonical_query, format_date
-from scanner.errors import ApiError, ConfigError, DecodeError, RequestError, UsageError
+from scanner.errors import ApiError, ClockSkewError, ConfigError, DecodeError, RequestError
+from scanner.lifecycle import Lifecycle
 
-__all__ = ["ClientStatistics", "EasClient", "random_nonce"]
+__all__ = ["EasClient", "random_nonce"]
 
 _Query = TypeVar("_Query", InstanceQuery, ServiceQuery)
 _P = ParamSpec("_P")
@@ -51,28 +55,13 @@ _T = TypeVar("_T")
 
 #: Caches keyed by caller-supplied values are cleared when they reach this size: a few times the
 #: listings a scan keeps open at once, which is all the instance-path cache needs; more only grows
-#: memory with the fleet (4,096 paths were ~0.6 MB of a 1,000,000-instance scan's growth).
+#: memory with the fleet.
 _CACHE_LIMIT: Final = 1024
 
 
 def random_nonce() -> str:
     """32 random hex digits, like ``uuid4().hex`` but a few times cheaper."""
     return os.urandom(16).hex()
-
-
-@dataclass(frozen=True, slots=True)
-class ClientStatistics:
-    """Counters since the client was created. ``errors`` counts the ``RequestError``\\ s raised."""
-
-    requests: int
-    bytes_received: int
-    errors: int
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPENED = "opened"
-    CLOSED = "closed"
 
 
 class EasClient:
@@ -95,6 +84,7 @@ class EasClient:
         endpoints: EndpointResolver | None = None,
         timeouts: Timeouts | None = None,
         connection_limits: ConnectionLimits | None = None,
+        transport: AsyncTransport | None = None,
         clock: Clock | None = None,
         nonce_factory: Callable[[], str] | None = None,
         user_agent: str | None = None,
@@ -106,24 +96,25 @@ class EasClient:
         self._clock: Clock = clock or SystemClock()
         self._nonce = nonce_factory or random_nonce
         self.user_agent = user_agent or default_user_agent()
-        self._transport = Transport(timeouts=timeouts, limits=connection_limits)
-        self._state = _State.UNOPENED
+        if transport is None:
+            transport = AiohttpTransport(timeouts=timeouts, limits=connection_limits)
+        elif timeouts is not None or connection_limits is not None:
+            raise ConfigError(
+                "give a transport or timeouts/connection_limits, not both (configure the transport itself)"
+            )
+        self._transport: AsyncTransport = transport
+        self._lifecycle = Lifecycle("client")
         self._signers: dict[tuple[str, str], RequestSigner] = {}
         self._instance_paths: dict[tuple[str, str], str] = {}
         self._query_parts: dict[int, tuple[object, str, str]] = {}
-        self._requests = 0
-        self._bytes_received = 0
-        self._errors = 0
+        self._redactor: tuple[Credentials | None, Redactor] = (None, Redactor())
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._state is _State.OPENED:
-            raise UsageError("Cannot open a client instance more than once.")
-        if self._state is _State.CLOSED:
-            raise UsageError("Cannot reopen a client instance, once it has been closed.")
+        self._lifecycle.check_openable()
         await self._transport.__aenter__()
-        self._state = _State.OPENED
+        self._lifecycle.opened()
         return self
 
     async def __aexit__(
@@ -132,22 +123,20 @@ class EasClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._state = _State.CLOSED
+        self._lifecycle.closed()
         await self._transport.aclose()
 
     def _check_open(self) -> None:
-        if self._state is _State.UNOPENED:
-            raise UsageError("The client is not open: use `async with EasClient(...) as client`.")
-        if self._state is _State.CLOSED:
-            raise UsageError("The client has been closed.")
+        if not self._lifecycle.is_open:
+            self._lifecycle.require_open("use `async with EasClient(...) as client`")
 
     # --- operations ----------------------------------------------------------------------------
 
     async def describe_regions(self, region: str = "cn-shanghai") -> list[Region]:
         """The regions EAS is offered in, asked of ``region``'s endpoint (``DescribeRegions``)."""
         action = Action.DESCRIBE_REGIONS.value
-        raw = await self._call(region, action, None, regions_path(), "")
-        return self._decode(_decode_regions, raw, region, action)
+        raw, redact = await self._call(region, action, None, regions_path(), "")
+        return self._decode(redact, _decode_regions, raw, region, action)
 
     async def list_services(
         self,
@@ -163,8 +152,10 @@ class EasClient:
         _check_paging(page_number, page_size)
         action = Action.LIST_SERVICES.value
         query_string = self._query_string(built, page_number, page_size)
-        raw = await self._call(region, action, None, services_path(), query_string)
-        return self._decode(_decode_page, raw, "Services", page_number, page_size, region, action, None)
+        raw, redact = await self._call(region, action, None, services_path(), query_string)
+        return self._decode(
+            redact, _decode_page, raw, "Services", page_number, page_size, region, action, None
+        )
 
     async def list_service_instances(
         self,
@@ -184,42 +175,54 @@ class EasClient:
         action = Action.LIST_SERVICE_INSTANCES.value
         path = self._instances_path(region, service)
         query_string = self._query_string(built, page_number, page_size)
-        raw = await self._call(region, action, service, path, query_string)
-        return self._decode(_decode_page, raw, "Instances", page_number, page_size, region, action, service)
-
-    def statistics(self) -> ClientStatistics:
-        return ClientStatistics(
-            requests=self._requests, bytes_received=self._bytes_received, errors=self._errors
+        raw, redact = await self._call(region, action, service, path, query_string)
+        return self._decode(
+            redact, _decode_page, raw, "Instances", page_number, page_size, region, action, service
         )
 
     # --- one request ---------------------------------------------------------------------------
 
     async def _call(
         self, region: str, action: str, service: str | None, path: str, query: str
-    ) -> RawResponse:
-        """Send one signed GET; return the response if it is 2xx, else raise its ``ApiError``."""
+    ) -> tuple[Response, Redactor]:
+        """Send one signed GET; return the 2xx response (and its redactor), else raise its error.
+
+        Whatever the server sent is redacted for the credentials this request used: the error's
+        text before it is raised, and the body's secret bytes before anyone decodes it.
+        """
         self._check_open()
         endpoint = self._endpoints.resolve(region)  # ConfigError for a bad region id
         credentials = await self._credentials.get_credentials()
         url, headers = self._prepare(endpoint, action, path, query, credentials)
-        self._requests += 1
+        redact = self._redactor_for(credentials)
         try:
-            raw = await self._transport.get(url, headers)
+            raw = await self._transport.send(Request("GET", url, headers))
         except RequestError as exc:  # the transport's errors know nothing of the target
             exc.region, exc.action, exc.service = region, action, service
-            self._errors += 1
+            _redact_error(exc, redact)
             raise
-        self._bytes_received += len(raw.body)
         if not 200 <= raw.status < 300:
-            self._errors += 1
-            raise _api_error(raw, region, action, service)
-        return raw
+            raise _api_error(raw, region, action, service, redact, self._clock.wall())
+        body = redact.scrub(raw.body)
+        if body is not raw.body:
+            raw = dataclasses.replace(raw, body=body)
+        return raw, redact
 
-    def _decode(self, decode: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    def _redactor_for(self, credentials: Credentials) -> Redactor:
+        held, redact = self._redactor
+        if credentials is not held:
+            redact = Redactor(
+                secrets=(credentials.access_key_secret, credentials.security_token),
+                key_ids=(credentials.access_key_id,),
+            )
+            self._redactor = (credentials, redact)
+        return redact
+
+    def _decode(self, redact: Redactor, decode: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
             return decode(*args, **kwargs)
-        except DecodeError:
-            self._errors += 1
+        except DecodeError as exc:
+            _redact_error(exc, redact)
             raise
 
     def _prepare(
@@ -265,12 +268,12 @@ class EasClient:
         return f"{before}PageNumber={page_number}&PageSize={page_size}{after}"
 
     def __repr__(self) -> str:
-        return f"EasClient(state={self._state.value}, endpoints={self._endpoints!r})"
+        return f"EasClient(state={self._lifecycle.state.value}, endpoints={self._endpoints!r})"
 
 
 def _check_paging(page_number: int, page_size: int) -> None:
-    # The common case without building a Paging (a frozen dataclass costs ~1.5 µs); anything
-    # unusual goes through Paging for its validation and error message.
+    # The common case is checked without building a Paging (this runs once per request);
+    # anything unusual goes through Paging for its validation and error message.
     if type(page_number) is not int or type(page_size) is not int or page_number < 1 or page_size < 1:
         Paging(page_number, page_size)
 
@@ -318,32 +321,94 @@ def _first_str(data: dict[str, Any], *keys: str) -> str | None:
 
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
+#: The length of the excerpt of a non-JSON body in an error message.
+SNIPPET_CHARS: Final = 80
+#: A clock further than this from the server's is named, even when the server's code is vague.
+CLOCK_SKEW_LIMIT_S: Final = 300.0
+_CLOCK_CODES: Final = ("InvalidTimeStamp", "SignatureDoesNotMatch")
 
 
-def _snippet(body: bytes, limit: int = 160) -> str:
-    """A short, readable excerpt of a non-JSON body (an HTML error page, usually)."""
-    text = _SPACE.sub(" ", _TAG.sub(" ", body[: limit * 8].decode("utf-8", "replace"))).strip()
-    return text[:limit] + ("…" if len(text) > limit else "")
+def _snippet(body: bytes, redact: Redactor, limit: int = SNIPPET_CHARS) -> str:
+    """A short, readable, redacted excerpt of a non-JSON body (an HTML error page, usually)."""
+    text = redact.scrub(body)[: limit * 16].decode("utf-8", "replace")
+    text = redact(_SPACE.sub(" ", html.unescape(_TAG.sub(" ", text))).strip())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _api_error(raw: RawResponse, region: str, action: str, service: str | None) -> ApiError:
-    """The error for a non-2xx response; tolerates lower-case keys and a non-JSON body."""
+def _non_json_message(raw: Response, redact: Redactor) -> str:
+    media_type = (raw.content_type or "").partition(";")[0].strip()[:60]
+    kind = f" ({redact(media_type)})" if media_type else ""
+    return f'HTTP {raw.status} with a non-JSON body{kind}: "{_snippet(raw.body, redact)}"'
+
+
+def _clock_skew_message(code: str | None, server_date: str | None, now: datetime) -> str | None:
+    """What to tell the user when the server refused our timestamp; None when it is not that.
+
+    ``InvalidTimeStamp.Expired`` always means the clock. A signature or other timestamp error
+    means it only when the server's ``Date`` is more than ``CLOCK_SKEW_LIMIT_S`` from ours.
+    """
+    if code is None or not code.startswith(_CLOCK_CODES):
+        return None
+    expired = code == "InvalidTimeStamp.Expired"
+    server = _parse_http_date(server_date)
+    skew = (server - now).total_seconds() if server is not None else 0.0
+    if abs(skew) > CLOCK_SKEW_LIMIT_S or (expired and abs(skew) >= 60):
+        minutes = round(abs(skew) / 60)
+        how_far = f"{minutes} minute{'s' if minutes != 1 else ''} {'behind' if skew > 0 else 'ahead of'}"
+        return (
+            f"the local clock is {how_far} the server's (server Date: {server_date}); "
+            "set the system clock (e.g. enable NTP) and run again"
+        )
+    if expired:
+        return "the server refused the request's timestamp: check that the local clock is right (NTP)"
+    return None
+
+
+def _parse_http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _api_error(
+    raw: Response, region: str, action: str, service: str | None, redact: Redactor, now: datetime
+) -> ApiError:
+    """The error for a non-2xx response; tolerates lower-case keys and a non-JSON body.
+
+    Everything taken from the response is redacted before it goes into the error.
+    """
     code = message = request_id = None
     try:
-        data = orjson.loads(raw.body)
+        data = orjson.loads(redact.scrub(raw.body))
     except orjson.JSONDecodeError:
         data = None
     if isinstance(data, dict):
-        code = _first_str(data, "Code", "code")
-        message = _first_str(data, "Message", "message")
-        request_id = _first_str(data, "RequestId", "requestId", "requestid")
+        code = redact.optional(_first_str(data, "Code", "code"))
+        message = redact.optional(_first_str(data, "Message", "message"))
+        request_id = redact.optional(_first_str(data, "RequestId", "requestId", "requestid"))
     elif raw.body.strip():
-        message = f"HTTP {raw.status} with a non-JSON body: {_snippet(raw.body)}"
+        message = _non_json_message(raw, redact)
+    request_id = request_id or redact.optional(raw.request_id)
+    skew = _clock_skew_message(code, raw.date, now)
+    if skew is not None:
+        return ClockSkewError(
+            redact(skew),
+            region=region,
+            action=action,
+            service=service,
+            status=raw.status,
+            code=code,
+            request_id=request_id,
+        )
     return faults.api_error(
         status=raw.status,
         code=code,
         message=message,
-        request_id=request_id or raw.request_id,
+        request_id=request_id,
         retry_after_ms=raw.retry_after_ms,
         region=region,
         action=action,
@@ -351,9 +416,17 @@ def _api_error(raw: RawResponse, region: str, action: str, service: str | None) 
     )
 
 
+def _redact_error(exc: RequestError, redact: Redactor) -> None:
+    """Redact the texts of an error raised below us (the transport, a decoder), in place."""
+    exc.message = redact(exc.message)
+    exc.args = (exc.message, *exc.args[1:])
+    exc.code = redact.optional(exc.code)
+    exc.request_id = redact.optional(exc.request_id)
+
+
 def _decode_error(
     problem: str,
-    raw: RawResponse,
+    raw: Response,
     data: dict[str, Any] | None,
     region: str,
     action: str,
@@ -370,7 +443,7 @@ def _decode_error(
     )
 
 
-def _decode_object(raw: RawResponse, region: str, action: str, service: str | None) -> dict[str, Any]:
+def _decode_object(raw: Response, region: str, action: str, service: str | None) -> dict[str, Any]:
     try:
         data = orjson.loads(raw.body)
     except orjson.JSONDecodeError as exc:
@@ -381,7 +454,7 @@ def _decode_object(raw: RawResponse, region: str, action: str, service: str | No
     return data
 
 
-def _decode_regions(raw: RawResponse, region: str, action: str) -> list[Region]:
+def _decode_regions(raw: Response, region: str, action: str) -> list[Region]:
     data = _decode_object(raw, region, action, None)
     regions = data.get("Regions")
     if type(regions) is not list:
@@ -400,7 +473,7 @@ _DICT_ONLY: Final = frozenset({dict})
 
 
 def _decode_page(
-    raw: RawResponse,
+    raw: Response,
     items_key: str,
     page_number: int,
     page_size: int,
@@ -429,7 +502,7 @@ def _decode_page(
         if (page_number - 1) * page_size < total:
             raise fail(f"no {items_key} list, but TotalCount={total} puts items on page {page_number}")
         items = []
-    elif type(items) is not list or not _DICT_ONLY.issuperset(map(type, items)):  # C loop: ~2x faster
+    elif type(items) is not list or not _DICT_ONLY.issuperset(map(type, items)):  # a loop in C
         raise fail(f"{items_key} is not a list of objects")
     request_id = data.get("RequestId")
     return Page(

@@ -27,6 +27,7 @@ from typing import Any, Final, Protocol
 import anyio
 import orjson
 
+from scanner.client.redact import Redactor, mask_access_key_id
 from scanner.clock import Clock, SystemClock
 from scanner.errors import ConfigError, CredentialsError
 
@@ -74,13 +75,6 @@ _FIX_HINT: Final = (
     "for an STS token), or run `aliyun configure` and choose a profile with --profile NAME. "
     "To try eas-scan without an account: eas-scan scan --simulate"
 )
-
-
-def mask_access_key_id(access_key_id: str) -> str:
-    """``LTAI5tAbCdEfwxyz`` -> ``LTAI****wxyz``; short ids are fully masked."""
-    if len(access_key_id) <= 8:
-        return "****"
-    return f"{access_key_id[:4]}****{access_key_id[-4:]}"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -233,23 +227,6 @@ class RefreshingCredentials:
 # --- the default chain -----------------------------------------------------------------------
 
 
-class _Redactor:
-    """Replaces every secret seen so far in text that is about to go into an error or a log."""
-
-    def __init__(self) -> None:
-        self._secrets: set[str] = set()
-
-    def add(self, *values: object) -> None:
-        for value in values:
-            if isinstance(value, str) and len(value) >= 4:
-                self._secrets.add(value)
-
-    def __call__(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, "****")
-        return text
-
-
 def _is_true(value: str | None) -> bool:
     return (value or "").strip().lower() == "true"
 
@@ -284,7 +261,7 @@ class _Source(Protocol):
 class _EnvSource:
     label = f"environment variables {ENV_ACCESS_KEY_ID}, {ENV_ACCESS_KEY_SECRET}, {ENV_SECURITY_TOKEN}"
 
-    def __init__(self, environ: Mapping[str, str], redact: _Redactor) -> None:
+    def __init__(self, environ: Mapping[str, str], redact: Redactor) -> None:
         self._id = environ.get(ENV_ACCESS_KEY_ID) or None
         self._secret = environ.get(ENV_ACCESS_KEY_SECRET) or None
         self._token = environ.get(ENV_SECURITY_TOKEN) or None
@@ -312,7 +289,7 @@ class _LibrarySource:
     label = ""
     note = "not set"
 
-    def __init__(self, redact: _Redactor) -> None:
+    def __init__(self, redact: Redactor) -> None:
         self._redact = redact
         self._provider: Any = None
         self._name = "library"
@@ -342,7 +319,7 @@ def _library_message(exc: BaseException) -> str:
 class _OidcSource(_LibrarySource):
     label = f"OIDC role ({ENV_ROLE_ARN}, {ENV_OIDC_PROVIDER_ARN}, {ENV_OIDC_TOKEN_FILE})"
 
-    def __init__(self, environ: Mapping[str, str], redact: _Redactor) -> None:
+    def __init__(self, environ: Mapping[str, str], redact: Redactor) -> None:
         super().__init__(redact)
         self._env = environ
         self._name = "oidc"
@@ -379,7 +356,7 @@ class _CliProfileSource(_LibrarySource):
     """``~/.aliyun/config.json``: its profiles hold an AK, an STS token or a role to assume."""
 
     def __init__(
-        self, path: str, profile: str | None, strict: bool, disabled: bool, redact: _Redactor
+        self, path: str, profile: str | None, strict: bool, disabled: bool, redact: Redactor
     ) -> None:
         super().__init__(redact)
         self.path = path
@@ -453,7 +430,7 @@ class _CliProfileSource(_LibrarySource):
 class _IniSource(_LibrarySource):
     """``~/.alibabacloud/credentials.ini`` (or ``$ALIBABA_CLOUD_CREDENTIALS_FILE``)."""
 
-    def __init__(self, path: str, section: str, explicit_path: bool, redact: _Redactor) -> None:
+    def __init__(self, path: str, section: str, explicit_path: bool, redact: Redactor) -> None:
         super().__init__(redact)
         self.path = path
         self.section = section
@@ -501,7 +478,7 @@ class _IniSource(_LibrarySource):
 class _EcsSource(_LibrarySource):
     label = "ECS RAM role (instance metadata service)"
 
-    def __init__(self, environ: Mapping[str, str], redact: _Redactor) -> None:
+    def __init__(self, environ: Mapping[str, str], redact: Redactor) -> None:
         super().__init__(redact)
         self._disabled = _is_true(environ.get(ENV_ECS_METADATA_DISABLED))
         self._role = environ.get(ENV_ECS_METADATA) or None
@@ -538,7 +515,7 @@ class _EcsSource(_LibrarySource):
 class _UriSource(_LibrarySource):
     label = f"credentials URI ({ENV_CREDENTIALS_URI})"
 
-    def __init__(self, environ: Mapping[str, str], redact: _Redactor) -> None:
+    def __init__(self, environ: Mapping[str, str], redact: Redactor) -> None:
         super().__init__(redact)
         self._uri = environ.get(ENV_CREDENTIALS_URI) or None
         self._name = "credentials-uri"
@@ -645,7 +622,7 @@ class DefaultCredentials:
         env = dict(os.environ if environ is None else environ)
         home = home or env.get("HOME") or os.path.expanduser("~")
         profile_name = profile or env.get(ENV_PROFILE) or None
-        redact = _Redactor()
+        redact = Redactor()
 
         cli = _CliProfileSource(
             os.path.join(home, ".aliyun", "config.json"),

@@ -1,16 +1,19 @@
-"""One aiohttp session, its connection pool and timeouts, and the edge where aiohttp errors stop.
+"""The default transport: one aiohttp session, its pool and timeouts, where aiohttp errors stop.
 
-The only module that imports aiohttp's client. Every failure that is not an HTTP response leaves
-here as ``RequestTimeout`` or ``NetworkError``; no aiohttp or asyncio exception escapes, and
-cancellation is never caught. HTTP error statuses are *not* errors at this level: the caller gets
-the status and body and decides.
+``AiohttpTransport`` implements ``scanner.client.http.AsyncTransport``. This is the only module
+that imports aiohttp's client. Every failure that is not an HTTP response leaves
+here as ``RequestTimeout``, ``NetworkError`` or ``ResponseTooLargeError``; no aiohttp or asyncio
+exception escapes, and cancellation is never caught. HTTP error statuses are *not* errors at this
+level: the caller gets the status and body and decides.
+
+A body is never read without a bound: ``ConnectionLimits.max_response_bytes`` caps it *after*
+decompression, checked against ``Content-Length`` before anything is read and then chunk by chunk
+while it streams in, so a gzip bomb costs at most the cap.
 """
 
 from __future__ import annotations
 
-import enum
 import platform
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
@@ -20,25 +23,28 @@ import anyio
 import anyio.lowlevel
 from yarl import URL
 
-from scanner.errors import ConfigError, NetworkError, RequestTimeout, UsageError
+from scanner.client.http import Request, Response
+from scanner.errors import NetworkError, RequestTimeout, ResponseTooLargeError
+from scanner.lifecycle import Lifecycle
+from scanner.validation import require_positive
 
 __all__ = [
     "DEFAULT_CONNECTION_LIMITS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUTS",
+    "AiohttpTransport",
     "ConnectionLimits",
-    "RawResponse",
     "Timeouts",
-    "Transport",
     "default_user_agent",
 ]
 
 #: How long an idle pooled connection is kept open for reuse.
 KEEPALIVE_SECONDS: Final = 30.0
-
-
-def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+#: The connection pool of a transport used on its own (a Scanner sizes it by its Concurrency).
+DEFAULT_POOL_TOTAL: Final = 100
+DEFAULT_POOL_PER_HOST: Final = 32
+#: The largest response body read, decompressed: 32 MiB, a few hundred times the largest real page.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,38 +56,49 @@ class Timeouts:
     total: float = 30.0
 
     def __post_init__(self) -> None:
-        _positive("Timeouts.connect", self.connect)
-        _positive("Timeouts.read", self.read)
-        _positive("Timeouts.total", self.total)
+        require_positive("Timeouts.connect", self.connect)
+        require_positive("Timeouts.read", self.read)
+        require_positive("Timeouts.total", self.total)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionLimits:
-    """Open connections at most: in total, and per (host, port, tls)."""
+    """Open connections at most, in total and per (host, port, tls); and the largest response body.
 
-    total: int = 100
-    per_host: int = 32
+    ``total`` and ``per_host`` left unset (None) are sized by whoever owns the pool: a ``Scanner``
+    matches its ``Concurrency`` (``total`` and ``per_region``), a bare transport uses 100 and 32.
+    So ``ConnectionLimits(max_response_bytes=...)`` changes only the cap.
+
+    ``max_response_bytes`` is measured after decompression; an answer over it fails with
+    ``ResponseTooLargeError`` (not retried).
+    """
+
+    total: int | None = None
+    per_host: int | None = None
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
-        for name, value in (("total", self.total), ("per_host", self.per_host)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ConnectionLimits.{name} must be a positive integer, got {value!r}")
+        for name, value in (
+            ("total", self.total),
+            ("per_host", self.per_host),
+            ("max_response_bytes", self.max_response_bytes),
+        ):
+            if value is not None or name == "max_response_bytes":
+                require_positive(f"ConnectionLimits.{name}", value, integer=True)
+
+    def sized(self, *, total: int, per_host: int) -> ConnectionLimits:
+        """These limits with the pool sizes that are unset filled in."""
+        if self.total is not None and self.per_host is not None:
+            return self
+        return ConnectionLimits(
+            total=self.total if self.total is not None else total,
+            per_host=self.per_host if self.per_host is not None else per_host,
+            max_response_bytes=self.max_response_bytes,
+        )
 
 
 DEFAULT_TIMEOUTS: Final = Timeouts()
-DEFAULT_CONNECTION_LIMITS: Final = ConnectionLimits()
-
-
-@dataclass(frozen=True, slots=True)
-class RawResponse:
-    """An HTTP response, whole: status, body, and the two headers the API layer needs."""
-
-    status: int
-    body: bytes
-    #: ``x-acs-retry-after``: the server's suggested wait in milliseconds, when valid.
-    retry_after_ms: int | None = None
-    #: ``x-acs-request-id``, when the gateway sent one (useful when the body is not JSON).
-    request_id: str | None = None
+DEFAULT_CONNECTION_LIMITS: Final = ConnectionLimits(total=DEFAULT_POOL_TOTAL, per_host=DEFAULT_POOL_PER_HOST)
 
 
 def default_user_agent() -> str:
@@ -95,26 +112,10 @@ def default_user_agent() -> str:
     return f"eas-fleet-scanner/{ours} Python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
 
 
-def _parse_retry_after(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        millis = int(value.strip())
-    except ValueError:
-        return None
-    return millis if millis > 0 else None
+class AiohttpTransport:
+    """Requests over one pooled, keep-alive ``aiohttp.ClientSession``.
 
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPENED = "opened"
-    CLOSED = "closed"
-
-
-class Transport:
-    """GET requests over one pooled, keep-alive ``aiohttp.ClientSession``.
-
-    Use as ``async with Transport(...) as transport``; the session is created on entry and
+    Use as ``async with AiohttpTransport(...) as transport``; the session is created on entry and
     closed on exit, and a transport cannot be reopened.
     """
 
@@ -125,18 +126,17 @@ class Transport:
         limits: ConnectionLimits | None = None,
     ) -> None:
         self.timeouts = timeouts or DEFAULT_TIMEOUTS
-        self.limits = limits or DEFAULT_CONNECTION_LIMITS
+        self.limits = (limits or DEFAULT_CONNECTION_LIMITS).sized(
+            total=DEFAULT_POOL_TOTAL, per_host=DEFAULT_POOL_PER_HOST
+        )
         self._session: aiohttp.ClientSession | None = None
-        self._state = _State.UNOPENED
+        self._lifecycle = Lifecycle("transport")
 
     async def __aenter__(self) -> Self:
-        if self._state is _State.OPENED:
-            raise UsageError("Cannot open a transport more than once.")
-        if self._state is _State.CLOSED:
-            raise UsageError("Cannot reopen a transport once it has been closed.")
+        self._lifecycle.check_openable()
         connector = aiohttp.TCPConnector(
-            limit=self.limits.total,
-            limit_per_host=self.limits.per_host,
+            limit=self.limits.total or DEFAULT_POOL_TOTAL,  # never None once sized
+            limit_per_host=self.limits.per_host or DEFAULT_POOL_PER_HOST,
             keepalive_timeout=KEEPALIVE_SECONDS,
         )
         self._session = aiohttp.ClientSession(
@@ -151,7 +151,7 @@ class Transport:
             raise_for_status=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self._state = _State.OPENED
+        self._lifecycle.opened()
         return self
 
     async def __aexit__(
@@ -165,7 +165,7 @@ class Transport:
     async def aclose(self) -> None:
         """Close the session and its connections. Idempotent."""
         session, self._session = self._session, None
-        self._state = _State.CLOSED
+        self._lifecycle.closed()
         if session is not None:
             with anyio.CancelScope(shield=True):
                 await session.close()
@@ -174,28 +174,26 @@ class Transport:
 
     @property
     def is_open(self) -> bool:
-        return self._state is _State.OPENED
+        return self._lifecycle.is_open
 
-    async def get(self, url: str, headers: Mapping[str, str]) -> RawResponse:
-        """GET ``url`` (already percent-encoded; sent byte for byte) and read the whole body.
+    async def send(self, request: Request) -> Response:
+        """Send ``request`` (its URL sent byte for byte) and read the whole body, up to the cap.
 
-        Raises ``RequestTimeout`` or ``NetworkError`` (without region/action; the caller adds
-        them). Redirects are not followed: they would resend signed headers elsewhere.
+        Raises ``RequestTimeout``, ``NetworkError`` or ``ResponseTooLargeError`` (without
+        region/action; the caller adds them). Redirects are not followed: they would resend
+        signed headers elsewhere.
         """
         session = self._session
         if session is None:
-            if self._state is _State.CLOSED:
-                raise UsageError("The transport has been closed.")
-            raise UsageError("The transport is not open: use `async with Transport() as transport`.")
+            self._lifecycle.require_open("use `async with AiohttpTransport() as transport`")
+            raise AssertionError("an open transport has a session")
+        url = URL(request.url, encoded=True)
         try:
-            async with session.get(URL(url, encoded=True), headers=headers, allow_redirects=False) as resp:
-                body = await resp.read()
-                return RawResponse(
-                    status=resp.status,
-                    body=body,
-                    retry_after_ms=_parse_retry_after(resp.headers.get("x-acs-retry-after")),
-                    request_id=resp.headers.get("x-acs-request-id"),
-                )
+            async with session.request(
+                request.method, url, headers=request.headers, allow_redirects=False
+            ) as resp:
+                body = await _read_body(resp, self.limits.max_response_bytes)
+                return Response(resp.status, resp.headers, body)
         except TimeoutError as exc:
             # aiohttp's per-socket timeouts raise ServerTimeoutError, a TimeoutError subclass;
             # its *total* timeout raises the bare builtin, which is not an aiohttp.ClientError.
@@ -206,11 +204,44 @@ class Transport:
             raise NetworkError(f"the server closed the connection: {exc}") from exc
         except aiohttp.ClientConnectorError as exc:
             raise NetworkError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from exc
+        except aiohttp.ClientResponseError as exc:
+            # Not chained: its request_info holds the signed headers (the STS token among them).
+            raise NetworkError(f"{type(exc).__name__}: {exc.status}, {exc.message}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"{type(exc).__name__}: {exc}") from exc
 
     def __repr__(self) -> str:
-        return f"Transport(state={self._state.value}, timeouts={self.timeouts!r}, limits={self.limits!r})"
+        state = self._lifecycle.state.value
+        return f"AiohttpTransport(state={state}, timeouts={self.timeouts!r}, limits={self.limits!r})"
+
+
+async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, decompressed, or ``ResponseTooLargeError`` as soon as it passes ``limit``."""
+    length = resp.content_length
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if length is not None and length > limit:
+        resp.close()
+        raise ResponseTooLargeError(_too_large(limit, f"Content-Length: {length:,} bytes"))
+    if length is not None and encoding == "identity":
+        # aiohttp reads exactly Content-Length bytes, which is within the cap: one read.
+        return await resp.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            resp.close()  # drop the connection: the rest of the body is never read
+            raise ResponseTooLargeError(_too_large(limit, "more arrived, decompressed"))
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int, why: str) -> str:
+    cap = f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit:,}-byte"
+    return (
+        f"the response is larger than the {cap} cap ({why}); if the answer is "
+        "legitimate, raise ConnectionLimits(max_response_bytes=...) (eas-scan: --max-response-mib)"
+    )
 
 
 def _describe_timeout(exc: BaseException, timeouts: Timeouts) -> str:

@@ -7,26 +7,31 @@ and validates what it receives), so both agree on names, types and allowed value
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
-from urllib.parse import quote
+from functools import lru_cache
+from typing import Any, Final, cast
+from urllib.parse import unquote
 
 import orjson
 
+from scanner.eas.signing import percent_encode
 from scanner.errors import ConfigError
+from scanner.validation import require_positive
 
 __all__ = [
     "API_VERSION",
     "DEFAULT_PAGE_SIZE",
     "INSTANCE_FIELDS",
     "MAX_PAGE_SIZE",
+    "REGIONS_PATH",
     "REGION_FIELDS",
+    "SERVICES_PATH",
     "SERVICE_FIELDS",
     "SERVICE_LABEL_FIELDS",
     "Action",
+    "ApiPath",
     "InstanceQuery",
     "InstanceSort",
     "Order",
@@ -36,11 +41,11 @@ __all__ = [
     "ServiceQuery",
     "ServiceStatus",
     "ServiceType",
-    "encode_path_segment",
     "format_bool",
     "page_count",
     "parse_bool",
     "parse_paging",
+    "parse_path",
     "regions_path",
     "service_instances_path",
     "services_path",
@@ -133,27 +138,50 @@ REGION_FIELDS: Final[tuple[str, ...]] = ("RegionId", "RegionName")
 
 # --- paths -----------------------------------------------------------------------------------
 
-_UNRESERVED = re.compile(r"[A-Za-z0-9\-._~]*")
-
-
-def encode_path_segment(value: str) -> str:
-    """Percent-encode one path segment exactly as the SDK does (``quote(value, safe='~')``)."""
-    if _UNRESERVED.fullmatch(value):
-        return value
-    return quote(value, safe="~")
+REGIONS_PATH: Final = "/api/v2/regions"
+SERVICES_PATH: Final = "/api/v2/services"
 
 
 def regions_path() -> str:
-    return "/api/v2/regions"
+    return REGIONS_PATH
 
 
 def services_path() -> str:
-    return "/api/v2/services"
+    return SERVICES_PATH
 
 
 def service_instances_path(cluster_id: str, service_name: str) -> str:
     """``/api/v2/services/{ClusterId}/{ServiceName}/instances``, segments encoded like the SDK."""
-    return f"/api/v2/services/{encode_path_segment(cluster_id)}/{encode_path_segment(service_name)}/instances"
+    return f"{SERVICES_PATH}/{percent_encode(cluster_id)}/{percent_encode(service_name)}/instances"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiPath:
+    """The operation a request path is for; for ``ListServiceInstances``, its (decoded) segments."""
+
+    action: Action
+    cluster_id: str = ""
+    service_name: str = ""
+
+
+_REGIONS: Final = ApiPath(Action.DESCRIBE_REGIONS)
+_SERVICES: Final = ApiPath(Action.LIST_SERVICES)
+
+
+@lru_cache(maxsize=1024)  # a server sees the same few paths over and over
+def parse_path(path: str) -> ApiPath | None:
+    """What a still percent-encoded request path names (the inverse of the ``*_path`` builders).
+
+    None when it names no operation we know.
+    """
+    if path == REGIONS_PATH:
+        return _REGIONS
+    if path == SERVICES_PATH:
+        return _SERVICES
+    parts = path.split("/")  # "", "api", "v2", "services", ClusterId, ServiceName, "instances"
+    if len(parts) == 7 and parts[1:4] == ["api", "v2", "services"] and parts[6] == "instances":
+        return ApiPath(Action.LIST_SERVICE_INSTANCES, unquote(parts[4]), unquote(parts[5]))
+    return None
 
 
 # --- value encoding --------------------------------------------------------------------------
@@ -186,9 +214,8 @@ def _enum_value(name: str, value: object, enum: type[StrEnum]) -> str:
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    require_positive(name, value, integer=True)
+    return cast(int, value)
 
 
 def _parse_positive_int(name: str, raw: str) -> int:

@@ -1,5 +1,10 @@
 """ACS3-HMAC-SHA256 request signing (``sign``) and verification (``verify``). Pure: no I/O, no clock.
 
+``verify`` checks what the protocol defines: the signature, the headers that must be signed and
+the date's format. What a server adds on top (a clock-skew window, a nonce-replay cache, the
+legacy HMAC-SHA1 signature) is server policy and lives with the simulator
+(``scanner.simulator.acceptance``).
+
 The recipe (see ``shared/research/eas-api.md``)::
 
     CanonicalRequest = METHOD \\n CanonicalURI \\n CanonicalQuery \\n CanonicalHeaders \\n
@@ -17,17 +22,13 @@ space as ``+``), so ``verify`` decodes the raw path and query and re-encodes the
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import heapq
 import hmac
-import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Final
 from urllib.parse import quote, unquote, unquote_plus
@@ -35,16 +36,15 @@ from urllib.parse import quote, unquote, unquote_plus
 __all__ = [
     "ALGORITHM",
     "DATE_FORMAT",
-    "DEFAULT_NONCE_CAPACITY",
     "EMPTY_BODY_SHA256",
-    "MAX_CLOCK_SKEW",
-    "NonceCache",
     "SignatureError",
     "VerifiedRequest",
     "canonical_query",
     "canonical_request",
+    "canonical_uri_from_raw",
     "format_date",
     "parse_authorization",
+    "percent_encode",
     "sign",
     "verify",
 ]
@@ -52,7 +52,6 @@ __all__ = [
 ALGORITHM: Final = "ACS3-HMAC-SHA256"
 DATE_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 EMPTY_BODY_SHA256: Final = hashlib.sha256(b"").hexdigest()
-MAX_CLOCK_SKEW: Final = timedelta(minutes=15)
 
 #: Headers a request must sign for us to accept it.
 REQUIRED_SIGNED_HEADERS: Final = frozenset(
@@ -63,7 +62,8 @@ REQUIRED_SIGNED_HEADERS: Final = frozenset(
 _UNRESERVED = re.compile(r"[A-Za-z0-9\-._~]*")
 
 
-def _encode(value: str) -> str:
+def percent_encode(value: str) -> str:
+    """A path segment or query value encoded as the SDK does: ``quote(value, safe="~")``."""
     # Most values (page numbers, region ids, plain names) need no escaping; skip quote() for them.
     if _UNRESERVED.fullmatch(value):
         return value
@@ -72,7 +72,7 @@ def _encode(value: str) -> str:
 
 def canonical_query(params: Mapping[str, str]) -> str:
     """The canonical query string; also what our client sends on the wire, byte for byte."""
-    return "&".join(f"{key}={_encode(params[key])}" for key in sorted(params))
+    return "&".join(f"{key}={percent_encode(params[key])}" for key in sorted(params))
 
 
 def canonical_request(
@@ -146,10 +146,13 @@ class SignatureError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class VerifiedRequest:
+    """What a valid signature vouches for: who signed, with which token, for what, when, and once."""
+
     access_key_id: str
     security_token: str | None
     action: str | None
     date: datetime
+    nonce: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +213,11 @@ _PLAIN_QUERY = re.compile(r"[A-Za-z0-9\-._~=&]*")
 # over; both functions are pure, so a cached answer is the computed one. Small caches: a request
 # line is at most 8 KiB, so whatever clients send these stay under ~40 MiB (a few KiB in practice).
 @lru_cache(maxsize=1024)
-def _canonical_uri_from_raw(raw_path: str) -> str:
+def canonical_uri_from_raw(raw_path: str) -> str:
+    """The CanonicalURI of a path as received (percent-encoded however the client chose)."""
     if _PLAIN_PATH.fullmatch(raw_path):
         return raw_path or "/"
-    return "/".join(_encode(unquote(segment)) for segment in raw_path.split("/")) or "/"
+    return "/".join(percent_encode(unquote(segment)) for segment in raw_path.split("/")) or "/"
 
 
 @lru_cache(maxsize=1024)
@@ -238,66 +242,6 @@ def _parse_date(text: str) -> datetime:
     return datetime.strptime(text, DATE_FORMAT).replace(tzinfo=UTC)
 
 
-#: The most nonces a ``NonceCache`` holds by default (about 200 bytes each).
-DEFAULT_NONCE_CAPACITY: Final = 250_000
-
-
-class NonceCache:
-    """Remembers nonces for as long as their requests could still be accepted; bounded in memory.
-
-    A nonce is kept until its request's ``x-acs-date`` leaves the skew window, after which the
-    date check rejects a replay on its own; so memory follows the request rate over the window,
-    not the uptime. ``capacity`` bounds it anyway: when full, the nonces with the oldest dates are
-    forgotten, and from then on every request dated at or before a forgotten nonce's date is
-    refused, since it could be a replay of it (fail closed: a replay is never accepted, at worst a
-    request that took longer than ``capacity`` requests' worth of time to arrive is refused).
-
-    ``window`` must be the ``max_skew`` that ``verify`` checks dates against.
-    """
-
-    __slots__ = ("_by_date", "_capacity", "_floor", "_seen", "_window")
-
-    def __init__(self, window: timedelta = MAX_CLOCK_SKEW, capacity: int = DEFAULT_NONCE_CAPACITY) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
-        self._window = window.total_seconds()
-        self._capacity = capacity
-        self._seen: set[str] = set()
-        self._by_date: list[tuple[float, str]] = []  # a heap: the oldest-dated nonce first
-        # Requests dated at or before this (epoch seconds) are refused: their nonces may be forgotten.
-        self._floor = -math.inf
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def check_and_add(self, nonce: str, now: datetime, date: datetime | None = None) -> bool:
-        """Record ``nonce`` of a request signed at ``date`` (default: ``now``) and received ``now``.
-
-        False if the nonce was already used inside the window, or if the request is dated at or
-        before the newest date forgotten so far (its nonce might be one of those forgotten).
-        """
-        stamp = (now if date is None else date).timestamp()
-        horizon = now.timestamp() - self._window
-        heap, seen = self._by_date, self._seen
-        # Popping in date order keeps the floor monotonic, and every date pushed is above it.
-        while heap and heap[0][0] < horizon:
-            self._floor, old = heapq.heappop(heap)
-            seen.discard(old)
-        if stamp <= self._floor or nonce in seen:
-            return False
-        seen.add(nonce)
-        heapq.heappush(heap, (stamp, nonce))
-        if len(heap) > self._capacity:
-            self._floor, old = heapq.heappop(heap)
-            seen.discard(old)
-            # The new nonce itself may have been the oldest: its request is then refused too.
-            return old != nonce
-        return True
-
-    def __repr__(self) -> str:
-        return f"NonceCache({len(self._seen)}/{self._capacity} nonces, window {self._window:g} s)"
-
-
 def verify(
     *,
     method: str,
@@ -306,15 +250,13 @@ def verify(
     headers: Iterable[tuple[str, str]],
     body: bytes,
     secret_for: Callable[[str], str | None],
-    now: datetime,
-    nonces: NonceCache | None = None,
-    max_skew: timedelta = MAX_CLOCK_SKEW,
 ) -> VerifiedRequest:
     """Check an ACS3-HMAC-SHA256 signed request as a server receives it. Raise ``SignatureError``.
 
     ``raw_path`` and ``raw_query`` are as received (still percent-encoded); ``headers`` are every
     (name, value) pair received; ``secret_for`` maps an AccessKey id to its secret (None: unknown).
-    Only the signed headers are checked; clients add unsigned ones (Accept-Encoding, ...).
+    Only the signed headers are checked; clients add unsigned ones (Accept-Encoding, ...). Whether
+    the date is recent and the nonce unused is for the server to decide (see the module doc).
     """
     # First value per lower-case name; the few names sent more than once also go in ``repeated``.
     received: dict[str, str] = {}
@@ -329,10 +271,6 @@ def verify(
     authorization = received.get("authorization")
     if not authorization:
         raise SignatureError("MissingAuthorization", "the request is not signed (no Authorization)")
-    if authorization.startswith(LEGACY_PREFIX):
-        return _verify_legacy(
-            method, raw_path, raw_query, received, authorization, secret_for, now, nonces, max_skew
-        )
     auth = parse_authorization(authorization)
     if auth.algorithm != ALGORITHM:
         raise SignatureError(
@@ -362,7 +300,7 @@ def verify(
 
     canonical, _ = canonical_request(
         method.upper(),
-        _canonical_uri_from_raw(raw_path),
+        canonical_uri_from_raw(raw_path),
         _canonical_query_from_raw(raw_query),
         signed,
         body_sha256,
@@ -380,95 +318,10 @@ def verify(
         date = _parse_date(signed["x-acs-date"].strip())
     except ValueError:
         raise SignatureError("InvalidTimeStamp.Format", "x-acs-date is not yyyy-MM-ddTHH:mm:ssZ") from None
-    return _accept(
-        auth.access_key_id,
-        token,
-        signed["x-acs-action"].strip(),
-        date,
-        signed["x-acs-signature-nonce"].strip(),
-        now,
-        nonces,
-        max_skew,
-    )
-
-
-def _accept(
-    access_key_id: str,
-    security_token: str | None,
-    action: str | None,
-    date: datetime,
-    nonce: str,
-    now: datetime,
-    nonces: NonceCache | None,
-    max_skew: timedelta,
-) -> VerifiedRequest:
-    # Checked only once the signature holds, so a forger learns nothing from which check failed.
-    if abs(now - date) > max_skew:
-        raise SignatureError("InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
-    if nonces is not None and not nonces.check_and_add(nonce, now, date):
-        raise SignatureError("SignatureNonceUsed", "Specified signature nonce was used already.")
     return VerifiedRequest(
-        access_key_id=access_key_id, security_token=security_token, action=action, date=date
-    )
-
-
-# --- legacy ROA HMAC-SHA1 (what the SDK sends with signature_algorithm="v2") ---------------------
-
-LEGACY_PREFIX: Final = "acs "
-
-
-def _verify_legacy(
-    method: str,
-    raw_path: str,
-    raw_query: str,
-    received: Mapping[str, str],
-    authorization: str,
-    secret_for: Callable[[str], str | None],
-    now: datetime,
-    nonces: NonceCache | None,
-    max_skew: timedelta,
-) -> VerifiedRequest:
-    access_key_id, sep, signature = authorization[len(LEGACY_PREFIX) :].strip().rpartition(":")
-    if not sep or not access_key_id:
-        raise SignatureError("IncompleteSignature", "malformed legacy Authorization header")
-    secret = secret_for(access_key_id)
-    if secret is None:
-        raise SignatureError("InvalidAccessKeyId.NotFound", "Specified access key is not found.", status=404)
-
-    def first(name: str) -> str:
-        return received.get(name, "")
-
-    acs_headers = "".join(
-        f"{name}:{received[name]}\n" for name in sorted(received) if name.startswith("x-acs-")
-    )
-    params: dict[str, str] = {}
-    for pair in raw_query.split("&"):
-        if pair:
-            key, _, value = pair.partition("=")
-            params[unquote_plus(key)] = unquote_plus(value)
-    resource = _canonical_uri_from_raw(raw_path)
-    if params:
-        resource += "?" + "&".join(f"{key}={params[key]}" if params[key] else key for key in sorted(params))
-    string_to_sign = (
-        f"{method.upper()}\n{first('accept')}\n{first('content-md5')}\n"
-        f"{first('content-type')}\n{first('date')}\n{acs_headers}{resource}"
-    )
-    digest = hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha1).digest()
-    if not hmac.compare_digest(base64.b64encode(digest).decode(), signature):
-        raise SignatureError(
-            "SignatureDoesNotMatch", "Specified signature is not matched with our calculation."
-        )
-    try:
-        date = parsedate_to_datetime(first("date"))
-    except (TypeError, ValueError):
-        raise SignatureError("InvalidTimeStamp.Format", "the Date header is not RFC 1123") from None
-    return _accept(
-        access_key_id,
-        received.get("x-acs-security-token"),
-        first("x-acs-action") or None,
-        date,
-        first("x-acs-signature-nonce"),
-        now,
-        nonces,
-        max_skew,
+        access_key_id=auth.access_key_id,
+        security_token=token,
+        action=signed["x-acs-action"].strip(),
+        date=date,
+        nonce=signed["x-acs-signature-nonce"].strip(),
     )

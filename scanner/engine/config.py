@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final
 
 from scanner.eas.params import MAX_PAGE_SIZE
 from scanner.errors import ConfigError
 
-__all__ = ["Concurrency", "Consistency", "RateLimit", "RetryPolicy"]
+__all__ = [
+    "MAX_RETRY_AFTER_S",
+    "Concurrency",
+    "Consistency",
+    "RateLimit",
+    "RetryPolicy",
+    "retry_after_seconds",
+]
+
+#: The longest a server's ``x-acs-retry-after`` hint is obeyed, in seconds: both in the rate
+#: limiter's pause of a (region, action) and in a retry's wait. A longer hint (an hour has been
+#: seen) is taken as this, so one answer cannot stall a region for longer than a minute.
+MAX_RETRY_AFTER_S: Final = 60.0
+
+
+def retry_after_seconds(retry_after_ms: int) -> float:
+    """A server's retry-after hint in seconds, capped at ``MAX_RETRY_AFTER_S``."""
+    if retry_after_ms >= MAX_RETRY_AFTER_S * 1000:  # compared as an int: 10**400 / 1000 overflows
+        return MAX_RETRY_AFTER_S
+    return retry_after_ms / 1000
 
 
 def _positive(name: str, value: float, *, integer: bool = False) -> None:
@@ -60,9 +80,11 @@ class Concurrency:
 class RateLimit:
     """Requests per second, per (region, action), shared by every task of a scan.
 
-    ``requests_per_second=None`` means no fixed ceiling: full speed until the API first throttles,
-    then adaptive. With ``adaptive`` on, a throttle cuts the rate and it then probes back up (CUBIC,
-    as botocore's adaptive retry mode does); ``x-acs-retry-after`` pauses the whole scope.
+    ``requests_per_second=None`` means no fixed ceiling: slow start, then full speed until the API
+    first throttles, then adaptive. With ``adaptive`` on, a throttle cuts the rate and it then
+    probes back up (CUBIC, as botocore's adaptive retry mode does); the phases are described in
+    ``scanner.engine.rate_control``. ``x-acs-retry-after`` pauses the whole scope, for at most
+    ``MAX_RETRY_AFTER_S`` (60 s).
     """
 
     requests_per_second: float | None = None
@@ -109,7 +131,8 @@ class RetryPolicy:
     """Per-request retries: exponential backoff with full jitter, capped, with a per-region budget.
 
     The n-th retry waits ``uniform(0, min(max_delay, base_delay * 2**(n-1)))`` seconds, or the
-    server's ``x-acs-retry-after`` if longer (capped at ``max_retry_after``). Every retry spends
+    server's ``x-acs-retry-after`` if longer (capped at ``max_retry_after``, which may lower, never
+    raise, the ``MAX_RETRY_AFTER_S`` cap of 60 s). Every retry spends
     from its region's budget (``budget`` tokens; ``retry_cost`` per retry, ``timeout_cost`` after a
     timeout, ``throttle_cost`` after a throttle); successes refund it. An empty budget stops
     retries in that region, so a region in meltdown cannot spin forever (botocore's retry quota).
@@ -118,7 +141,7 @@ class RetryPolicy:
     max_attempts: int = 8
     base_delay: float = 0.1
     max_delay: float = 20.0
-    max_retry_after: float = 60.0
+    max_retry_after: float = MAX_RETRY_AFTER_S
     budget: int = 500
     retry_cost: int = 5
     timeout_cost: int = 10
@@ -130,6 +153,11 @@ class RetryPolicy:
         _positive("RetryPolicy.base_delay", self.base_delay)
         _positive("RetryPolicy.max_delay", self.max_delay)
         _positive("RetryPolicy.max_retry_after", self.max_retry_after)
+        if self.max_retry_after > MAX_RETRY_AFTER_S:
+            raise ConfigError(
+                f"RetryPolicy.max_retry_after must be at most {MAX_RETRY_AFTER_S:g} s, "
+                f"got {self.max_retry_after!r}"
+            )
         for name in ("budget", "retry_cost", "timeout_cost", "throttle_cost", "success_refund"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

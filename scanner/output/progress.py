@@ -8,6 +8,7 @@ Elsewhere (cron, CI, a pipe) one log line at a modest interval instead.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
@@ -24,7 +25,7 @@ from rich.text import Text
 
 from scanner.engine.stats import ScanStatistics, ScanSummary
 
-__all__ = ["LogProgress", "TerminalProgress", "describe", "render_summary"]
+__all__ = ["LogProgress", "TerminalProgress", "describe", "one_line", "render_summary"]
 
 log = logging.getLogger("scanner.progress")
 
@@ -149,30 +150,53 @@ class TerminalProgress:
             await anyio.sleep(self._interval)
 
 
+#: A line break (with the blanks around it), or a run of other control characters (escape
+#: sequences included; a tab is kept).
+_BREAKS = re.compile(r"[ \t]*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029][\s]*|[\x00-\x08\x0e-\x1f\x7f-\x9f]+")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: each line break (with the blanks around it) and each run of other
+    control characters becomes one space. Text without them is returned as it is, so a message
+    shown on stderr can be found as written in the summary file."""
+    return _BREAKS.sub(" ", text)
+
+
 def render_summary(summary: ScanSummary, console: Console) -> None:
-    """The end-of-scan table on stderr: per region, services, instances, and complete or why not."""
+    """The end-of-scan table on stderr: per region, services, instances, and complete or why not.
+
+    Text that came from a server (errors, names) is shown as plain text on one line: never read as
+    rich markup, never a line break. Each row and each failure is one line on a console wide enough.
+    """
     table = Table(title=None, show_edge=False, pad_edge=False)
     table.add_column("region")
     table.add_column("services", justify="right")
     table.add_column("instances", justify="right")
     table.add_column("status")
     for name, region in sorted(summary.regions.items()):
-        status = "[green]complete[/]" if region.complete else f"[red]incomplete[/]: {region.error}"
-        table.add_row(name, f"{region.services:,}", f"{region.instances:,}", status)
+        status = (
+            Text("complete", style="green")
+            if region.complete
+            else Text.assemble(("incomplete", "red"), f": {one_line(str(region.error))}")
+        )
+        table.add_row(one_line(name), f"{region.services:,}", f"{region.instances:,}", status)
     console.print(table)
-    verdict = "[green]complete[/]" if summary.complete else "[red bold]INCOMPLETE[/]"
+    verdict = Text("complete", style="green") if summary.complete else Text("INCOMPLETE", style="red bold")
     console.print(
-        f"{verdict}: {summary.records:,} instances in {summary.duration_s:,.1f}s "
-        f"({summary.requests:,} requests, {summary.retries:,} retries, {summary.throttled:,} throttled)",
-        highlight=False,
+        Text.assemble(
+            verdict,
+            f": {summary.records:,} instances in {summary.duration_s:,.1f}s ({summary.requests:,} "
+            f"requests, {summary.retries:,} retries, {summary.throttled:,} throttled)",
+        )
     )
     for failure in summary.failures[:20]:
         where = failure.region + (f"/{failure.service}" if failure.service else "")
-        console.print(f"  [red]failed[/] {where}: {failure.code}: {failure.message}", highlight=False)
+        line = one_line(f"{where}: {failure.code}: {failure.message}")
+        console.print(Text.assemble("  ", ("failed", "red"), f" {line}"))
     if len(summary.failures) > 20:
-        console.print(f"  ... and {len(summary.failures) - 20} more failures (see --summary)")
+        console.print(f"  ... and {len(summary.failures) - 20} more failures (see --summary)", markup=False)
     if summary.missing_services:
-        console.print(f"  not found in any region: {', '.join(summary.missing_services)}")
+        console.print(Text("  not found in any region: " + one_line(", ".join(summary.missing_services))))
     changed = summary.verdicts.get("reread", 0) + summary.verdicts.get("unstable", 0)
     if changed:
         console.print(f"  {changed} service(s) changed while listed and were re-read")

@@ -1,9 +1,9 @@
 """The embedded PAI-EAS simulator: a real aiohttp.web server on loopback speaking the EAS API.
 
-It shares only ``scanner.eas``, ``scanner.errors`` and ``scanner.clock`` with the rest of the
-package, so a client bug cannot hide behind a matching simulator bug (the official SDK is what the
-tests drive it with). ``Simulator`` runs it in-process; ``python -m scanner.simulator`` (see
-``scanner.simulator.standalone``) runs it as a process.
+It shares only ``scanner.eas``, ``scanner.errors``, ``scanner.clock`` and ``scanner.lifecycle``
+with the rest of the package, so a client bug cannot hide behind a matching simulator bug (the
+official SDK is what the tests drive it with). ``Simulator`` runs it in-process;
+``python -m scanner.simulator`` (see ``scanner.simulator.standalone``) runs it as a process.
 """
 
 from scanner.simulator.auth import AccessKey

@@ -22,21 +22,20 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Final
-from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
 
 from scanner.clock import Clock
 from scanner.eas import faults as eas_faults
-from scanner.eas.params import Action
+from scanner.eas.params import Action, ApiPath, parse_path
 from scanner.errors import ConfigError
 from scanner.simulator.auth import Authenticator, AuthFailure
 from scanner.simulator.counters import Counters
 from scanner.simulator.derive import mix64
 from scanner.simulator.faults import FaultDecision, FaultInjector, FaultKind
 from scanner.simulator.pages import Pages, ServiceNotFound, with_request_id
-from scanner.simulator.ratelimit import RateLimiter
+from scanner.simulator.throttle import ServerThrottle
 
 __all__ = ["ADMIN_PREFIX", "JSON_CONTENT_TYPE", "EasHandler", "RequestIds"]
 
@@ -79,33 +78,10 @@ class _Failure(Exception):
         return cls(spec.status, spec.code, message or spec.message)
 
 
-_Route = tuple[Action, str, str]  # (action, ClusterId, ServiceName); the last two only for instances
-
-
-def _route(method: str, path: str) -> _Route:
-    if path == "/api/v2/regions":
-        route: _Route = (Action.DESCRIBE_REGIONS, "", "")
-    elif path == "/api/v2/services":
-        route = (Action.LIST_SERVICES, "", "")
-    else:
-        parts = path.split("/")
-        if len(parts) != 7 or parts[1:4] != ["api", "v2", "services"] or parts[6] != "instances":
-            raise _Failure.of(eas_faults.ROUTE_NOT_FOUND, f"No API matches {method} {path}.")
-        route = (Action.LIST_SERVICE_INSTANCES, unquote(parts[4]), unquote(parts[5]))
-    if method != "GET":
+def _route(method: str, path: str, parsed: ApiPath | None) -> ApiPath:
+    if parsed is None or method != "GET":
         raise _Failure.of(eas_faults.ROUTE_NOT_FOUND, f"No API matches {method} {path}.")
-    return route
-
-
-def _action_name(path: str) -> str:
-    """The action a path is for (for the counters), whether or not the request is valid."""
-    if path == "/api/v2/regions":
-        return Action.DESCRIBE_REGIONS.value
-    if path == "/api/v2/services":
-        return Action.LIST_SERVICES.value
-    if path.startswith("/api/v2/services/") and path.endswith("/instances"):
-        return Action.LIST_SERVICE_INSTANCES.value
-    return "Unknown"
+    return parsed
 
 
 class EasHandler:
@@ -117,7 +93,7 @@ class EasHandler:
         pages: Pages,
         auth: Authenticator,
         faults: FaultInjector,
-        limiter: RateLimiter,
+        limiter: ServerThrottle,
         counters: Counters,
         clock: Clock,
         advance: Callable[[], object],
@@ -154,20 +130,27 @@ class EasHandler:
         if path.startswith(ADMIN_PREFIX):
             return await self._admin(request, path, raw_query)
         region = self._region_of(request)
-        action = _action_name(path)
+        parsed = parse_path(path)
+        action = parsed.action.value if parsed is not None else "Unknown"
         counters = self._counters
         counters.begin(region, action)
         try:
-            return await self._serve(request, region, action, path, raw_query)
+            return await self._serve(request, region, action, path, parsed, raw_query)
         finally:
             counters.end(region)
 
     async def _serve(
-        self, request: web.BaseRequest, region: str, action: str, path: str, raw_query: str
+        self,
+        request: web.BaseRequest,
+        region: str,
+        action: str,
+        path: str,
+        parsed: ApiPath | None,
+        raw_query: str,
     ) -> web.StreamResponse:
         request_id = self._request_ids.next()
         try:
-            route = _route(request.method, path)
+            route = _route(request.method, path, parsed)
             # The API's GETs carry no body; skip the payload reader for them (most requests).
             body = await request.read() if request.body_exists else b""
             try:
@@ -179,11 +162,14 @@ class EasHandler:
                     body=body,
                 )
             except AuthFailure as failure:
-                raise _Failure(failure.status, failure.code, failure.message) from None
-            if verified.action != route[0]:
+                # The Date of the clock the signature was judged by (not aiohttp's real-time
+                # one), as a real API's would be: the client names a skew from it.
+                date = {"Date": self._auth.http_date()}
+                raise _Failure(failure.status, failure.code, failure.message, date) from None
+            if verified.action != route.action:
+                wanted = f"{request.method} {path} ({route.action})"
                 raise _Failure.of(
-                    eas_faults.ROUTE_NOT_FOUND,
-                    f"x-acs-action {verified.action!r} does not match {request.method} {path} ({route[0]}).",
+                    eas_faults.ROUTE_NOT_FOUND, f"x-acs-action {verified.action!r} does not match {wanted}."
                 )
             if region in self._forbidden:
                 self._counters.fault(FaultKind.FORBIDDEN)
@@ -225,8 +211,8 @@ class EasHandler:
             failure.headers = {"x-acs-retry-after": str(config.retry_after_ms)}
         raise failure
 
-    def _answer(self, route: _Route, region: str, raw_query: str) -> bytes:
-        action, cluster_id, service_name = route
+    def _answer(self, route: ApiPath, region: str, raw_query: str) -> bytes:
+        action, cluster_id, service_name = route.action, route.cluster_id, route.service_name
         try:
             if action is Action.LIST_SERVICE_INSTANCES:
                 return self._pages.instances(region, cluster_id, service_name, raw_query)

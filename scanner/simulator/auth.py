@@ -1,8 +1,9 @@
 """Who may call the simulator: configured AccessKeys (optionally STS tokens), checked per request.
 
 The signature itself is checked by ``scanner.eas.signing.verify`` (shared with the client, and
-proven against the official SDK by the tests); this module adds what only a server knows: which
-keys exist, which STS token goes with which key, and which nonces were already used.
+proven against the official SDK by the tests), with the server's freshness rules on top
+(``scanner.simulator.acceptance``); this module adds what only a server knows: which keys exist,
+which STS token goes with which key, and which nonces were already used.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import format_datetime
 
 from scanner.eas import faults as eas_faults
-from scanner.eas.signing import NonceCache, SignatureError, VerifiedRequest, verify
+from scanner.eas.signing import SignatureError, VerifiedRequest
+from scanner.simulator.acceptance import NonceCache, accept
 
 __all__ = ["AccessKey", "AuthFailure", "Authenticator"]
 
@@ -46,6 +49,10 @@ class Authenticator:
         self._wall = wall
         self._nonces = NonceCache()
 
+    def http_date(self) -> str:
+        """The server's clock as an HTTP ``Date`` (sent with auth failures, so skew can be named)."""
+        return format_datetime(self._wall(), usegmt=True)
+
     def add(self, key: AccessKey) -> None:
         self._keys[key.access_key_id] = key
 
@@ -64,7 +71,7 @@ class Authenticator:
     ) -> VerifiedRequest:
         """The verified request, or ``AuthFailure`` with the code the API would answer."""
         try:
-            verified = verify(
+            verified = accept(
                 method=method,
                 raw_path=raw_path,
                 raw_query=raw_query,

@@ -5,7 +5,7 @@ order, so the same seed and the same sequence of requests give the same faults. 
 draws a fault; a configuration with no random fault and no latency draws nothing at all.
 
 Rate limiting (``rate_limit``, ``burst``) is not random: it is a token bucket per (region, action)
-(``scanner.simulator.ratelimit``), answered the way Alibaba does: HTTP 429 ``Throttling`` or HTTP
+(``scanner.simulator.throttle``), answered the way Alibaba does: HTTP 429 ``Throttling`` or HTTP
 400 ``Throttling.User`` (``throttle_status``), with ``x-acs-retry-after`` in milliseconds when
 ``retry_after_ms`` is set (``"auto"``: the time until the bucket has a token again).
 """

@@ -21,7 +21,6 @@ import dataclasses
 import random
 import socket
 from collections.abc import Iterator, Sequence
-from enum import Enum
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -29,6 +28,7 @@ from aiohttp import web
 
 from scanner.clock import Clock, SystemClock
 from scanner.errors import ConfigError, UsageError
+from scanner.lifecycle import Lifecycle
 from scanner.simulator.admin import AdminRoutes, DigestMode
 from scanner.simulator.app import EasHandler, RequestIds
 from scanner.simulator.auth import AccessKey, Authenticator
@@ -40,20 +40,14 @@ from scanner.simulator.digest import Digest, DigestBuilder, content_hash, key_ha
 from scanner.simulator.faults import FaultConfig, FaultInjector
 from scanner.simulator.fleet import Fleet, InstanceKey
 from scanner.simulator.pages import Pages
-from scanner.simulator.ratelimit import RateLimiter
 from scanner.simulator.spec import FleetSpec
 from scanner.simulator.spec import preset as preset_spec
+from scanner.simulator.throttle import ServerThrottle
 
 __all__ = ["DEFAULT_PAGE_CACHE_BYTES", "Simulator"]
 
 DEFAULT_PAGE_CACHE_BYTES: Final = 256 * 1024 * 1024
 _BASE62: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-
-class _State(Enum):
-    UNOPENED = "unopened"
-    OPENED = "opened"
-    CLOSED = "closed"
 
 
 def _default_key(seed: int) -> tuple[str, str]:
@@ -121,7 +115,7 @@ class Simulator:
         self._cache = PageCache(page_cache_bytes)
         self._pages = Pages(self.fleet, self._cache)
         self._faults = FaultInjector(faults or FaultConfig(), random.Random(f"faults/{seed}"))
-        self._limiter = RateLimiter(self._clock.monotonic)
+        self._limiter = ServerThrottle(self._clock.monotonic)
         self._configure_limiter(self._faults.config)
         self._initial_churn = churn or ChurnRates()
         self._churn = ChurnEngine(self.fleet, random.Random(f"churn/{seed}"), self._wall_epoch)
@@ -130,7 +124,7 @@ class Simulator:
         self._request_ids = RequestIds(seed)
         self._t0 = 0.0
         self._wall0 = 0
-        self._state = _State.UNOPENED
+        self._lifecycle = Lifecycle("simulator")
         self._runner: web.ServerRunner | None = None
         self._sockets: list[socket.socket] = []
         self.endpoints: dict[str, str] = {}
@@ -138,10 +132,7 @@ class Simulator:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._state is _State.OPENED:
-            raise UsageError("Cannot open a simulator instance more than once.")
-        if self._state is _State.CLOSED:
-            raise UsageError("Cannot reopen a simulator instance, once it has been closed.")
+        self._lifecycle.check_openable()
         self._t0 = self._clock.monotonic()
         self._wall0 = epoch_of(self._clock.wall())
         self._churn.set_rates(self._initial_churn, 0.0)
@@ -174,7 +165,7 @@ class Simulator:
             await self._shutdown()
             raise
         self.endpoints = {region: _url(self.host, port) for port, region in ports.items()}
-        self._state = _State.OPENED
+        self._lifecycle.opened()
         return self
 
     async def __aexit__(
@@ -194,7 +185,7 @@ class Simulator:
         return sock
 
     async def _shutdown(self) -> None:
-        self._state = _State.CLOSED
+        self._lifecycle.closed()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -203,8 +194,8 @@ class Simulator:
         self._sockets.clear()
 
     def _require_open(self) -> None:
-        if self._state is not _State.OPENED:
-            raise UsageError(f"the simulator is {self._state.value}; use it inside `async with`")
+        if not self._lifecycle.is_open:
+            raise UsageError(f"the simulator is {self._lifecycle.state.value}; use it inside `async with`")
 
     # --- time -----------------------------------------------------------------------------------
 
@@ -341,11 +332,11 @@ class Simulator:
     @property
     def churn(self) -> ChurnRates:
         """The churn rates in force (or to be, before the simulator starts)."""
-        return self._churn.rates if self._state is _State.OPENED else self._initial_churn
+        return self._churn.rates if self._lifecycle.is_open else self._initial_churn
 
     def set_churn(self, rates: ChurnRates) -> None:
         """New churn rates from now on."""
-        if self._state is _State.OPENED:
+        if self._lifecycle.is_open:
             self._churn.set_rates(rates, self.now())
         else:
             self._initial_churn = rates
@@ -372,6 +363,6 @@ class Simulator:
 
     def __repr__(self) -> str:
         return (
-            f"Simulator(state={self._state.value}, regions={len(self.fleet.regions)}, "
+            f"Simulator(state={self._lifecycle.state.value}, regions={len(self.fleet.regions)}, "
             f"services={self.fleet.service_count}, seed={self.seed})"
         )

@@ -21,6 +21,7 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from scanner import cli
+from scanner.output.files import FileSystem
 from scanner.records import RECORD_TAGS, service_summary
 from scanner.simulator import CountersSnapshot, FaultConfig, Simulator
 
@@ -139,9 +140,12 @@ class Run:
 def run_cli(capsysbinary: pytest.CaptureFixture[bytes]) -> Callable[..., Run]:
     """``cli.main(argv)`` in-process; what it wrote to stdout and stderr."""
 
-    def run(*argv: str) -> Run:
+    def run(*argv: str, fs: FileSystem | None = None) -> Run:
         capsysbinary.readouterr()
-        code = cli.main(list(argv))
+        if fs is None:
+            code = cli.main(list(argv))
+        else:  # the same scan, on a file system that fails on demand
+            code = cli.run_scan(cli.build_parser().parse_args(list(argv)), fs=fs)
         out, err = capsysbinary.readouterr()
         return Run(code, out, err.decode())
 

@@ -5,32 +5,33 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
 import gc
 import io
 import logging
 import math
 import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, ClassVar
 
 import anyio
 import orjson
 import pytest
 from rich.console import Console
 
-from scanner import RegionStatistics, ScanStatistics, cli
+from scanner import ScanStatistics, cli
 from scanner.eas.params import INSTANCE_FIELDS
+from scanner.engine.stats import RegionStatistics
 from scanner.gctuning import BATCH_GC_THRESHOLD
 from scanner.output.progress import LogProgress
 from scanner.simulator import FaultConfig, Fleet
 from scanner.simulator.spec import preset as preset_spec
 from tests import netguard
 from tests.cli.conftest import Key, Run, ThreadedSimulator, assert_records_exact, key_of
-from tests.disk import fdopen_on_full_disk
+from tests.output.fakefs import FaultyFileSystem
 
 RunCli = Callable[..., Run]
 
@@ -62,22 +63,23 @@ def test_jsonl_on_stdout_is_exactly_the_fleet(run_cli: RunCli, shared_sim: Threa
 
 
 @pytest.mark.usefixtures("creds")
-def test_the_scan_runs_with_the_batch_gc_threshold(
-    run_cli: RunCli, shared_sim: ThreadedSimulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen: list[tuple[int, int, int]] = []
-    run = anyio.run
+def test_the_scan_runs_with_the_batch_gc_threshold(shared_sim: ThreadedSimulator) -> None:
+    class Spy(io.BytesIO):
+        """Records the GC threshold at each write of records: while the scan runs."""
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append(gc.get_threshold())
-        return run(*args, **kwargs)
+        seen: ClassVar[list[tuple[int, int, int]]] = []
 
-    monkeypatch.setattr(cli.anyio, "run", spy)
+        def write(self, data: Any, /) -> int:
+            self.seen.append(gc.get_threshold())
+            return super().write(data)
+
     before = gc.get_threshold()
-    result = run_cli("scan", *shared_sim.endpoint_args())
-    assert result.code == cli.EXIT_COMPLETE, result.stderr
-    assert len(seen) == 1
-    assert seen[0][0] >= BATCH_GC_THRESHOLD
+    args = cli.build_parser().parse_args(["scan", *shared_sim.endpoint_args(), "--quiet"])
+    stdout = Spy()
+    assert cli.run_scan(args, stdout=stdout, stderr=Console(file=io.StringIO())) == cli.EXIT_COMPLETE
+    assert len(stdout.getvalue().splitlines()) == len(shared_sim.expected())
+    assert Spy.seen
+    assert all(threshold[0] >= BATCH_GC_THRESHOLD for threshold in Spy.seen)
     assert gc.get_threshold() == before
 
 
@@ -97,18 +99,24 @@ def test_csv_has_a_column_per_field_and_parses_back(
     expected = shared_sim.expected()
     assert len(rows) == len(expected)
 
-    def cell(value: Any) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, dict | list):
-            return orjson.dumps(value).decode()
-        return str(value)
-
+    # Each cell read back by the documented rules (the exact text is in tests/output/test_sinks.py).
+    seen: set[type] = set()
     for row in rows:
         record = expected[(row["ClusterId"], row["ServiceName"], row["InstanceName"])]
-        assert row == {name: cell(record.get(name)) for name in header}
+        for name in header:
+            value, text = record.get(name), row[name]
+            seen.add(type(value))
+            if value is None:
+                assert text == "", name
+            elif isinstance(value, bool):
+                assert text == ("true" if value else "false"), name
+            elif isinstance(value, dict | list):
+                assert orjson.loads(text) == value, name
+            elif isinstance(value, int | float):
+                assert type(value)(text) == value, name
+            else:
+                assert text == value, name
+    assert {str, bool, int, list} <= seen  # the fleet exercises each rule
     nested = [row["LastState"] for row in rows if row["LastState"]]
     assert nested, "the fleet has instances with a LastState"
     assert all(isinstance(orjson.loads(text), list) for text in nested)
@@ -553,11 +561,7 @@ def test_output_path_is_checked_before_any_request(
 @pytest.mark.usefixtures("creds")
 @pytest.mark.parametrize("case", ["directory", "no folder", "read-only folder", "the -o file"])
 def test_summary_path_is_checked_before_any_request(
-    run_cli: RunCli,
-    shared_sim: ThreadedSimulator,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    case: str,
+    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path, case: str
 ) -> None:
     out = tmp_path / "fleet.jsonl"
     folder = tmp_path / "reports"
@@ -576,35 +580,26 @@ def test_summary_path_is_checked_before_any_request(
             "the records; choose another --summary path",
         ),
     }[case]
+    fs = FaultyFileSystem()
     if case == "read-only folder":
         # Tests may run as root, who can write anywhere, so the permission check itself is faked.
-        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != folder)
+        fs.read_only = {folder}
     shared_sim.reset_counters()
-    result = run_cli("scan", *shared_sim.endpoint_args(), "-o", str(out), "--summary", str(summary))
+    result = run_cli("scan", *shared_sim.endpoint_args(), "-o", str(out), "--summary", str(summary), fs=fs)
     assert result.code == cli.EXIT_USAGE
     assert result.stderr == f"eas-scan: error: {message}\n"
     assert shared_sim.counters().total_requests == 0
     assert not out.exists()
 
 
-def _after_the_scan(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
-    """Run ``change`` once the scan is over, before its outputs are written (cli._scan's return)."""
-    scan = cli._scan
-
-    async def scan_then_change(*args: Any, **kwargs: Any) -> Any:
-        outcome = await scan(*args, **kwargs)
-        change()
-        return outcome
-
-    monkeypatch.setattr(cli, "_scan", scan_then_change)
+def _replace_by_a_folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
 
 
-def _refuse_temp_files(*args: Any, **kwargs: Any) -> Any:
-    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-
-
-def _read_only_file_system(self: Path, missing_ok: bool = False) -> None:
-    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+def _after_the_scan(fs: FaultyFileSystem, change: Callable[[], object]) -> None:
+    """Run ``change`` once the scan is over, before its outputs are saved (at the records' fsync)."""
+    fs.before("fsync", change)
 
 
 @pytest.mark.usefixtures("creds")
@@ -612,11 +607,7 @@ def _read_only_file_system(self: Path, missing_ok: bool = False) -> None:
     "case", ["folder removed", "now a directory", "permission denied", "disk full", "temporary file stuck"]
 )
 def test_a_summary_that_cannot_be_written_keeps_the_records(
-    run_cli: RunCli,
-    shared_sim: ThreadedSimulator,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    case: str,
+    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path, case: str
 ) -> None:
     out = tmp_path / "fleet.jsonl"
     out.write_text("an earlier inventory\n")
@@ -625,39 +616,34 @@ def test_a_summary_that_cannot_be_written_keeps_the_records(
     summary = folder / "run.json"
     previous = b'{"an": "earlier summary"}\n'
     summary.write_bytes(previous)
-    change, message = {
-        "folder removed": (
-            lambda: shutil.rmtree(folder),
-            f"summary folder {folder} does not exist: create it or choose another --summary path",
-        ),
-        "now a directory": (
-            lambda: (summary.unlink(), summary.mkdir()),
-            f"summary path {summary} is a directory: give a file name",
-        ),
-        "permission denied": (
-            lambda: monkeypatch.setattr(tempfile, "mkstemp", _refuse_temp_files),
-            f"cannot write the summary to {summary} (Permission denied): choose another --summary path",
-        ),
-        "disk full": (
-            # After the scan: the records file is open already, only the summary meets the full disk.
-            lambda: monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk),
+    fs = FaultyFileSystem()
+    if case == "folder removed":
+        _after_the_scan(fs, lambda: shutil.rmtree(folder))
+        message = f"summary folder {folder} does not exist: create it or choose another --summary path"
+    elif case == "now a directory":
+        _after_the_scan(fs, functools.partial(_replace_by_a_folder, summary))
+        message = f"summary path {summary} is a directory: give a file name"
+    elif case == "permission denied":
+        fs.fail("mkstemp", errno.EACCES, call=2)  # the records' temporary file is the first
+        message = f"cannot write the summary to {summary} (Permission denied): choose another --summary path"
+    elif case == "disk full":
+        # The records' file (the first opened) has room; only the summary meets the full disk.
+        fs.full_disk = {2}
+        message = (
             f"cannot write the summary to {summary} (No space left on device): "
-            "free some space or choose another --summary path",
-        ),
-        "temporary file stuck": (
-            lambda: (
-                monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk),
-                monkeypatch.setattr(Path, "unlink", _read_only_file_system),
-            ),
+            "free some space or choose another --summary path"
+        )
+    else:  # "temporary file stuck"
+        fs.full_disk = {2}
+        fs.fail("unlink", errno.EROFS)
+        message = (
             f"cannot write the summary to {summary} (No space left on device): "
             "free some space or choose another --summary path; "
-            "its temporary file {stuck} could not be removed",
-        ),
-    }[case]
-    _after_the_scan(monkeypatch, change)
+            "its temporary file {stuck} could not be removed"
+        )
 
     result = run_cli(
-        "scan", *shared_sim.endpoint_args(), "-o", str(out), "--summary", str(summary), "--quiet"
+        "scan", *shared_sim.endpoint_args(), "-o", str(out), "--summary", str(summary), "--quiet", fs=fs
     )
 
     assert result.code == cli.EXIT_FATAL
@@ -680,14 +666,15 @@ def test_a_summary_that_cannot_be_written_keeps_the_records(
 
 @pytest.mark.usefixtures("own_creds")
 def test_an_incomplete_scan_whose_summary_fails_exits_1_and_still_shows_the_table(
-    run_cli: RunCli, sim: ThreadedSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_cli: RunCli, sim: ThreadedSimulator, tmp_path: Path
 ) -> None:
     forbidden = sim.regions[0]
     sim.forbid_region(forbidden)
     out, summary = tmp_path / "fleet.jsonl", tmp_path / "run.json"
-    _after_the_scan(monkeypatch, lambda: monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk))
+    fs = FaultyFileSystem()
+    fs.full_disk = {2}  # the summary's file, opened after the scan
 
-    result = run_cli("scan", *sim.endpoint_args(), "-o", str(out), "--summary", str(summary))
+    result = run_cli("scan", *sim.endpoint_args(), "-o", str(out), "--summary", str(summary), fs=fs)
 
     assert result.code == cli.EXIT_FATAL  # not 3: the run did not deliver all it was asked for
     assert "Traceback" not in result.stderr
@@ -704,21 +691,6 @@ def test_an_incomplete_scan_whose_summary_fails_exits_1_and_still_shows_the_tabl
     assert [p.name for p in tmp_path.iterdir()] == ["fleet.jsonl"]
 
 
-def _fail_once(monkeypatch: pytest.MonkeyPatch, name: str, code: int) -> None:
-    """``os.<name>`` fails once with ``code`` (the records' commit), then works (the summary's)."""
-    real = getattr(os, name)
-    calls = 0
-
-    def fail_once(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise OSError(code, os.strerror(code))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(os, name, fail_once)
-
-
 @pytest.mark.usefixtures("creds")
 @pytest.mark.parametrize(
     "case",
@@ -733,11 +705,7 @@ def _fail_once(monkeypatch: pytest.MonkeyPatch, name: str, code: int) -> None:
     ],
 )
 def test_records_that_cannot_be_saved_at_the_end_leave_the_previous_file(
-    run_cli: RunCli,
-    shared_sim: ThreadedSimulator,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    case: str,
+    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path, case: str
 ) -> None:
     # One region: every record fits the file's buffer, so nothing reaches the disk before the commit.
     region = shared_sim.regions[0]
@@ -747,7 +715,6 @@ def test_records_that_cannot_be_saved_at_the_end_leave_the_previous_file(
     previous, previous_summary = b"an earlier inventory\n", b'{"an": "earlier summary"}\n'
     out.write_bytes(previous)
     summary.write_bytes(previous_summary)
-    real_fdopen = os.fdopen
     problem, fix = {
         "disk full": ("No space left on device", "free some space or choose another -o path"),
         "summary too": ("No space left on device", "free some space or choose another -o path"),
@@ -757,26 +724,26 @@ def test_records_that_cannot_be_saved_at_the_end_leave_the_previous_file(
         "now a directory": ("Is a directory", "give a file name or choose another -o path"),
         "folder removed": ("No such file or directory", "create its folder or choose another -o path"),
     }[case]
-    if case in ("disk full", "summary too"):
-        monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk)
-        if case == "disk full":  # room again for the small summary
-            _after_the_scan(monkeypatch, lambda: monkeypatch.setattr(os, "fdopen", real_fdopen))
+    fs = FaultyFileSystem()
+    if case == "disk full":
+        fs.full_disk = {1}  # the records' file; there is room again for the small summary
+    elif case == "summary too":
+        fs.full_disk = {1, 2}
     elif case == "fsync fails":
-        _fail_once(monkeypatch, "fsync", errno.EIO)
+        fs.fail("fsync", errno.EIO, call=1)
     elif case == "temporary file stuck":
         # After EIO, a file system is often remounted read-only: the temporary file cannot go.
-        _fail_once(monkeypatch, "fsync", errno.EIO)
-        monkeypatch.setattr(Path, "unlink", _read_only_file_system)
+        fs.fail("fsync", errno.EIO, call=1)
+        fs.fail("unlink", errno.EROFS)
     elif case == "rename across devices":
-        _fail_once(monkeypatch, "replace", errno.EXDEV)
+        fs.fail("replace", errno.EXDEV, call=1)
     elif case == "now a directory":
-        _after_the_scan(monkeypatch, lambda: (out.unlink(), out.mkdir()))
+        _after_the_scan(fs, functools.partial(_replace_by_a_folder, out))
     else:
-        _after_the_scan(monkeypatch, lambda: shutil.rmtree(folder))
+        _after_the_scan(fs, lambda: shutil.rmtree(folder))
 
-    result = run_cli(
-        "scan", *shared_sim.endpoint_args([region]), "-o", str(out), "--summary", str(summary), "--quiet"
-    )
+    argv = ["scan", *shared_sim.endpoint_args([region]), "-o", str(out), "--summary", str(summary)]
+    result = run_cli(*argv, "--quiet", fs=fs)
 
     assert result.code == cli.EXIT_FATAL
     message = f"cannot write to {out} ({problem}): the records were not saved; {fix}"
@@ -816,42 +783,41 @@ def test_records_that_cannot_be_saved_at_the_end_leave_the_previous_file(
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["run.json"]
 
 
+class _CtrlCOnTheSecondPage:
+    """A records file on which Ctrl-C comes while the second page is written: the first page
+    waits in its buffer."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self._pages = 0
+
+    def write(self, data: bytes) -> int:
+        self._pages += 1
+        if self._pages == 2:
+            raise KeyboardInterrupt
+        return self._file.write(data)
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, close: the file's own
+        return getattr(self._file, name)
+
+
 @pytest.mark.usefixtures("creds")
 def test_an_interrupted_run_whose_records_cannot_be_saved_keeps_130(
-    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path
 ) -> None:
     out, summary = tmp_path / "fleet.jsonl", tmp_path / "run.json"
     out.write_bytes(b"an earlier inventory\n")
-    encoder_for = cli.encoder_for
 
-    class CtrlC:
-        """Ctrl-C while the second page is encoded: the first one waits in the file's buffer."""
+    class Faulty(FaultyFileSystem):
+        def fdopen(self, fd: int, buffering: int) -> IO[bytes]:
+            file = super().fdopen(fd, buffering)
+            return _CtrlCOnTheSecondPage(file) if self.calls["fdopen"] == 1 else file  # type: ignore[return-value]
 
-        def __init__(self, fmt: str) -> None:
-            self._encoder = encoder_for(fmt)
-            self._pages = 0
-
-        def header(self) -> bytes:
-            return self._encoder.header()
-
-        def encode(self, records: list[dict[str, Any]]) -> bytes:
-            self._pages += 1
-            if self._pages == 2:
-                raise KeyboardInterrupt
-            return self._encoder.encode(records)
-
-    monkeypatch.setattr(cli, "encoder_for", CtrlC)
-    real_fdopen = os.fdopen
-    opened: list[int] = []
-
-    def records_on_a_full_disk(fd: int, mode: str = "wb", buffering: int = -1) -> Any:
-        opened.append(fd)  # the records' file first; the summary's, after, finds room
-        return (fdopen_on_full_disk if len(opened) == 1 else real_fdopen)(fd, mode, buffering)
-
-    monkeypatch.setattr(os, "fdopen", records_on_a_full_disk)
+    fs = Faulty()
+    fs.full_disk = {1}  # the records' file; the summary's, after, finds room
 
     result = run_cli(
-        "scan", *shared_sim.endpoint_args(), "-o", str(out), "--summary", str(summary), "--quiet"
+        "scan", *shared_sim.endpoint_args(), "-o", str(out), "--summary", str(summary), "--quiet", fs=fs
     )
 
     assert result.code == cli.EXIT_INTERRUPTED
@@ -869,13 +835,14 @@ def test_an_interrupted_run_whose_records_cannot_be_saved_keeps_130(
 
 @pytest.mark.usefixtures("creds")
 def test_a_full_disk_during_the_scan_names_the_fix_and_keeps_the_previous_file(
-    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path
 ) -> None:
     out = tmp_path / "fleet.jsonl"
     out.write_bytes(b"an earlier inventory\n")
-    monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk)
+    fs = FaultyFileSystem()
+    fs.full_disk = {1}
     # Every region: more than the file's buffer, so the disk is met while the scan runs.
-    result = run_cli("scan", *shared_sim.endpoint_args(), "-o", str(out), "--quiet")
+    result = run_cli("scan", *shared_sim.endpoint_args(), "-o", str(out), "--quiet", fs=fs)
     assert result.code == cli.EXIT_FATAL
     assert result.stderr == (
         f"eas-scan: error: cannot write to {out} (No space left on device): the scan was stopped; "
@@ -936,8 +903,8 @@ def test_stdout_failing_at_the_last_flush_ends_in_one_line(
 def test_a_csv_header_that_cannot_be_written_stops_the_scan(shared_sim: ThreadedSimulator) -> None:
     args = cli.build_parser().parse_args(["scan", *shared_sim.endpoint_args(), "--format", "csv", "--quiet"])
     terminal = io.StringIO()
-    stdout = _Unwritable(BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)))
-    code = cli.run_scan(args, stdout=stdout, stderr=Console(file=terminal, width=200))
+    stdout = _Unwritable(BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)))  # unbuffered
+    code = cli.run_scan(args, stdout=stdout, stderr=Console(file=terminal, width=200))  # type: ignore[arg-type]
     assert code == cli.EXIT_FATAL
     assert terminal.getvalue() == (
         "eas-scan: error: stdout was closed by its reader (broken pipe): the scan was stopped\n"
@@ -959,17 +926,14 @@ def test_a_closed_stdout_without_o_exits_2_before_any_request(
 
 @pytest.mark.usefixtures("creds")
 def test_no_room_for_the_temporary_file_exits_2_before_any_request(
-    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_cli: RunCli, shared_sim: ThreadedSimulator, tmp_path: Path
 ) -> None:
     out = tmp_path / "fleet.jsonl"
     out.write_bytes(b"an earlier inventory\n")
-
-    def no_inode_left(*args: Any, **kwargs: Any) -> Any:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(tempfile, "mkstemp", no_inode_left)
+    fs = FaultyFileSystem()
+    fs.fail("mkstemp", errno.ENOSPC)  # no inode left
     shared_sim.reset_counters()
-    result = run_cli("scan", *shared_sim.endpoint_args(), "-o", str(out))
+    result = run_cli("scan", *shared_sim.endpoint_args(), "-o", str(out), fs=fs)
     assert result.code == cli.EXIT_USAGE
     assert result.stderr == (
         f"eas-scan: error: cannot write to {out} (No space left on device): "
@@ -1238,7 +1202,7 @@ def test_progress_log_lines_off_a_terminal(
             started.append(self._interval)
             await super().run()
 
-    monkeypatch.setattr(cli, "LogProgress", Recorded)
+    monkeypatch.setattr("scanner.cli.scan.LogProgress", Recorded)
     result = run_cli("scan", *shared_sim.endpoint_args(), *flags)
     assert result.code == 0
     assert started == ([10.0] if logged else [])

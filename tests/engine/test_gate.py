@@ -9,7 +9,7 @@ import pytest
 
 from scanner.engine.config import Concurrency, RateLimit, RetryPolicy
 from scanner.engine.gate import Gates, at_once_or_wait
-from scanner.engine.ratelimit import RateLimiters
+from scanner.engine.pacing import ClientRateLimiters
 from scanner.engine.stats import LiveStats
 from scanner.errors import AuthError, ServerError, unwrap_group
 from scanner.testing import FakeClock
@@ -20,7 +20,7 @@ def gates(total: int = 1, per_region: int = 4, attempts: int = 3) -> tuple[Gates
     stats = LiveStats(0.0)
     made = Gates(
         concurrency=Concurrency(total=total, per_region=per_region),
-        limiters=RateLimiters(RateLimit(), clock),
+        limiters=ClientRateLimiters(RateLimit(), clock),
         retry_policy=RetryPolicy(max_attempts=attempts),
         clock=clock,
         rng=random.Random(0),

@@ -6,8 +6,10 @@ import asyncio
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from scanner.engine.config import RetryPolicy
+from scanner.engine.config import MAX_RETRY_AFTER_S, RetryPolicy, retry_after_seconds
 from scanner.engine.retry import Retrier, RetryBudget, is_retryable
 from scanner.errors import (
     AuthError,
@@ -111,11 +113,39 @@ async def test_a_server_retry_after_hint_is_honoured() -> None:
 
 
 @pytest.mark.asyncio
-async def test_retry_after_is_capped() -> None:
+async def test_retry_after_is_capped_at_60_s() -> None:
+    r, clock, _ = retrier(RetryPolicy())
+    await r.call(Flaky([ThrottledError("slow", retry_after_ms=3_600_000)]))
+    assert clock.sleeps == [MAX_RETRY_AFTER_S] == [60.0]
+
+
+@pytest.mark.asyncio
+async def test_an_absurd_retry_after_is_capped_too() -> None:
+    # A 400-digit header parses as an int; divided by 1000 it would overflow a float.
+    r, clock, _ = retrier(RetryPolicy())
+    await r.call(Flaky([ThrottledError("slow", retry_after_ms=10**400)]))
+    assert clock.sleeps == [60.0]
+
+
+@pytest.mark.asyncio
+async def test_retry_after_cap_can_be_lowered() -> None:
     policy = RetryPolicy(max_retry_after=2.0)
     r, clock, _ = retrier(policy)
     await r.call(Flaky([ThrottledError("slow", retry_after_ms=3_600_000)]))
     assert clock.sleeps == [2.0]
+
+
+def test_retry_after_cap_cannot_be_raised() -> None:
+    with pytest.raises(ConfigError, match="at most 60 s"):
+        RetryPolicy(max_retry_after=61.0)
+
+
+@pytest.mark.parametrize(
+    ("hint_ms", "seconds"),
+    [(1, 0.001), (1500, 1.5), (60_000, 60.0), (60_001, 60.0), (10**15, 60.0), (10**400, 60.0)],
+)
+def test_retry_after_seconds(hint_ms: int, seconds: float) -> None:
+    assert retry_after_seconds(hint_ms) == seconds
 
 
 @pytest.mark.asyncio
@@ -207,3 +237,101 @@ def test_policy_validation() -> None:
         RetryPolicy(max_attempts=0)
     with pytest.raises(ConfigError, match="budget"):
         RetryPolicy(budget=-1)
+
+
+@pytest.mark.asyncio
+async def test_the_budget_pays_for_retries_only_not_for_the_last_failure() -> None:
+    policy = RetryPolicy(max_attempts=3, retry_cost=5, budget=100)
+    budget = RetryBudget(100)
+    r = Retrier(policy, budget, clock=FakeClock(), rng=MaxRandom())
+    with pytest.raises(ServerError):
+        await r.call(Flaky([ServerError("s")] * 3))
+    assert budget.level == 90  # two retries; the third failure is not retried, so not charged
+
+
+@pytest.mark.asyncio
+async def test_a_non_retryable_error_after_retries_ends_it_without_a_refund() -> None:
+    policy = RetryPolicy(retry_cost=5, budget=100)
+    budget = RetryBudget(100)
+    r, clock, _ = retrier(policy)
+    r.budget = budget
+    with pytest.raises(AuthError) as caught:
+        await r.call(Flaky([ServerError("s"), AuthError("a")]))
+    assert budget.level == 95
+    assert len(clock.sleeps) == 1
+    assert not getattr(caught.value, "__notes__", [])  # not "gave up": it was never retryable
+
+
+# --- invariants of the budget -------------------------------------------------------------------
+
+
+@given(
+    capacity=st.integers(min_value=0, max_value=1000),
+    operations=st.lists(
+        st.tuples(st.sampled_from(["spend", "refund"]), st.integers(min_value=0, max_value=600)), max_size=100
+    ),
+)
+def test_the_budget_stays_between_empty_and_full(capacity: int, operations: list[tuple[str, int]]) -> None:
+    budget = RetryBudget(capacity)
+    for operation, amount in operations:
+        before = budget.level
+        if operation == "spend":
+            spent = budget.try_spend(amount)
+            assert spent == (amount <= before)
+            assert budget.level == (before - amount if spent else before)
+        else:
+            budget.refund(amount)
+            assert budget.level == min(capacity, before + amount)
+        assert 0 <= budget.level <= capacity
+
+
+outcomes = st.lists(
+    st.sampled_from([ServerError, RequestTimeout, ThrottledError, NetworkError, AuthError]), max_size=12
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    policy=st.builds(
+        RetryPolicy,
+        max_attempts=st.integers(min_value=1, max_value=10),
+        budget=st.integers(min_value=0, max_value=60),
+        retry_cost=st.integers(min_value=0, max_value=15),
+        timeout_cost=st.integers(min_value=0, max_value=15),
+        throttle_cost=st.integers(min_value=0, max_value=15),
+        success_refund=st.integers(min_value=0, max_value=5),
+    ),
+    start=st.integers(min_value=0, max_value=60),
+    calls=st.lists(outcomes, min_size=1, max_size=8),
+)
+def test_a_call_spends_only_what_its_retries_cost_and_a_success_refunds_at_most_that(
+    policy: RetryPolicy, start: int, calls: list[list[type[Exception]]]
+) -> None:
+    budget = RetryBudget(policy.budget)
+    budget.try_spend(max(0, policy.budget - start))
+    r = Retrier(policy, budget, clock=FakeClock(), rng=MaxRandom())
+
+    async def run_all() -> None:
+        for classes in calls:
+            before = budget.level
+            failures: list[BaseException] = [cls("x") for cls in classes]
+            attempt = Flaky(list(failures))
+
+            async def watched(attempt: Flaky = attempt) -> str:
+                assert 0 <= budget.level <= budget.capacity
+                return await attempt()
+
+            try:
+                await r.call(watched)
+            except Exception:
+                # A failure refunds nothing: the budget paid for each retry made, and no more.
+                assert budget.level == before - sum(r.cost(exc) for exc in failures[: attempt.calls - 1])
+            else:
+                if attempt.calls == 1:
+                    assert budget.level == min(budget.capacity, before + policy.success_refund)
+                else:  # retries succeeded: what they took is given back, nothing more
+                    assert budget.level == before
+            assert attempt.calls <= policy.max_attempts
+            assert 0 <= budget.level <= budget.capacity
+
+    asyncio.run(run_all())

@@ -12,7 +12,7 @@ import pytest
 
 from scanner.eas.models import Page
 from scanner.engine.config import Concurrency, RetryPolicy
-from scanner.engine.ratelimit import AdaptiveRateLimiter
+from scanner.engine.pacing import ClientRateLimiter
 from scanner.errors import (
     AuthError,
     CredentialsError,
@@ -330,13 +330,13 @@ async def test_every_answer_reaches_the_rate_limiter_failures_included(
     # Slow start counts answers: a failure the limiter never heard of would hold its round open.
     outcomes: list[str] = []
     for name in ("on_success", "on_throttle", "on_error"):
-        original = getattr(AdaptiveRateLimiter, name)
+        original = getattr(ClientRateLimiter, name)
 
-        def spy(self: AdaptiveRateLimiter, *args: Any, _name: str = name, _original: Any = original) -> None:
+        def spy(self: ClientRateLimiter, *args: Any, _name: str = name, _original: Any = original) -> None:
             outcomes.append(_name)
             _original(self, *args)
 
-        monkeypatch.setattr(AdaptiveRateLimiter, name, spy)
+        monkeypatch.setattr(ClientRateLimiter, name, spy)
     api = FakeEas(FLEET)
     failures = iter([ServerError, ThrottledError, ServerError, NotFoundError])  # the last ends it
 

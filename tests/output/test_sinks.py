@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,17 +9,9 @@ import pytest
 
 from scanner.eas.params import INSTANCE_FIELDS
 from scanner.errors import ConfigError
-from scanner.output.sinks import (
-    CSV_COLUMNS,
-    CsvEncoder,
-    JsonlEncoder,
-    OutputFile,
-    check_writable,
-    encoder_for,
-)
-from tests.disk import fdopen_on_full_disk
+from scanner.output.sinks import CSV_COLUMNS, CsvEncoder, JsonlEncoder, encoder_for
 
-RECORDS = [
+RECORDS: list[dict[str, Any]] = [
     {
         "InstanceName": "foo-1",
         "IsSpot": False,
@@ -65,73 +55,26 @@ def test_unknown_format() -> None:
         encoder_for("xml")
 
 
-def test_a_file_appears_only_on_commit(tmp_path: Path) -> None:
-    target = tmp_path / "out.jsonl"
-    target.write_bytes(b"previous inventory\n")
-    out = OutputFile(target)
-    out.write(b'{"a":1}\n')
-    assert target.read_bytes() == b"previous inventory\n"  # readers still see the old file
-    assert out.temp_name is not None
-    assert Path(out.temp_name).parent == tmp_path
-    out.commit()
-    assert target.read_bytes() == b'{"a":1}\n'
-    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
-    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def test_discard_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
-    target = tmp_path / "out.csv"
-    target.write_bytes(b"old\n")
-    out = OutputFile(target)
-    out.write(b"new\n")
-    out.discard()
-    assert target.read_bytes() == b"old\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
-
-
-def test_discard_on_a_full_disk_leaves_the_old_file_and_no_temp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "out.jsonl"
-    target.write_bytes(b"old\n")
-    monkeypatch.setattr(os, "fdopen", fdopen_on_full_disk)
-    out = OutputFile(target)
-    out.write(b"new\n")
-    with pytest.raises(OSError, match="No space left on device"):
-        out.commit()
-    out.discard()  # the buffer still cannot be flushed: the file is closed and removed all the same
-    assert target.read_bytes() == b"old\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
-
-
-def test_stdout_output_is_written_through() -> None:
-    stream = io.BytesIO()
-    out = OutputFile(None, stream=stream)
-    out.write(b"x\n")
-    out.commit()
-    assert stream.getvalue() == b"x\n"
-
-
-@pytest.mark.parametrize(
-    ("make", "message"),
-    [
-        (lambda p: p / "missing" / "out.jsonl", "does not exist"),
-        (lambda p: p, "is a directory"),
-    ],
-)
-def test_unwritable_paths_are_refused_up_front(tmp_path: Path, make: Any, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        check_writable(make(tmp_path))
-
-
-def test_read_only_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Tests may run as root, who can write anywhere, so the permission check itself is faked.
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
-    with pytest.raises(ConfigError, match="cannot write"):
-        check_writable(tmp_path / "out.jsonl")
+def test_csv_text_is_exactly_as_documented() -> None:
+    """Hand-written expected text (not the encoder's rules run again): quoting, nested values as
+    JSON, booleans as true/false, nothing for null or a missing field."""
+    columns = ("ClusterId", "ServiceName", "InstanceName", "IsSpot", "LastState", "CurrentAmount", "Zone")
+    encoder = CsvEncoder(columns)
+    records = [
+        *RECORDS,
+        {
+            "ClusterId": "cn-hangzhou",
+            "ServiceName": "ünïcode",
+            "InstanceName": "",
+            "IsSpot": True,
+            "LastState": {"a": [1, None]},
+            "CurrentAmount": 3,
+            "Zone": "cn-hangzhou-h",
+        },
+    ]
+    assert (encoder.header() + encoder.encode(records)).decode() == (
+        "ClusterId,ServiceName,InstanceName,IsSpot,LastState,CurrentAmount,Zone\n"
+        'cn-shanghai,foo,foo-1,false,"[{""Reason"":""OOMKilled"",""ExitCode"":137}]",0.444,\n'
+        'cn-beijing,bar,"quote""and,comma\nnewline",,,,\n'
+        'cn-hangzhou,ünïcode,,true,"{""a"":[1,null]}",3,cn-hangzhou-h\n'
+    )

@@ -38,7 +38,7 @@ def test_parse_query_matches_the_signature_decoding() -> None:
 
 # --- layout -------------------------------------------------------------------------------------
 
-ALLOWED = ("scanner.eas", "scanner.errors", "scanner.clock", "scanner.simulator")
+ALLOWED = ("scanner.eas", "scanner.errors", "scanner.clock", "scanner.lifecycle", "scanner.simulator")
 
 
 def simulator_modules() -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 
 from scanner.simulator.cache import PageCache
 from scanner.simulator.digest import DigestBuilder, key_hash, record_content_digest, record_key_digest
-from scanner.simulator.ratelimit import RateLimiter, TokenBucket
+from scanner.simulator.throttle import AdmissionBucket, ServerThrottle
 
 
 def test_page_cache_is_lru_by_bytes() -> None:
@@ -32,7 +32,7 @@ def test_page_cache_is_lru_by_bytes() -> None:
 
 
 def test_token_bucket() -> None:
-    bucket = TokenBucket(rate=2, burst=3, now=0.0)
+    bucket = AdmissionBucket(rate=2, burst=3, now=0.0)
     assert [bucket.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
     assert bucket.take(0.0) == pytest.approx(0.5)
     assert bucket.take(0.25) == pytest.approx(0.25)
@@ -43,7 +43,7 @@ def test_token_bucket() -> None:
 
 def test_rate_limiter_keys_and_switching_off() -> None:
     now = [0.0]
-    limiter = RateLimiter(lambda: now[0], rate=1, burst=1)
+    limiter = ServerThrottle(lambda: now[0], rate=1, burst=1)
     assert limiter.take(("r", "a")) == 0.0
     assert limiter.take(("r", "a")) > 0
     assert limiter.take(("r", "b")) == 0.0

@@ -1,4 +1,4 @@
-"""The server-side rate limit: a token bucket per (region, action), on an injected clock.
+"""The simulator's server-side throttle: an admission bucket per (region, action), on an injected clock.
 
 A bucket holds at most ``burst`` tokens and refills at ``rate`` tokens a second; a request takes
 one token or is refused, and is told how long until one will be there (for ``x-acs-retry-after``).
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["RateLimiter", "TokenBucket"]
+__all__ = ["AdmissionBucket", "ServerThrottle"]
 
 
-class TokenBucket:
+class AdmissionBucket:
+    """A token bucket that admits a request or says how long until it would."""
+
     __slots__ = ("burst", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
@@ -34,14 +36,14 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
-class RateLimiter:
-    """One ``TokenBucket`` per key, all with the same rate and burst; disabled when rate is None."""
+class ServerThrottle:
+    """One ``AdmissionBucket`` per key, all with the same rate and burst; disabled when rate is None."""
 
     __slots__ = ("_buckets", "_now", "burst", "rate")
 
     def __init__(self, now: Callable[[], float], rate: float | None = None, burst: int = 1) -> None:
         self._now = now
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._buckets: dict[tuple[str, str], AdmissionBucket] = {}
         self.rate = rate
         self.burst = burst
         self.configure(rate, burst)
@@ -63,5 +65,5 @@ class RateLimiter:
         now = self._now()
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
+            bucket = self._buckets[key] = AdmissionBucket(self.rate, self.burst, now)
         return bucket.take(now)

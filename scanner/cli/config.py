@@ -1,0 +1,150 @@
+"""Flags -> configuration: the checks that need several flags or the file system, then the library's
+config objects (``Concurrency``, ``Timeouts``, ``RetryPolicy``, ``RateLimit``) built from them."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scanner import Concurrency, ConfigError, ConnectionLimits, RateLimit, RetryPolicy, Timeouts
+from scanner.eas.endpoints import EndpointResolver
+from scanner.eas.params import MAX_PAGE_SIZE
+from scanner.output.files import OS_FILE_SYSTEM, FileSystem, check_writable
+
+__all__ = ["ScanConfig", "config_from"]
+
+
+@dataclass
+class ScanConfig:
+    """The validated form of ``eas-scan scan``'s flags."""
+
+    regions: list[str] | str | None
+    services: list[str] | None
+    service_filter: str | None
+    endpoints: dict[str, str]
+    endpoint_type: str
+    profile: str | None
+    simulate: str | None
+    instance_filters: dict[str, Any]
+    page_size: int
+    concurrency: Concurrency
+    rate_limit: RateLimit
+    retry: RetryPolicy
+    timeouts: Timeouts
+    connection_limits: ConnectionLimits
+    output: Path | None
+    fmt: str
+    summary: Path | None
+    progress: bool
+    quiet: bool
+    verbose: int
+
+
+#: ListServiceInstances parameters, by the name of the flag's attribute.
+_INSTANCE_FILTERS = (
+    "filter",
+    "instance_status",
+    "instance_type",
+    "instance_ip",
+    "instance_name",
+    "host_ip",
+    "resource_type",
+    "role",
+    "is_spot",
+    "sort",
+    "order",
+)
+
+
+def config_from(args: argparse.Namespace, *, fs: FileSystem = OS_FILE_SYSTEM) -> ScanConfig:
+    """The configuration ``args`` asks for; a ``ConfigError`` (exit 2) for what cannot work together."""
+    if args.simulate and args.endpoint:
+        raise ConfigError(
+            "--simulate and --endpoint cannot be combined: the simulator brings its own endpoints"
+        )
+    if args.simulate and args.profile:
+        raise ConfigError("--simulate and --profile cannot be combined: the simulator has its own keys")
+    endpoints = _endpoints(args.endpoint)
+    if args.page_size > MAX_PAGE_SIZE:
+        raise ConfigError(
+            f"--page-size must be at most {MAX_PAGE_SIZE} (the API's cap), got {args.page_size}"
+        )
+    _check_paths(args.output, args.summary, fs)
+    filters = {name: getattr(args, name) for name in _INSTANCE_FILTERS}
+    return ScanConfig(
+        regions=args.regions,
+        services=args.services,
+        service_filter=args.service_filter,
+        endpoints=endpoints,
+        endpoint_type=args.endpoint_type,
+        profile=args.profile,
+        simulate=args.simulate,
+        instance_filters={k: v for k, v in filters.items() if v is not None},
+        page_size=args.page_size,
+        concurrency=_concurrency(args.concurrency),
+        rate_limit=RateLimit(requests_per_second=args.rate_limit),
+        retry=RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts else RetryPolicy(),
+        timeouts=_timeouts(args.timeout),
+        connection_limits=_connection_limits(args.max_response_mib),
+        output=args.output,
+        fmt=args.format,
+        summary=args.summary,
+        progress=not (args.no_progress or args.quiet),
+        quiet=args.quiet,
+        verbose=args.verbose,
+    )
+
+
+def _endpoints(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    endpoints: dict[str, str] = {}
+    for region, url in pairs:
+        if region in endpoints:
+            raise ConfigError(f"--endpoint gives {region} twice")
+        endpoints[region] = url
+        try:
+            EndpointResolver({region: url})
+        except ConfigError as exc:
+            raise ConfigError(f"--endpoint {region}={url}: {exc}") from None
+    return endpoints
+
+
+def _concurrency(total: int | None) -> Concurrency:
+    """``--concurrency N``: N in flight in all, and no per-region or per-listing bound above N."""
+    defaults = Concurrency()
+    if total is None:
+        return defaults
+    return Concurrency(
+        total=total,
+        per_region=min(defaults.per_region, total),
+        pages_per_listing=min(defaults.pages_per_listing, total),
+        services_per_region=defaults.services_per_region,
+    )
+
+
+def _connection_limits(max_response_mib: int | None) -> ConnectionLimits:
+    """``--max-response-mib N``: only the body cap; the pool keeps following ``--concurrency``."""
+    if max_response_mib is None:
+        return ConnectionLimits()
+    return ConnectionLimits(max_response_bytes=max_response_mib * 2**20)
+
+
+def _timeouts(total: float | None) -> Timeouts:
+    """``--timeout SECONDS``: the whole request, and no connect or read timeout above it."""
+    defaults = Timeouts()
+    if total is None:
+        return defaults
+    return Timeouts(connect=min(defaults.connect, total), read=min(defaults.read, total), total=total)
+
+
+def _check_paths(output: Path | None, summary: Path | None, fs: FileSystem) -> None:
+    if output is not None:
+        check_writable(output, fs=fs)
+    if summary is not None:
+        check_writable(summary, what="summary", flag="--summary", fs=fs)
+        if output is not None and summary.resolve() == output.resolve():
+            raise ConfigError(
+                f"--summary and -o both name {summary}: the summary would replace the records; "
+                "choose another --summary path"
+            )

@@ -1,0 +1,216 @@
+"""Running the scan: open the Scanner (or the embedded simulator), write every record as it comes,
+show progress, stop cleanly at the first signal; then say how it went, as a ``ScanResult``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from rich.console import Console
+
+from scanner import (
+    ConfigError,
+    DefaultCredentials,
+    ScanFailedError,
+    Scanner,
+    ScannerError,
+    ScanStream,
+    ScanSummary,
+    StaticCredentials,
+    batch_gc,
+)
+from scanner.cli.config import ScanConfig
+from scanner.cli.signals import Interrupts
+from scanner.output.files import OutputFile, records_error
+from scanner.output.progress import LogProgress, TerminalProgress
+from scanner.output.sinks import encoder_for
+
+__all__ = ["OutputClosed", "ScanResult", "run"]
+
+log = logging.getLogger("scanner.cli")
+
+
+class OutputClosed(ScannerError):
+    """The output cannot take more records: its reader went away (EPIPE), or the disk is full."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """How the scan itself ended (the files are saved after it)."""
+
+    #: None when the scan never started (bad configuration, no credentials, interrupted early).
+    summary: ScanSummary | None = None
+    #: One line for the user, when it failed.
+    error: str | None = None
+    #: The failure was a configuration the scan refused (exit 2).
+    usage_error: bool = False
+    #: The scan as a whole failed (exit 1).
+    fatal: bool = False
+    #: Stopped by a signal or Ctrl-C.
+    interrupted: bool = False
+    #: ``fatal`` because the output stopped taking records (a closed pipe, a full disk).
+    output_closed: bool = False
+
+
+def run(
+    config: ScanConfig,
+    records: OutputFile,
+    stderr: Console,
+    interrupts: Interrupts,
+    *,
+    records_on_terminal: bool = False,
+) -> ScanResult:
+    """Scan on an event loop of its own, writing every record to ``records``; errors become results.
+
+    Anything but a ``ScannerError`` (or Ctrl-C) is a bug, and raised.
+    """
+    scan = functools.partial(_scan, config, records, stderr, interrupts, records_on_terminal)
+    try:
+        try:
+            with batch_gc():  # this process is the scan: less CPU in the garbage collector
+                return anyio.run(scan)
+        except BaseExceptionGroup as group:
+            raise _single_error(group) from None
+    except ConfigError as exc:
+        return ScanResult(error=str(exc), usage_error=True)
+    except ScannerError as exc:  # no credentials, the simulator cannot start, ...
+        return ScanResult(error=str(exc), fatal=True)
+    except KeyboardInterrupt:
+        return ScanResult(error="interrupted", interrupted=True)
+
+
+def _single_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The one error a task group wrapped (several: the first), so it is reported as itself."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+async def _scan(
+    config: ScanConfig,
+    records: OutputFile,
+    stderr: Console,
+    interrupts: Interrupts,
+    records_on_terminal: bool,
+) -> ScanResult:
+    stream: ScanStream | None = None
+    interrupted = False
+
+    def stop() -> None:
+        nonlocal interrupted
+        interrupted = True
+        if stream is not None:
+            stream.close_nowait()  # the records already read are still written
+        else:
+            scope.cancel()  # credentials, the simulator: nothing written yet
+
+    with anyio.CancelScope() as scope, interrupts.stopping(stop):
+        async with AsyncExitStack() as stack:
+            scanner = await _open_scanner(config, stack)
+            stream = scanner.scan(
+                regions=config.regions,
+                services=config.services,
+                service_filter=config.service_filter,
+                **config.instance_filters,
+            )
+            summary, fatal = await _write_records(
+                config, stream, records, stderr, records_on_terminal=records_on_terminal
+            )
+            return ScanResult(
+                summary=summary,
+                error=str(fatal) if fatal is not None else None,
+                fatal=fatal is not None,
+                interrupted=interrupted,
+                output_closed=isinstance(fatal, OutputClosed),
+            )
+    return ScanResult(interrupted=True)  # stopped before the scan began
+
+
+async def _open_scanner(config: ScanConfig, stack: AsyncExitStack) -> Scanner:
+    if config.simulate:
+        from scanner.simulator import Simulator
+
+        try:
+            simulator = await stack.enter_async_context(Simulator(preset=config.simulate))
+        except OSError as exc:  # no loopback interface, or no free port on it
+            raise ScanFailedError(
+                f"cannot start the embedded simulator on 127.0.0.1 ({exc.strerror or exc}): "
+                "check that the loopback interface is up, or scan a real account without --simulate"
+            ) from exc
+        endpoints: dict[str, str] = dict(simulator.endpoints)
+        outside = (
+            [r for r in config.regions if r not in endpoints] if isinstance(config.regions, list) else []
+        )
+        if outside:
+            # Unknown to the simulator, they would go to the real endpoints with its keys.
+            raise ConfigError(
+                f"--regions: the simulated fleet ({config.simulate}) has no {', '.join(outside)}; "
+                f"it has {', '.join(endpoints)}"
+            )
+        credentials: Any = StaticCredentials(simulator.access_key_id, simulator.access_key_secret)
+        log.info("simulator (%s) listening: %s", config.simulate, ", ".join(endpoints.values()))
+    else:
+        endpoints = config.endpoints
+        credentials = DefaultCredentials(config.profile)
+        # Fail now, clearly, before any request. The repr masks the key and omits the secret.
+        log.debug("using %r", await credentials.get_credentials())
+    return await stack.enter_async_context(
+        Scanner(
+            credentials=credentials,
+            endpoints=endpoints or None,
+            endpoint_type=config.endpoint_type,
+            concurrency=config.concurrency,
+            rate_limit=config.rate_limit,
+            retry=config.retry,
+            timeouts=config.timeouts,
+            connection_limits=config.connection_limits,
+            page_size=config.page_size,
+        )
+    )
+
+
+async def _write_records(
+    config: ScanConfig,
+    stream: ScanStream,
+    output: OutputFile,
+    stderr: Console,
+    *,
+    records_on_terminal: bool,
+) -> tuple[ScanSummary, ScannerError | None]:
+    """Every record of ``stream`` to ``output``, with progress; the summary and any fatal error."""
+    encoder = encoder_for(config.fmt)
+    write = output.write
+    fatal: ScannerError | None = None
+    written = 0
+    async with AsyncExitStack() as stack, anyio.create_task_group() as tg:
+        if config.progress and stderr.is_terminal:
+            display = stack.enter_context(TerminalProgress(stream.statistics, stderr))
+            if records_on_terminal:
+                # Written straight to the screen, records would be overwritten by the next
+                # redraw of the display; printed through it, they scroll above it.
+                write = display.print_above
+            tg.start_soon(display.run)
+        elif config.progress:
+            tg.start_soon(LogProgress(stream.statistics).run)
+        try:
+            write(encoder.header())
+            async with contextlib.aclosing(stream.batches()) as batches:
+                async for batch in batches:
+                    write(encoder.encode(batch))
+                    written += len(batch)
+        except ScannerError as exc:  # fatal: raised once the records before it were delivered
+            fatal = exc
+        except OSError as exc:  # a full disk; `eas-scan scan | head`: nobody reads any more
+            fatal = OutputClosed(records_error(config.output, exc, "the scan was stopped"))
+            await stream.aclose()
+        finally:
+            tg.cancel_scope.cancel()
+    # Interrupted, the pages still buffered were dropped: count what reached the output.
+    return dataclasses.replace(stream.summary, records=written), fatal
