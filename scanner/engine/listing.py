@@ -205,7 +205,7 @@ class Listing:
             return ListingOutcome(verdict, state.passes, state.emitted)
         if state.unbacked is not None:
             failure = ListingError(
-                f"TotalCount {state.last_total} is not backed by the pages, in each of"
+                f"TotalCount {state.last_total} is not backed by the pages, still in the last of"
                 f" {state.passes} pass(es): {state.unbacked}",
                 code=IMPLAUSIBLE_TOTAL_COUNT,
             )
