@@ -50,6 +50,7 @@ __all__ = [
     "ThrottledError",
     "TransportError",
     "UsageError",
+    "unwrap_group",
 ]
 
 
@@ -195,3 +196,21 @@ class NotFoundError(ApiError):
 
 class BadRequestError(ApiError):
     """The request itself is wrong (any other 4xx). Retrying cannot help."""
+
+
+def unwrap_group(exc: BaseException) -> BaseException:
+    """An error as a caller should see it, out of the exception groups task groups wrap it in.
+
+    The one policy for the whole package: when every error inside (at any depth) is of one type,
+    the first of them; otherwise the group itself, so that no different error is hidden.
+    """
+    leaves = _leaves(exc)
+    if leaves and all(type(leaf) is type(leaves[0]) for leaf in leaves):
+        return leaves[0]
+    return exc
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]

@@ -488,7 +488,10 @@ def _decode_page(
 
     total = data.get("TotalCount")
     if type(total) is not int or total < 0:
-        raise fail(f"TotalCount is missing or not a non-negative integer ({total!r})")
+        error = fail(f"TotalCount is missing or not a non-negative integer ({total!r})")
+        if total is not None:
+            error.code = "ImplausibleTotalCount"  # a count no listing can have (issue 11)
+        raise error
     page_number = data.get("PageNumber", page_number)
     page_size = data.get("PageSize", page_size)
     if type(page_number) is not int or type(page_size) is not int:

@@ -15,6 +15,7 @@ from scanner.errors import (
     AuthError,
     BadRequestError,
     NotFoundError,
+    RequestError,
     ServerError,
     ThrottledError,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "api_error",
     "classify",
     "error_body",
+    "service_gone",
 ]
 
 # (pattern, class): "X" matches the code X exactly, "X*" codes starting with X, "*X" ending with X.
@@ -81,6 +83,28 @@ def classify(status: int, code: str | None, *, retry_after: bool = False) -> typ
         if low <= status <= high:
             return cls
     return ServerError if status >= 500 else BadRequestError
+
+
+def service_gone(error: RequestError) -> bool:
+    """Whether ``error`` is the API's own word that the service does not exist.
+
+    Only a code from the API's JSON error body counts, and only one that names the service and
+    ends in ``NotFound`` (``InvalidService.NotFound``, ``ServiceNotFound``, ``Service.NotFound``):
+    a 404 from a gateway or proxy (an HTML or empty body, so no code) or one about something else
+    (``InvalidAction.NotFound``: a wrong path or API version) says nothing about the service, and
+    taking it for a deletion would drop the service's instances from a scan reported complete.
+
+    A predicate, not an error class: ``classify`` maps codes to how an error is *handled* (retried
+    or not), and every 404 is handled alike, never retried; whether the service is gone is what
+    the engine concludes about the listing, from the error's data.
+    """
+    code = error.code
+    return (
+        isinstance(error, NotFoundError)
+        and code is not None
+        and code.endswith("NotFound")
+        and "Service" in code[: -len("NotFound")]
+    )
 
 
 def api_error(

@@ -24,13 +24,6 @@ class Page:
     #: Size of the response body, for statistics.
     body_bytes: int = 0
 
-    @property
-    def page_count(self) -> int:
-        """How many pages the listing has at this page size, judging by this page's TotalCount."""
-        if self.page_size <= 0:
-            return 1
-        return max(1, -(-self.total_count // self.page_size))
-
 
 @dataclass(frozen=True, slots=True)
 class Region:

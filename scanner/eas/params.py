@@ -42,6 +42,7 @@ __all__ = [
     "ServiceStatus",
     "ServiceType",
     "format_bool",
+    "page_count",
     "parse_bool",
     "parse_paging",
     "parse_path",
@@ -410,6 +411,11 @@ class Paging:
 
     def to_params(self) -> dict[str, str]:
         return {"PageNumber": str(self.page_number), "PageSize": str(self.page_size)}
+
+
+def page_count(total: int, page_size: int) -> int:
+    """Pages of ``page_size`` that ``total`` items fill (at least 1: an empty listing has page 1)."""
+    return max(1, -(-total // page_size))
 
 
 def parse_paging(raw: Mapping[str, str]) -> Paging:

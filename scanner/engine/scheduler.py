@@ -1,21 +1,21 @@
-"""The scan itself: regions → services → instance pages → records. The only module that spawns tasks.
+"""The scan's fan-out: regions → services → listings → records. The engine's only spawner of tasks.
 
 Shape of one scan (every task lives in a task group owned by the one above it)::
 
     ScanJob.run
     └── per region: _scan_region
-        ├── _discover_services    ListServices, one page at a time, newest page first; feeds a small
-        │                         bounded stream, so discovery waits while services queue up
+        ├── _discover_services    the region's ListServices listing: page 1, then newest page
+        │                         first; feeds a small bounded stream, so discovery waits while
+        │                         services queue up
         └── services_per_region × _service_worker
-            └── _list_instances   the first page (the last one, for a listing counted at more
-                                  than one page), then the others at once (pages_per_listing
-                                  workers), then newest-first re-reads while it is inconsistent
+            └── _list_instances   one service's ListServiceInstances listing (up to
+                                  pages_per_listing pages at once, in _in_parallel)
 
-Every request passes, in order: its region's slot (``Concurrency.per_region``), its (region,
-action) rate limiter, a global slot (``Concurrency.total``), and is retried per request by the
-region's ``Retrier``. Records leave as one batch per page through a bounded memory stream: a slow
-consumer blocks ``send``, which holds the slots, which stops the fetching. Memory is bounded by
-(open listings × their dedup keys) + (buffered pages), whatever the fleet's size.
+How a listing is read and proven whole is ``scanner.engine.listing``; how each request is paced,
+bounded, retried and counted is ``scanner.engine.gate``. Records leave as one batch per page
+through a bounded memory stream: a slow consumer blocks ``send``, which holds the request's
+slots, which stops the fetching. Memory is bounded by (open listings × their dedup keys) +
+(buffered pages), whatever the fleet's size.
 
 Failures after retries are recorded, never raised: a failed region or service does not stop the
 others. Only fatal conditions end the scan early: credentials that cannot be loaded, a region list
@@ -25,29 +25,27 @@ that cannot be read, every region refusing us, or any failure in fail-fast mode.
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from scanner.clock import Clock
-from scanner.eas.models import Page
+from scanner.eas.faults import service_gone
 from scanner.eas.params import Action, InstanceQuery, ServiceQuery
 from scanner.engine.config import Concurrency, Consistency, RetryPolicy
-from scanner.engine.pacing import ClientRateLimiters
-from scanner.engine.pagination import ListingState, descending_pages, page_count
+from scanner.engine.gate import Gates, LimiterRegistry, RequestGate, Slots, at_once_or_wait
+from scanner.engine.listing import MAX_PLAUSIBLE_TOTAL, Deliver, FirstPass, Listing
 from scanner.engine.ports import EasApi
-from scanner.engine.retry import Retrier, RetryBudget
 from scanner.engine.stats import Failure, LiveStats, ScanSummary, ServiceVerdict
-from scanner.errors import NotFoundError, RequestError, ScanFailedError, ThrottledError
+from scanner.errors import RequestError, ScanFailedError, unwrap_group
 from scanner.records import service_summary, tag_instances
 
 __all__ = ["Batch", "ScanJob", "ScanPlan"]
-
-T = TypeVar("T")
 
 #: What flows to the consumer: the records of one page.
 Batch = list[dict[str, Any]]
@@ -68,74 +66,27 @@ class ScanPlan:
 class _ServiceTarget:
     name: str
     summary: dict[str, Any]
-    estimate: int  # instances, from the service's TotalInstance: a progress denominator until page 1
+    #: Instances, from the service's TotalInstance (0 if unknown): progress until its first page.
+    instances_said: int
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
+async def _in_parallel(count: int, worker: Callable[[], Awaitable[None]]) -> None:
+    """A listing's ``Parallel``: ``count`` copies of ``worker``; the first failure stops the rest
+    and is raised as itself."""
+    failures: list[Exception] = []
 
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """A task group's error as the caller should see it: the error itself when it is one kind."""
-    leaves = _leaves(exc)
-    if leaves and all(type(leaf) is type(leaves[0]) for leaf in leaves):
-        return leaves[0]
-    return exc
-
-
-def _instance_query_for_scan(query: InstanceQuery) -> InstanceQuery:
-    # Oldest first, so new instances land at the end (see scanner.engine.pagination).
-    if query.sort is None and query.order is None:
-        return InstanceQuery(**{**_fields(query), "sort": "StartTime", "order": "asc"})
-    return query
-
-
-def _service_query_for_scan(query: ServiceQuery) -> ServiceQuery:
-    if query.sort is None and query.order is None:
-        return ServiceQuery(**{**_fields(query), "sort": "CreateTime", "order": "asc"})
-    return query
-
-
-def _fields(query: Any) -> dict[str, Any]:
-    return {name: getattr(query, name) for name in query.__dataclass_fields__}
-
-
-def _end_of(page: Page) -> tuple[int, Any] | None:
-    """What ``_end_look`` would say, when ``page`` shows the listing's end; else None."""
-    total = page.total_count
-    items = page.items
-    if total == 0:
-        return None if items else (0, None)
-    if items and (page.page_number - 1) * page.page_size + len(items) == total:
-        return total, items[-1].get("InstanceName")
-    return None
-
-
-class _Slots:
-    """``async with`` a token of an ``anyio.CapacityLimiter``, without a trip through the event loop
-    when one is free.
-
-    ``CapacityLimiter.acquire`` always yields once (a shielded checkpoint), even uncontended; every
-    request takes three of these, so at full speed the yields cost more than the bookkeeping.
-    ``acquire_nowait`` still refuses while anyone is queued (first come, first served), and the
-    request's next await is a checkpoint anyway, where a cancellation lands.
-    """
-
-    __slots__ = ("_limiter",)
-
-    def __init__(self, tokens: int) -> None:
-        self._limiter = anyio.CapacityLimiter(tokens)
-
-    async def __aenter__(self) -> None:
+    async def run(scope: anyio.CancelScope) -> None:
         try:
-            self._limiter.acquire_nowait()
-        except anyio.WouldBlock:
-            await self._limiter.acquire()
+            await worker()
+        except Exception as exc:
+            failures.append(exc)
+            scope.cancel()  # the listing has failed; its other pages are moot
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter.release()
+    async with anyio.create_task_group() as tg:
+        for _ in range(count):
+            tg.start_soon(run, tg.cancel_scope)
+    if failures:
+        raise failures[0]
 
 
 class ScanJob:
@@ -150,7 +101,7 @@ class ScanJob:
         concurrency: Concurrency,
         consistency: Consistency,
         retry_policy: RetryPolicy,
-        rate_limiters: ClientRateLimiters,
+        rate_limiters: LimiterRegistry,
         clock: Clock,
         rng: random.Random,
         fail_fast: bool = False,
@@ -161,15 +112,20 @@ class ScanJob:
         self._concurrency = concurrency
         self._page_size = consistency.page_size
         self._max_passes = consistency.max_passes
-        self._retry_policy = retry_policy
-        self._rates = rate_limiters
         self._clock = clock
-        self._rng = rng
         self._fail_fast = fail_fast
-        self._instance_query = _instance_query_for_scan(plan.instance_query)
-        self._service_query = _service_query_for_scan(plan.service_query)
-        # The consistency proof needs our order: oldest first, so new instances land at the end.
-        self._verifiable = plan.instance_query.sort is None and plan.instance_query.order is None
+        query = plan.instance_query
+        if query.sort is None and query.order is None:
+            # Oldest first, so new instances land at the end: what the listing's proof needs.
+            self._instance_query = dataclasses.replace(query, sort="StartTime", order="asc")
+            self._instance_pass = FirstPass.WATCHED
+        else:
+            self._instance_query = query
+            self._instance_pass = FirstPass.AT_ONCE
+        services = plan.service_query
+        if services.sort is None and services.order is None:
+            services = dataclasses.replace(services, sort="CreateTime", order="asc")
+        self._service_query = services
 
         self.stats = LiveStats(clock.monotonic())
         self.fatal: BaseException | None = None
@@ -177,11 +133,17 @@ class ScanJob:
         self.summary: ScanSummary | None = None
         self.finished = anyio.Event()
         self._scope: anyio.CancelScope | None = None
-        self._global_slots = _Slots(concurrency.total)
-        self._region_slots: dict[str, _Slots] = {}
-        self._long_slots: dict[str, _Slots] = {}
-        self._global_long_slots = _Slots(concurrency.long_listings)
-        self._retriers: dict[str, Retrier] = {}
+        self._gates = Gates(
+            concurrency=concurrency,
+            limiters=rate_limiters,
+            retry_policy=retry_policy,
+            clock=clock,
+            rng=rng,
+            stats=self.stats,
+        )
+        # Listings of more than a page hold their emitted names until they end: few at a time.
+        self._long_slots: dict[str, Slots] = {}
+        self._global_long_slots = Slots(concurrency.long_listings)
         self._found_services: set[str] = set()
 
     # --- the run -------------------------------------------------------------------------------
@@ -197,7 +159,7 @@ class ScanJob:
                             for region in regions:
                                 tg.start_soon(self._scan_region, region)
                     except Exception as exc:
-                        self._abort(_unwrap(exc))
+                        self._abort(unwrap_group(exc))
                 self._check_every_region_refused()
         except anyio.get_cancelled_exc_class():
             self.cancelled = True  # stopped from outside (the Scanner closed, the caller cancelled)
@@ -241,109 +203,14 @@ class ScanJob:
             return self._plan.regions
         home = self._plan.home_region
         try:
-            found = await self._request(
-                home, Action.DESCRIBE_REGIONS, lambda: self._api.describe_regions(home)
+            found = await self._gates.region(home).request(
+                Action.DESCRIBE_REGIONS, lambda: self._api.describe_regions(home)
             )
         except RequestError as exc:
             raise ScanFailedError(
                 f"could not list the account's regions (DescribeRegions via {home}): {exc}"
             ) from exc
         return tuple(region.region_id for region in found)
-
-    # --- one request ---------------------------------------------------------------------------
-
-    def _retrier(self, region: str) -> Retrier:
-        retrier = self._retriers.get(region)
-        if retrier is None:
-            retrier = self._retriers[region] = Retrier(
-                self._retry_policy,
-                RetryBudget(self._retry_policy.budget),
-                clock=self._clock,
-                rng=self._rng,
-                on_retry=self._count_retry,
-            )
-        return retrier
-
-    def _count_retry(self, exc: BaseException, delay: float) -> None:
-        self.stats.retries += 1
-
-    async def _request(
-        self,
-        region: str,
-        action: str,
-        call: Callable[[], Awaitable[T]],
-        deliver: Callable[[T], Awaitable[None]] | None = None,
-    ) -> T:
-        """One request, retried: region slot, then rate limiter, then a global slot.
-
-        ``deliver`` runs on the answer before the global slot is released: a page's records are
-        in the consumer's buffer before another request may take its place, so pages fetched but
-        not handed over never exceed ``Concurrency.total``, and a slow consumer stops the fetching.
-        Nothing global is held while waiting for the region's slot or pace, so a throttled region
-        cannot hold up the others.
-        """
-        limiter = self._rates.get(region, action)
-        region_slots = self._region_slots.get(region)
-        if region_slots is None:
-            region_slots = self._region_slots[region] = _Slots(self._concurrency.per_region)
-        counters = self.stats.region(region)
-        stats = self.stats
-        global_slots = self._global_slots
-
-        async def attempt() -> T:
-            async with region_slots:
-                sent_at = await limiter.acquire()
-                async with global_slots:
-                    stats.requests += 1
-                    counters.requests += 1
-                    try:
-                        result = await call()
-                    except ThrottledError as exc:
-                        stats.throttled += 1
-                        limiter.on_throttle(sent_at, exc.retry_after_ms)
-                        raise
-                    except Exception:
-                        limiter.on_error(sent_at)  # answered all the same: slow start counts answers
-                        raise
-                    limiter.on_success(sent_at)
-                    if isinstance(result, Page):
-                        stats.bytes_received += result.body_bytes
-                    if deliver is not None:
-                        await deliver(result)
-            return result
-
-        return await self._retrier(region).call(attempt)
-
-    def _services_page(self, region: str, number: int) -> Awaitable[Page]:
-        return self._request(
-            region,
-            Action.LIST_SERVICES,
-            lambda: self._api.list_services(
-                region, self._service_query, page_number=number, page_size=self._page_size
-            ),
-        )
-
-    def _read_page(
-        self, region: str, target: _ServiceTarget, state: ListingState, number: int
-    ) -> Awaitable[Page]:
-        """Fetch a page of instances and hand its new records to the consumer (see ``_request``).
-
-        The caller must not keep the page it returns: a listing stays open a long while, and a
-        page kept by it pins its hundred decoded records (memory would grow with open listings).
-        """
-
-        async def emit(page: Page) -> None:
-            await self._emit(region, target, state.accept(page))
-
-        name = target.name
-        return self._request(
-            region,
-            Action.LIST_SERVICE_INSTANCES,
-            lambda: self._api.list_service_instances(
-                region, name, self._instance_query, page_number=number, page_size=self._page_size
-            ),
-            emit,
-        )
 
     def _record_failure(self, region: str, service: str | None, exc: RequestError) -> None:
         failure = Failure(
@@ -371,40 +238,54 @@ class ScanJob:
                     tg.start_soon(self._service_worker, region, receive.clone())
 
     async def _discover_services(self, region: str, send: MemoryObjectSendStream[_ServiceTarget]) -> None:
+        """The region's ListServices listing, each page's wanted services offered to the workers.
+
+        Its pages are taken after the request's slots are given back: offering a service waits
+        for a free worker, and a worker needs slots to finish.
+        """
         counters = self.stats.region(region)
-        state = ListingState("ServiceName", self._page_size)
+        gate = self._gates.region(region)
+        api, query = self._api, self._service_query
+
+        async def fetch(number: int, size: int, deliver: Deliver) -> None:
+            # One expression: this frame keeps no reference to the page while deliver waits.
+            await deliver(
+                await gate.request(
+                    Action.LIST_SERVICES,
+                    lambda: api.list_services(region, query, page_number=number, page_size=size),
+                )
+            )
+
+        async def offer(services: list[dict[str, Any]]) -> None:
+            counters.services_listed = True
+            targets = self._targets(region, services)
+            del services  # only the summaries wait for a free worker, not the full service objects
+            for target in targets:
+                await at_once_or_wait(send.send_nowait, send.send, target)
+
+        def note_total(total: int) -> None:
+            if self._plan.services is None:
+                counters.services_known = max(counters.services_known, total)
+
+        listing = Listing(
+            fetch,
+            offer,
+            key="ServiceName",
+            page_size=self._page_size,
+            max_passes=self._max_passes,
+            first_pass=FirstPass.SWEEP,
+            on_total=note_total,
+        )
         async with send:
             try:
-                first = await self._services_page(region, 1)
+                outcome = await listing.run()
             except RequestError as exc:
                 self._record_failure(region, None, exc)
                 return
-            counters.services_listed = True
-            total = first.total_count
-            self._note_service_total(region, total)
-            # Only the summaries wait for a free worker, not the page's full service objects
-            # (a page is 100 of them, in every region): see also _first_pass.
-            targets = self._targets(region, state.accept(first))
-            del first
-            await self._offer(targets, send)
-            # Newest page first, page 1 last: see scanner.engine.pagination for why this order
-            # cannot miss a service that exists throughout.
-            later = list(descending_pages(total, state.page_size))
-            for number in later if len(later) > 1 else ():
-                try:
-                    page = await self._services_page(region, number)
-                except RequestError as exc:
-                    self._record_failure(region, None, exc)
-                    continue
-                self._note_service_total(region, page.total_count)
-                targets = self._targets(region, state.accept(page))
-                del page
-                await self._offer(targets, send)
-
-    def _note_service_total(self, region: str, total: int) -> None:
-        if self._plan.services is None:
-            counters = self.stats.region(region)
-            counters.services_known = max(counters.services_known, total)
+            if outcome.failure is not None:
+                failure = outcome.failure
+                failure.region, failure.action = region, Action.LIST_SERVICES
+                self._record_failure(region, None, failure)
 
     def _targets(self, region: str, services: list[dict[str, Any]]) -> list[_ServiceTarget]:
         """The wanted services of a ListServices page, reduced to what a listing needs."""
@@ -418,37 +299,24 @@ class ScanJob:
             if wanted is not None:
                 self._found_services.add(name)  # to name the wanted services never found
                 counters.services_known += 1
-            estimate = service.get("TotalInstance")
-            estimate = estimate if isinstance(estimate, int) and estimate >= 0 else 0
-            counters.instances_known += estimate
-            targets.append(_ServiceTarget(name, service_summary(service), estimate))
+            said = service.get("TotalInstance")
+            if type(said) is not int or not 0 <= said <= MAX_PLAUSIBLE_TOTAL:
+                said = 0  # unknown: the listing's own TotalCount will say
+            counters.instances_known += said
+            targets.append(_ServiceTarget(name, service_summary(service), said))
         return targets
-
-    @staticmethod
-    async def _offer(targets: list[_ServiceTarget], send: MemoryObjectSendStream[_ServiceTarget]) -> None:
-        for target in targets:
-            try:
-                send.send_nowait(target)  # no trip through the event loop while there is room
-            except anyio.WouldBlock:
-                await send.send(target)
 
     async def _service_worker(self, region: str, receive: MemoryObjectReceiveStream[_ServiceTarget]) -> None:
         long_slots = self._long_slots.get(region)
         if long_slots is None:
-            long_slots = self._long_slots[region] = _Slots(self._concurrency.long_listings_per_region)
+            long_slots = self._long_slots[region] = Slots(self._concurrency.long_listings_per_region)
         async with receive:
             while True:
-                # receive() always yields first; a worker only waits when nothing is queued.
                 try:
-                    target = receive.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        target = await receive.receive()
-                    except anyio.EndOfStream:
-                        return
+                    target = await at_once_or_wait(receive.receive_nowait, receive.receive)
                 except anyio.EndOfStream:
                     return
-                if target.estimate > self._page_size:
+                if target.instances_said > self._page_size:
                     # A long listing holds its emitted names until it ends: few at a time, each
                     # read to its end quickly (``pages_per_listing`` at once), bounds memory.
                     async with long_slots, self._global_long_slots:
@@ -460,132 +328,63 @@ class ScanJob:
 
     async def _list_instances(self, region: str, target: _ServiceTarget) -> None:
         counters = self.stats.region(region)
-        known = target.estimate  # this listing's share of counters.instances_known
+        stats = self.stats
+        gate: RequestGate = self._gates.region(region)
+        api, query, name, summary = self._api, self._instance_query, target.name, target.summary
+        known = target.instances_said  # this listing's share of counters.instances_known
 
-        def set_known(value: int) -> None:
+        def note_total(total: int) -> None:
             nonlocal known
-            counters.instances_known += value - known
-            known = value
+            counters.instances_known += total - known
+            known = total
 
-        state = ListingState("InstanceName", self._page_size)
-        error: RequestError | None = None
-        try:
-            await self._first_pass(region, target, state, set_known)
-            while not state.pass_consistent() and state.passes < self._max_passes:
-                state.start_pass()
-                set_known(max(state.last_total, state.emitted))
-                await self._fetch_in_order(
-                    region, target, state, descending_pages(state.last_total, state.page_size)
-                )
-        except RequestError as exc:
-            error = exc
+        def fetch(number: int, size: int, deliver: Deliver) -> Awaitable[object]:
+            # deliver runs inside the request's global slot (see scanner.engine.gate).
+            return gate.request(
+                Action.LIST_SERVICE_INSTANCES,
+                lambda: api.list_service_instances(region, name, query, page_number=number, page_size=size),
+                deliver,
+            )
 
-        if isinstance(error, NotFoundError):
-            verdict = ServiceVerdict.DELETED
-        elif error is not None:
-            verdict = ServiceVerdict.FAILED
-            self._record_failure(region, target.name, error)
-        elif state.passes == 1:
-            verdict = ServiceVerdict.COMPLETE
-        elif state.pass_consistent():
-            verdict = ServiceVerdict.REREAD
-        else:
-            verdict = ServiceVerdict.UNSTABLE
-        set_known(state.emitted)
-        self.stats.service_done(region, target.name, verdict)
-
-    async def _first_pass(
-        self, region: str, target: _ServiceTarget, state: ListingState, set_known: Callable[[int], None]
-    ) -> None:
-        """Every page once, all but the first at once, between two looks at the listing's end.
-
-        See ``scanner.engine.pagination``: if the last instance (oldest first: the newest) and
-        TotalCount are the same before the first page is sent and after the last page is read,
-        every page was read from one unchanged listing. A listing that ListServices counted at
-        more than one page is read last page first: that answer is the opening look, so only the
-        closing look costs a request of its own.
-        """
-        verifiable = self._verifiable
-        number = 1
-        if verifiable and target.estimate > self._page_size:
-            number = page_count(target.estimate, self._page_size)
-        page = await self._read_page(region, target, state, number)
-        total = page.total_count
-        pages = page.page_count  # at the page size the server used, should it cap ours
-        before = _end_of(page) if verifiable else None
-        del page
-        set_known(total)
-        if number == 1 == pages:
-            return  # read whole in one answer
-        if before is not None:
-            numbers = range(1, number) if number == pages else range(1, pages + 1)
-        elif verifiable:
-            # The first answer does not show the listing's end: it changed size since ListServices
-            # counted it. Open the watched window now and read every page inside it.
-            before = await self._end_look(region, target.name, state, total)
-            numbers = range(1, pages + 1)
-        else:
-            numbers = range(2, pages + 1)
-        await self._fetch_at_once(region, target, state, numbers)
-        if before is not None and await self._end_look(region, target.name, state, before[0]) != before:
-            state.mark_changed()
-
-    async def _end_look(self, region: str, service: str, state: ListingState, total: int) -> tuple[int, Any]:
-        """(TotalCount, name of the instance at position ``total``), from one one-record request.
-
-        While TotalCount is still ``total``, that instance is the last of the listing. Same query
-        and order as the pages, so a tie in StartTime cannot make two looks disagree.
-        """
-        page = await self._request(
-            region,
-            Action.LIST_SERVICE_INSTANCES,
-            lambda: self._api.list_service_instances(
-                region, service, self._instance_query, page_number=max(total, 1), page_size=1
-            ),
-        )
-        state.note_total(page.total_count)
-        return page.total_count, page.items[0].get("InstanceName") if page.items else None
-
-    async def _fetch_at_once(
-        self, region: str, target: _ServiceTarget, state: ListingState, numbers: range
-    ) -> None:
-        """Fetch pages concurrently (``pages_per_listing`` at a time); raise the first failure."""
-        pending: Iterator[int] = iter(numbers)
-        failures: list[RequestError] = []
-
-        async def worker(scope: anyio.CancelScope) -> None:
-            for number in pending:
-                try:
-                    await self._read_page(region, target, state, number)
-                except RequestError as exc:
-                    failures.append(exc)
-                    scope.cancel()  # the listing has failed; its other pages are moot
-                    return
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(self._concurrency.pages_per_listing, len(numbers))):
-                tg.start_soon(worker, tg.cancel_scope)
-        if failures:
-            raise failures[0]
-
-    async def _fetch_in_order(
-        self, region: str, target: _ServiceTarget, state: ListingState, numbers: Iterable[int]
-    ) -> None:
-        for number in numbers:
-            await self._read_page(region, target, state, number)
-
-    async def _emit(self, region: str, target: _ServiceTarget, items: list[dict[str, Any]]) -> None:
-        if not items:
-            return
-        batch = tag_instances(items, region, target.name, target.summary)
-        try:
+        async def emit(items: list[dict[str, Any]]) -> None:
+            if not items:
+                return
+            batch = tag_instances(items, region, name, summary)
             try:
-                self._send.send_nowait(batch)  # the usual case: room in the consumer's buffer
-            except anyio.WouldBlock:
-                await self._send.send(batch)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self.stop()  # the consumer closed the stream: stop quietly
-            await anyio.lowlevel.checkpoint()  # delivers the cancellation now
-            return
-        self.stats.records += len(batch)
-        self.stats.region(region).instances_done += len(batch)
+                await at_once_or_wait(self._send.send_nowait, self._send.send, batch)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self.stop()  # the consumer closed the stream: stop quietly
+                await anyio.lowlevel.checkpoint()  # delivers the cancellation now
+                return
+            stats.records += len(batch)
+            counters.instances_done += len(batch)
+
+        listing = Listing(
+            fetch,
+            emit,
+            key="InstanceName",
+            page_size=self._page_size,
+            max_passes=self._max_passes,
+            first_pass=self._instance_pass,
+            estimate=target.instances_said,
+            pages_at_once=self._concurrency.pages_per_listing,
+            parallel=_in_parallel,
+            on_total=note_total,
+        )
+        try:
+            outcome = await listing.run()
+        except RequestError as exc:
+            if service_gone(exc):
+                verdict = ServiceVerdict.DELETED
+            else:
+                verdict = ServiceVerdict.FAILED
+                self._record_failure(region, name, exc)
+        else:
+            verdict = outcome.verdict
+            if outcome.failure is not None:
+                # Not proven whole: its records are out, but the scan cannot say it is complete.
+                failure = outcome.failure
+                failure.region, failure.action, failure.service = region, Action.LIST_SERVICE_INSTANCES, name
+                self._record_failure(region, name, failure)
+        note_total(listing.emitted)
+        self.stats.service_done(region, name, verdict)

@@ -23,13 +23,17 @@ __all__ = [
 
 
 class ServiceVerdict(StrEnum):
-    """How one service's instance listing ended."""
+    """How one service's instance listing ended (see ``scanner.engine.listing``).
 
-    COMPLETE = "complete"  # read once, and nothing changed while it was read
-    REREAD = "reread"  # it changed while read; a newest-first re-read recovered every survivor
-    UNSTABLE = "unstable"  # still changing after every pass (survivors still guaranteed)
-    DELETED = "deleted"  # the service vanished (404) during the scan: not an error
-    FAILED = "failed"  # an error persisted after retries: instances may be missing
+    Only ``complete``, ``reread`` and ``deleted`` leave the scan complete; ``unstable`` and
+    ``failed`` come with a ``Failure`` that makes it incomplete.
+    """
+
+    COMPLETE = "complete"  # read once, and proven unchanged while it was read
+    REREAD = "reread"  # it changed while read; a newest-first re-read was proven consistent
+    UNSTABLE = "unstable"  # still changing after every pass: a ListingUnstable failure
+    DELETED = "deleted"  # the API said, in its own JSON error code, that the service is gone
+    FAILED = "failed"  # an error after retries, or an implausible TotalCount: a failure
 
 
 @dataclass(frozen=True, slots=True)

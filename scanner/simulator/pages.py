@@ -27,7 +27,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from scanner.eas.params import MAX_PAGE_SIZE, InstanceQuery, ServiceQuery, parse_paging
+from scanner.eas.params import MAX_PAGE_SIZE, InstanceQuery, ServiceQuery, page_count, parse_paging
 from scanner.eas.signing import canonical_query
 from scanner.errors import ConfigError
 from scanner.simulator.cache import PageCache
@@ -225,7 +225,7 @@ class Pages:
             jobs: list[tuple[str | None, int]] = [(None, len(state.by_name))]
             jobs += [(service.name, service.live_count) for service in state.by_name.values()]
             for service_name, count in jobs:
-                for number in range(1, max(1, -(-count // page_size)) + 1):
+                for number in range(1, page_count(count, page_size) + 1):
                     raw_query = canonical_query({"PageNumber": str(number), "PageSize": str(page_size)})
                     if service_name is None:
                         payload = self.services(region, raw_query)

@@ -1,0 +1,192 @@
+"""The request gate: every request of a scan passes one, in one visible order.
+
+A ``RequestGate`` is the gate of one region. A request, per attempt, takes:
+
+1. a slot of its region (``Concurrency.per_region``): a slow or throttled region cannot hold
+   more than its share, and nothing global is held while it waits here or for its pace;
+2. its pace, from its (region, action) rate limiter, which every answer is reported to;
+3. a slot of the whole scan (``Concurrency.total``);
+4. then the call itself, counted; and, still inside the global slot, ``deliver(answer)``.
+
+Delivering inside the global slot is what bounds memory and makes backpressure real: a page's
+records are in the consumer's buffer before another request may take its place, so pages fetched
+but not handed over never exceed ``Concurrency.total``, and a slow consumer stops the fetching.
+Failed attempts are retried by the region's ``Retrier`` (its budget is the region's).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, Protocol, TypeVar
+
+import anyio
+
+from scanner.clock import Clock
+from scanner.eas.models import Page
+from scanner.engine.config import Concurrency, RetryPolicy
+from scanner.engine.retry import Retrier, RetryBudget
+from scanner.engine.stats import LiveStats
+from scanner.errors import ThrottledError
+
+__all__ = ["Gates", "Limiter", "LimiterRegistry", "RequestGate", "Slots", "at_once_or_wait"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+async def at_once_or_wait(
+    nowait: Callable[P, T], wait: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """``nowait(...)`` when it can be done at once, else ``await wait(...)``.
+
+    anyio's ``send``, ``receive`` and ``acquire`` always yield to the event loop once, even when
+    they could complete at once; on the paths taken for every page and every request, those trips
+    cost more than the work. The ``*_nowait`` forms are still fair (they refuse while others are
+    queued), and a cancellation lands at the caller's next await.
+    """
+    try:
+        return nowait(*args, **kwargs)
+    except anyio.WouldBlock:
+        return await wait(*args, **kwargs)
+
+
+class Slots:
+    """``async with`` a token of an ``anyio.CapacityLimiter``, taken at once when one is free."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, tokens: int) -> None:
+        self._limiter = anyio.CapacityLimiter(tokens)
+
+    async def __aenter__(self) -> None:
+        limiter = self._limiter
+        await at_once_or_wait(limiter.acquire_nowait, limiter.acquire)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limiter.release()
+
+
+class Limiter(Protocol):
+    """The pace of one (region, action): wait for a send slot, then report how the request went."""
+
+    async def acquire(self) -> float: ...
+
+    def on_success(self, sent_at: float) -> None: ...
+
+    def on_error(self, sent_at: float) -> None: ...
+
+    def on_throttle(self, sent_at: float, retry_after_ms: int | None = ...) -> None: ...
+
+
+class LimiterRegistry(Protocol):
+    """The rate limiters of a scan, one per (region, action)."""
+
+    def get(self, region: str, action: str) -> Limiter: ...
+
+
+class RequestGate:
+    """The gate of one region (see the module docstring). ``request`` is all a caller needs."""
+
+    __slots__ = ("_global_slots", "_limiters", "_region", "_retrier", "_slots", "_stats")
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        slots: Slots,
+        global_slots: Slots,
+        limiters: LimiterRegistry,
+        retrier: Retrier,
+        stats: LiveStats,
+    ) -> None:
+        self._region = region
+        self._slots = slots
+        self._global_slots = global_slots
+        self._limiters = limiters
+        self._retrier = retrier
+        self._stats = stats
+
+    async def request(
+        self,
+        action: str,
+        call: Callable[[], Awaitable[T]],
+        deliver: Callable[[T], Awaitable[None]] | None = None,
+    ) -> T:
+        """``call()`` through the gate, retried; ``deliver(answer)`` runs inside the global slot."""
+        limiter = self._limiters.get(self._region, action)
+        region_slots = self._slots
+        global_slots = self._global_slots
+        stats = self._stats
+        counters = stats.region(self._region)
+
+        async def attempt() -> T:
+            async with region_slots:
+                sent_at = await limiter.acquire()
+                async with global_slots:
+                    stats.requests += 1
+                    counters.requests += 1
+                    try:
+                        answer = await call()
+                    except ThrottledError as exc:
+                        stats.throttled += 1
+                        limiter.on_throttle(sent_at, exc.retry_after_ms)
+                        raise
+                    except Exception:
+                        limiter.on_error(sent_at)  # answered all the same: slow start counts answers
+                        raise
+                    limiter.on_success(sent_at)
+                    if isinstance(answer, Page):
+                        stats.bytes_received += answer.body_bytes
+                    if deliver is not None:
+                        await deliver(answer)  # handed over before the global slot is given back
+            return answer
+
+        return await self._retrier.call(attempt)
+
+
+class Gates:
+    """The request gates of one scan, one per region, made on first use; they share the global
+    slots and the rate limiters, and each has its region's slots and retry budget."""
+
+    def __init__(
+        self,
+        *,
+        concurrency: Concurrency,
+        limiters: LimiterRegistry,
+        retry_policy: RetryPolicy,
+        clock: Clock,
+        rng: random.Random,
+        stats: LiveStats,
+    ) -> None:
+        self._concurrency = concurrency
+        self._limiters = limiters
+        self._retry_policy = retry_policy
+        self._clock = clock
+        self._rng = rng
+        self._stats = stats
+        self._global_slots = Slots(concurrency.total)
+        self._gates: dict[str, RequestGate] = {}
+
+    def region(self, name: str) -> RequestGate:
+        gate = self._gates.get(name)
+        if gate is None:
+            gate = self._gates[name] = self._make(name)
+        return gate
+
+    def _make(self, region: str) -> RequestGate:
+        policy = self._retry_policy
+        retrier = Retrier(
+            policy, RetryBudget(policy.budget), clock=self._clock, rng=self._rng, on_retry=self._count_retry
+        )
+        return RequestGate(
+            region,
+            slots=Slots(self._concurrency.per_region),
+            global_slots=self._global_slots,
+            limiters=self._limiters,
+            retrier=retrier,
+            stats=self._stats,
+        )
+
+    def _count_retry(self, exc: BaseException, delay: float) -> None:
+        self._stats.retries += 1
