@@ -255,7 +255,7 @@ def error_response(
 
 async def _write_quietly(response: web.StreamResponse, chunks: Iterable[bytes]) -> None:
     """Write until done or until the client hangs up (what a client that caps a body does)."""
-    with contextlib.suppress(ConnectionError, asyncio.CancelledError, RuntimeError):
+    with contextlib.suppress(ConnectionError):
         for chunk in chunks:
             await response.write(chunk)
         await response.write_eof()

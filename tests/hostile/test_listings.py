@@ -19,6 +19,7 @@ from tests.hostile.harness import (
     EXIT_COMPLETE,
     EXIT_INCOMPLETE,
     GOOD,
+    ScanRun,
     assert_failure,
     assert_outcome,
     assert_records,
@@ -33,6 +34,15 @@ NOT_ADDING_UP = ("ListingUnstable", "ImplausibleTotalCount")
 #: Far more than any bounded treatment of a 3-page listing needs (max_passes 3 x (3 pages + a look
 #: + a constant)), far fewer than a scan that trusts the count sends.
 REQUEST_BOUND = 60
+
+
+def assert_verdict_matches(run: ScanRun, failure: dict[str, Any]) -> None:
+    """Contract: a ListingUnstable listing is still counted in ``services.unstable``."""
+    if failure["code"] == "ListingUnstable":
+        verdicts = run.summary["services"]
+        assert verdicts.get("unstable", 0) >= 1, (
+            f"a ListingUnstable service's verdict is unstable (services.unstable), got {verdicts}"
+        )
 
 
 def test_an_honest_server_is_scanned_exactly(tmp_path: Path) -> None:
@@ -78,7 +88,8 @@ def test_instance_pages_that_never_add_up_fail_that_service(tmp_path: Path, mode
     server, run = scan(tmp_path, _pages_of_svc_b(mode))
     assert_well_behaved(run)
     assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
-    assert_failure(run, region=BAD, service="svc-b", codes=NOT_ADDING_UP)
+    failure = assert_failure(run, region=BAD, service="svc-b", codes=NOT_ADDING_UP)
+    assert_verdict_matches(run, failure)
     assert_region(run, BAD, complete=False)
     assert_region(run, GOOD, complete=True)
     assert_records(run, server, exact_except=[(BAD, "svc-b")], at_least_served=[(BAD, "svc-b")])
@@ -142,7 +153,10 @@ def test_an_implausible_instance_total_ends_that_listing_after_bounded_work(
     assert_records(run, server, exact_except=[(BAD, "svc-b")])
 
 
-def test_an_absurd_service_total_fails_the_region_without_allocating_for_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("total", [10**12, -1, "3"], ids=["10**12", "negative", "a string"])
+def test_an_implausible_service_total_fails_the_region_without_allocating_for_it(
+    tmp_path: Path, total: Any
+) -> None:
     """ListServices says 10**12 services (it has 3): no page list sized by it, no MemoryError."""
 
     async def behave(server: HostileServer, call: Call) -> Response | None:
@@ -150,7 +164,7 @@ def test_an_absurd_service_total_fails_the_region_without_allocating_for_it(tmp_
             return None
         services = [s.service for s in server.fleet[BAD]]
         start = (call.number - 1) * call.size
-        return server.services_page(call, services[start : start + call.size], total=10**12)
+        return server.services_page(call, services[start : start + call.size], total=total)
 
     server, run = scan(tmp_path, behave)
     assert_well_behaved(run)
@@ -160,8 +174,12 @@ def test_an_absurd_service_total_fails_the_region_without_allocating_for_it(tmp_
     assert_failure(run, region=BAD, service=None, codes=["ImplausibleTotalCount"])
     assert_region(run, BAD, complete=False)
     assert_region(run, GOOD, complete=True)
-    # The three services ListServices did return are valid: they are still scanned.
-    assert_records(run, server)
+    if total == 10**12:
+        # The page itself is well formed: the three services it lists are valid, still scanned.
+        assert_records(run, server)
+    else:
+        # A page whose count is not a number may be refused whole: only what is written is checked.
+        assert_records(run, server, exact_except=[(BAD, s.name) for s in server.fleet[BAD]])
 
 
 def test_duplicate_instance_names_within_a_page_are_written_once_and_do_not_pass_as_complete(
@@ -178,6 +196,6 @@ def test_duplicate_instance_names_within_a_page_are_written_once_and_do_not_pass
     server, run = scan(tmp_path, behave)
     assert_well_behaved(run)
     assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
-    assert_failure(run, region=BAD, service="svc-a", codes=NOT_ADDING_UP)
+    assert_verdict_matches(run, assert_failure(run, region=BAD, service="svc-a", codes=NOT_ADDING_UP))
     # All four distinct instances are real: each written once, untouched.
     assert_records(run, server, exact_except=[(BAD, "svc-a")], at_least_served=[(BAD, "svc-a")])

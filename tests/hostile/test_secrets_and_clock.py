@@ -192,7 +192,10 @@ def test_clock_skew_is_named_with_its_size_and_not_retried(
         "InvalidTimeStamp.Expired": "Specified time stamp or date value is expired.",
         "SignatureDoesNotMatch": "Specified signature is not matched with our calculation.",
     }[code]
-    server, run = scan(tmp_path, _skewed(code, message, timedelta(minutes=offset_minutes)))
+    # 10 s more than the 20 minutes: HTTP dates drop the fraction of a second, and the answer takes
+    # a moment to arrive, so an exact 20 minutes could measure as 19 min 59.x s.
+    offset = timedelta(minutes=offset_minutes, seconds=10 if offset_minutes > 0 else -10)
+    server, run = scan(tmp_path, _skewed(code, message, offset))
     assert_well_behaved(run)
     for region in REGIONS:
         requests = server.count(region=region)
@@ -201,14 +204,14 @@ def test_clock_skew_is_named_with_its_size_and_not_retried(
     _assert_names_the_skew(run, direction)
     failure = assert_failure(run, region=BAD, service=None, codes=[code])
     message = str(failure["message"])
-    for part in ("clock", f"20 minutes {direction}"):
+    for part in ("clock", "20 minutes", direction):
         assert part in message, (
             f"the failure must say the local clock is 20 minutes {direction} the server's, got {message!r}"
         )
 
 
 def _assert_names_the_skew(run: ScanRun, direction: str) -> None:
-    for part in ("clock", f"20 minutes {direction}", "NTP"):
+    for part in ("clock", "20 minutes", direction, "NTP"):
         assert part in run.stderr, (
             f"stderr must say the local clock is 20 minutes {direction} the server's and how to fix it "
             f"(contract: ...set the system clock (e.g. enable NTP)...); {part!r} is missing\n{run.explain()}"
