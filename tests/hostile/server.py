@@ -261,15 +261,23 @@ async def _write_quietly(response: web.StreamResponse, chunks: Iterable[bytes]) 
         await response.write_eof()
 
 
-async def huge_body(request: web.Request, size: int, *, chunk: int = 1 << 20) -> web.StreamResponse:
-    """A 200 ListServiceInstances page of ``size`` bytes, valid JSON if read whole (one huge field)."""
+async def huge_body(
+    request: web.Request, size: int, *, announce: bool = True, chunk: int = 1 << 20
+) -> web.StreamResponse:
+    """A 200 ListServiceInstances page of ``size`` bytes, valid JSON if read whole (one huge field).
+
+    ``announce``: with a Content-Length, else chunked (only reading it tells how large it is).
+    """
     head = (
         b'{"RequestId":"HUGE","TotalCount":1,"PageNumber":1,"PageSize":100,'
         b'"Instances":[{"InstanceName":"huge","Pad":"'
     )
     tail = b'"}]}'
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json;charset=utf-8"})
-    response.content_length = size
+    if announce:
+        response.content_length = size
+    else:
+        response.enable_chunked_encoding()
     await response.prepare(request)
     filler = b"x" * chunk
     remaining = size - len(head) - len(tail)

@@ -160,12 +160,14 @@ def test_a_404_that_does_not_say_the_service_is_gone_is_a_failure(
 # --- bodies too large -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["100 MB plain", "gzip bomb"])
+@pytest.mark.parametrize("kind", ["100 MB, Content-Length", "100 MB, chunked", "gzip bomb"])
 def test_a_body_over_the_cap_fails_that_request_once_in_bounded_memory(tmp_path: Path, kind: str) -> None:
+    """The cap holds while streaming: a chunked body and a bomb say their size only as they arrive."""
+
     async def answer(server: HostileServer, call: Call) -> Response:
         if kind == "gzip bomb":
             return await gzip_bomb(call.request, BOMB_MIB)
-        return await huge_body(call.request, HUGE_BYTES)
+        return await huge_body(call.request, HUGE_BYTES, announce=kind.endswith("Content-Length"))
 
     server, run = scan(tmp_path, on_svc_a(answer))
     assert_well_behaved(run, rss_limit_mb=TOO_LARGE_RSS_MB)
