@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -54,8 +54,10 @@ RSS_KILL_MB: Final = 1024.0
 EXIT_COMPLETE: Final = 0
 EXIT_FATAL: Final = 1
 EXIT_INCOMPLETE: Final = 3
+EXIT_INTERRUPTED: Final = 130
 
 Key = tuple[str, str, str]
+WhileRunning = Callable[[HostileServer, int], bool]
 
 
 @dataclass
@@ -138,8 +140,13 @@ def run_scan(
     regions: Sequence[str] = REGIONS,
     extra: Sequence[str] = (),
     timeout: float = PROCESS_TIMEOUT_S,
+    while_running: WhileRunning | None = None,
 ) -> ScanRun:
-    """``python -m scanner scan`` against ``server``, with -o and --summary under ``workdir/out``."""
+    """``python -m scanner scan`` against ``server``, with -o and --summary under ``workdir/out``.
+
+    ``while_running(server, pid)`` is called every 20 ms while the scanner (``pid``) runs, until it
+    returns True: to act on the scan from outside (send it signals) at the right moment.
+    """
     out_dir, io_dir, home = workdir / "out", workdir / "io", workdir / "home"
     for folder in (out_dir, io_dir, home):
         folder.mkdir(parents=True, exist_ok=True)
@@ -179,6 +186,8 @@ def run_scan(
             while process.poll() is None:
                 if child is None:
                     child = _read_pid(report)
+                if child is not None and while_running is not None and while_running(server, child):
+                    while_running = None
                 if child is not None and killed is None:
                     rss, hwm = _memory_kib(child)
                     peak_kib = max(peak_kib, hwm)
@@ -224,10 +233,13 @@ def scan(
     regions: Sequence[str] = REGIONS,
     extra: Sequence[str] = (),
     timeout: float = PROCESS_TIMEOUT_S,
+    while_running: WhileRunning | None = None,
 ) -> tuple[HostileServer, ScanRun]:
     """Serve ``sizes`` in every region of ``regions``, misbehaving per ``behaviour``; scan it."""
     with HostileServer(make_fleet(regions, sizes), behaviour) as server:
-        run = run_scan(server, workdir, regions=regions, extra=extra, timeout=timeout)
+        run = run_scan(
+            server, workdir, regions=regions, extra=extra, timeout=timeout, while_running=while_running
+        )
     assert not server.errors, "the hostile server itself failed (a bug in the test):\n" + "\n".join(
         server.errors
     )

@@ -395,6 +395,7 @@ class HostileServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[web.AppRunner] = []
+        self._closing: asyncio.Event | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -434,6 +435,7 @@ class HostileServer:
         return port
 
     async def _start(self) -> None:
+        self._closing = asyncio.Event()
         for region in self.fleet:
             app = web.Application()
             app.router.add_route("GET", "/{tail:.*}", self._handler(region))
@@ -446,6 +448,8 @@ class HostileServer:
         self.thief_url = f"http://{host}:{port}"
 
     async def _stop(self) -> None:
+        if self._closing is not None:
+            self._closing.set()  # releases every ``hold``
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
@@ -476,6 +480,12 @@ class HostileServer:
                 return web.Response(status=500, text="hostile server bug")
 
         return handle
+
+    async def hold(self, seconds: float) -> None:
+        """Wait ``seconds`` before answering, or until the server stops (whichever comes first)."""
+        assert self._closing is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
 
     def count(
         self,
