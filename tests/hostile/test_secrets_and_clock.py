@@ -167,35 +167,45 @@ def test_credentials_inside_a_page_are_redacted_from_the_records(tmp_path: Path)
         assert got == expected, f"records must stay untouched apart from the redaction:\n{expected}\n{got}"
 
 
-def _skewed(code: str, message: str, offset: timedelta) -> Behaviour:
+EXPIRED = "Specified time stamp or date value is expired."
+MISMATCH = "Specified signature is not matched with our calculation."
+
+
+def _skewed(code: str, offset: timedelta | None, regions: tuple[str, ...] = REGIONS) -> Behaviour:
+    """Refuse every request of ``regions`` with ``code``, the server's Date ``offset`` from ours."""
+    message = EXPIRED if code.startswith("InvalidTimeStamp") else MISMATCH
+
     async def behave(server: HostileServer, call: Call) -> Response | None:
+        if call.region not in regions:
+            return None
+        if offset is None:
+            return error_response(400, code, message, headers={"Date": "not a date"})
         server_date = format_datetime(datetime.now(UTC) + offset, usegmt=True)
         return error_response(400, code, message, headers={"Date": server_date})
 
     return behave
 
 
+def _twenty_minutes(sign: int) -> timedelta:
+    # 10 s more than the 20 minutes: HTTP dates drop the fraction of a second, and the answer takes
+    # a moment to arrive, so an exact 20 minutes could measure as 19 min 59.x s.
+    return sign * timedelta(minutes=20, seconds=10)
+
+
 @pytest.mark.parametrize(
-    ("code", "offset_minutes", "direction"),
+    ("code", "sign", "direction"),
     [
-        ("InvalidTimeStamp.Expired", 20, "behind"),
-        ("InvalidTimeStamp.Expired", -20, "ahead"),
-        ("SignatureDoesNotMatch", 20, "behind"),
+        ("InvalidTimeStamp.Expired", 1, "behind"),
+        ("InvalidTimeStamp.Expired", -1, "ahead"),
+        ("SignatureDoesNotMatch", 1, "behind"),
     ],
     ids=["Expired, local clock behind", "Expired, local clock ahead", "SignatureDoesNotMatch, skewed Date"],
 )
 def test_clock_skew_is_named_with_its_size_and_not_retried(
-    tmp_path: Path, code: str, offset_minutes: int, direction: str
+    tmp_path: Path, code: str, sign: int, direction: str
 ) -> None:
     """Every region refuses the timestamp (the local clock is wrong): fatal, exit 1 (README)."""
-    message = {
-        "InvalidTimeStamp.Expired": "Specified time stamp or date value is expired.",
-        "SignatureDoesNotMatch": "Specified signature is not matched with our calculation.",
-    }[code]
-    # 10 s more than the 20 minutes: HTTP dates drop the fraction of a second, and the answer takes
-    # a moment to arrive, so an exact 20 minutes could measure as 19 min 59.x s.
-    offset = timedelta(minutes=offset_minutes, seconds=10 if offset_minutes > 0 else -10)
-    server, run = scan(tmp_path, _skewed(code, message, offset))
+    server, run = scan(tmp_path, _skewed(code, _twenty_minutes(sign)))
     assert_well_behaved(run)
     for region in REGIONS:
         requests = server.count(region=region)
@@ -215,4 +225,33 @@ def _assert_names_the_skew(run: ScanRun, direction: str) -> None:
         assert part in run.stderr, (
             f"stderr must say the local clock is 20 minutes {direction} the server's and how to fix it "
             f"(contract: ...set the system clock (e.g. enable NTP)...); {part!r} is missing\n{run.explain()}"
+        )
+
+
+def test_clock_skew_in_one_region_fails_that_region_only(tmp_path: Path) -> None:
+    """Only one region's endpoint (a proxy with its own clock, say) disagrees: exit 3, not fatal."""
+    server, run = scan(tmp_path, _skewed("InvalidTimeStamp.Expired", _twenty_minutes(1), (BAD,)))
+    assert_well_behaved(run)
+    requests = server.count(region=BAD)
+    assert requests == 1, f"a clock-skew refusal is never retried: {BAD} got {requests} requests"
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    failure = assert_failure(run, region=BAD, service=None, codes=["InvalidTimeStamp.Expired"])
+    for part in ("clock", "20 minutes", "behind"):
+        assert part in str(failure["message"]), f"the failure must name the skew, got {failure['message']!r}"
+    assert_region(run, GOOD, complete=True)
+    assert_records(run, server, none_of=[(BAD, s.name) for s in server.fleet[BAD]])
+
+
+def test_an_expired_timestamp_without_a_usable_date_still_points_at_the_clock(tmp_path: Path) -> None:
+    """``Date: not a date``: no skew to measure, but the advice stands (contract: "...check that
+    the local clock is right (NTP)"), without a traceback from parsing the date."""
+    server, run = scan(tmp_path, _skewed("InvalidTimeStamp.Expired", None))
+    assert_well_behaved(run)
+    for region in REGIONS:
+        requests = server.count(region=region)
+        assert requests == 1, f"a refused timestamp is never retried: {region} got {requests} requests"
+    assert_outcome(run, exit_code=EXIT_FATAL, complete=False)
+    for part in ("clock", "NTP"):
+        assert part in run.stderr, (
+            f"stderr must point at the local clock (NTP): {part!r} missing\n{run.explain()}"
         )
