@@ -34,6 +34,8 @@ MASKED_KEY_ID: Final = "LTAI****wxyz"
 SECRET: Final = "hStLsEcReT9f8e7d6c5b4a3210ZyXwVu"
 TOKEN: Final = "CAIShostileSTStoken0a1b2c3d4e5f6g7h8i9j0kLmNoPqRsTuVwXyZ/+=="
 SECRETS: Final = {"the AccessKeySecret": SECRET, "the SecurityToken": TOKEN, "the full AccessKeyId": KEY_ID}
+#: No run may show this many consecutive characters of a secret (LTAI****wxyz shares only 4).
+_PIECE: Final = 12
 
 #: The region that misbehaves, and one that stays honest (so "every region refused" is not hit).
 BAD: Final = "cn-hangzhou"
@@ -46,7 +48,7 @@ MAX_ATTEMPTS: Final = 2
 
 #: A scan of this fleet takes about a second; this is the bound for "finished".
 PROCESS_TIMEOUT_S: Final = 30.0
-#: The bound for "bounded memory" (a scan of this fleet peaks around 70 MB).
+#: The bound for "bounded memory" (a scan of this fleet peaks around 45 MB).
 RSS_LIMIT_MB: Final = 300.0
 #: Killed at once above this (a guard for the machine, far above any limit asserted).
 RSS_KILL_MB: Final = 1024.0
@@ -264,6 +266,8 @@ def assert_well_behaved(run: ScanRun, *, rss_limit_mb: float = RSS_LIMIT_MB) -> 
 
 
 def assert_no_secrets(run: ScanRun) -> None:
+    """Neither the secret, the token nor the full key id, nor any 12-character piece of them (a
+    snippet cut short must not leak half a token), in stdout, stderr, -o or --summary."""
     places = {
         "stdout": run.stdout,
         "stderr": run.stderr.encode(),
@@ -275,6 +279,12 @@ def assert_no_secrets(run: ScanRun) -> None:
             assert value.encode() not in data, (
                 f"{what} ({value!r}) must never appear in {where} (contract: redaction)\n{run.explain()}"
             )
+            for start in range(len(value) - _PIECE + 1):
+                piece = value[start : start + _PIECE]
+                assert piece.encode() not in data, (
+                    f"part of {what} ({piece!r} of {value!r}) appears in {where}: redaction must not leave "
+                    f"pieces (a snippet cut short) (contract: redaction)\n{run.explain()}"
+                )
 
 
 def assert_outcome(run: ScanRun, *, exit_code: int, complete: bool) -> None:

@@ -14,8 +14,8 @@ scanner under test can run as a real subprocess against it.
 A *behaviour* is an ``async`` callable ``(server, call) -> response | None``; ``None`` means "answer
 honestly". It sees every request as a ``Call`` (region, action, service, paging, and how many times
 this very page was asked for before), and builds its answer with the helpers below. Every request
-is logged (``server.calls``) so tests can count them, and every instance the server handed out in
-a page is remembered (``server.served``) so tests can check that nothing valid was lost.
+is logged (``server.count``) so tests can count them, and every instance the server handed out in a
+page is remembered (``server.served``) so tests can check that nothing valid was lost.
 """
 
 from __future__ import annotations
@@ -38,10 +38,13 @@ from aiohttp import web
 __all__ = [
     "ERROR_CONTENT_TYPE",
     "MAX_PAGE_SIZE",
+    "SERVICE_SUMMARY_FIELDS",
     "Behaviour",
     "Call",
+    "Fleet",
     "FleetService",
     "HostileServer",
+    "Response",
     "cut_body",
     "error_response",
     "expected_record",
@@ -384,10 +387,9 @@ class HostileServer:
         #: counts them all).
         self.calls: list[tuple[str, str, str | None, int | None, int | None]] = []
         self._counts: Counter[tuple[str, str, str | None]] = Counter()
-        #: (region, service) -> names of the instances handed out in pages of more than one record.
+        #: (region, service) -> names of the instances handed out in pages of more than one record
+        #: (not in one-record pages: those are a client's looks at a listing's end, not its pages).
         self.served: dict[tuple[str, str], set[str]] = {}
-        #: the same, including one-record pages (a client's looks at a listing's end).
-        self.served_any: dict[tuple[str, str], set[str]] = {}
         #: exceptions raised by a behaviour (a bug in a test, answered with a 500 and kept here).
         self.errors: list[str] = []
         self._lock = threading.Lock()
@@ -569,9 +571,8 @@ class HostileServer:
                 i["InstanceName"] for i in body["Instances"] if isinstance(i, dict) and "InstanceName" in i
             }
             key = (call.region, call.service)
-            with self._lock:
-                self.served_any.setdefault(key, set()).update(names)
-                if (call.page_size or MAX_PAGE_SIZE) > 1:
+            if (call.page_size or MAX_PAGE_SIZE) > 1:
+                with self._lock:
                     self.served.setdefault(key, set()).update(names)
         return json_response(body, content_type=content_type)
 
