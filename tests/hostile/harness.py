@@ -327,7 +327,10 @@ def assert_failure(
         entries = matching
     for entry in entries:
         message = str(entry.get("message"))
-        assert "\n" not in message, f"a failure's message must be one line, got {message!r}"
+        assert "\n" not in message, (
+            f"a failure's message must be one line (contract: one line per failure, greppable), "
+            f"got {message!r}"
+        )
     return entries[0]
 
 

@@ -125,8 +125,8 @@ def test_services_beyond_what_list_services_returns_fail_the_region(tmp_path: Pa
 
 @pytest.mark.parametrize(
     "total",
-    [10**12, -1, "23", 23.5],
-    ids=["10**12", "negative", "a string", "a float"],
+    [10**12, -1, "23", 23.5, True],
+    ids=["10**12", "negative", "a string", "a float", "true"],
 )
 def test_an_implausible_instance_total_ends_that_listing_after_bounded_work(
     tmp_path: Path, total: Any

@@ -212,18 +212,24 @@ async def _instances_object(server: HostileServer, call: Call) -> Response:
     return server.instances_page(call, {i["InstanceName"]: i for i in instances}, total=4)
 
 
+async def _not_gzip(server: HostileServer, call: Call) -> Response:
+    # Content-Encoding: gzip over a plain body (a proxy that labels what it did not compress).
+    return raw_response(_page_of_svc_a(server, call), status=200, headers={"Content-Encoding": "gzip"})
+
+
 async def _json_array(server: HostileServer, call: Call) -> Response:
     return raw_response(json.dumps(server.service(BAD, "svc-a").instances).encode(), status=200)
 
 
 @pytest.mark.parametrize(
     "answer",
-    [_empty, _waf, _truncated, _connection_cut, _instances_null, _instances_object, _json_array],
+    [_empty, _waf, _truncated, _connection_cut, _not_gzip, _instances_null, _instances_object, _json_array],
     ids=[
         "empty 200",
         "200 HTML (WAF page)",
         "JSON cut mid-way",
         "connection cut mid-body",
+        "gzip label on a plain body",
         "Instances null with TotalCount 4",
         "Instances an object",
         "a JSON array",
@@ -269,3 +275,23 @@ def test_a_redirect_to_another_host_is_not_followed(tmp_path: Path, status: int)
     stolen = server.count(on_thief=True)
     assert stolen == 0, f"the redirect must not be followed: the other host received {stolen} request(s)"
     assert_svc_a_failed(run, server)
+
+
+@pytest.mark.parametrize("hint", ["-5", "soon", "0x10", "1.5e3"])
+def test_a_throttle_with_a_garbled_retry_after_is_retried_promptly(tmp_path: Path, hint: str) -> None:
+    """One 429 whose x-acs-retry-after is not a count of milliseconds, then the page."""
+
+    def throttle() -> Response:
+        return error_response(
+            429,
+            "Throttling",
+            "Request was denied due to request throttling.",
+            headers={"x-acs-retry-after": hint},
+        )
+
+    server, run = scan(tmp_path, on_svc_a(const(throttle), first_only=True), timeout=20.0)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    assert_records(run, server)
+    requests = server.count("ListServiceInstances", region=BAD, service="svc-a")
+    assert requests == 2, f"svc-a: one throttled request, then one that succeeds; got {requests}"
