@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -61,7 +62,9 @@ async def test_a_page_is_delivered_before_the_global_slot_is_given_back() -> Non
 async def test_a_gate_retries_what_is_retryable_and_counts_it() -> None:
     made, stats = gates(attempts=3)
     gate = made.region("cn-beijing")
-    answers = iter([ServerError("x", status=503), ServerError("x", status=503), "ok"])
+    answers: Iterator[ServerError | str] = iter(
+        [ServerError("x", status=503), ServerError("x", status=503), "ok"]
+    )
 
     async def call() -> str:
         answer = next(answers)
