@@ -1,0 +1,42 @@
+"""Scan directories: one part per (account, region), a manifest, resume after any crash, and diff.
+
+::
+
+    directory = ScanDirectory.create_or_open("scan/", ScanParams(format="parquet"))
+    plan = directory.resume_plan(params)                  # what is complete, what to scan
+    async with directory.part(None, "cn-hangzhou") as part:
+        await part.write(page)
+        await part.commit("complete")
+    directory.status()                                    # {"complete", "records", "parts", ...}
+"""
+
+from __future__ import annotations
+
+from scanner.scandir.directory import (
+    PartBusyError,
+    PartEntry,
+    PartStatus,
+    PartWriter,
+    ResumePlan,
+    ScanDirectory,
+)
+from scanner.scandir.formats import FORMATS, Format, check_format
+from scanner.scandir.fs import FileSystem, OsFileSystem
+from scanner.scandir.layout import Unit
+from scanner.scandir.params import ScanParams
+
+__all__ = [
+    "FORMATS",
+    "FileSystem",
+    "Format",
+    "OsFileSystem",
+    "PartBusyError",
+    "PartEntry",
+    "PartStatus",
+    "PartWriter",
+    "ResumePlan",
+    "ScanDirectory",
+    "ScanParams",
+    "Unit",
+    "check_format",
+]
