@@ -404,6 +404,8 @@ class ParquetEncoder:
         if not self._finished:
             self._finished = True
             self._convert()
+            while self._pending_rows >= self._row_group_size:
+                self._flush(self._row_group_size)
             if self._pending_rows:
                 self._flush(self._pending_rows)
             self._writer.close()
