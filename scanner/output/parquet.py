@@ -86,7 +86,7 @@ __all__ = [
 #: Records converted to Arrow at a time (each conversion has a fixed cost per column).
 _CONVERT_ROWS: Final = 4096
 #: Rows per row group: about 10-20 MB of Arrow data for typical records.
-DEFAULT_ROW_GROUP_SIZE: Final = 32_768
+DEFAULT_ROW_GROUP_SIZE: Final = 16_384
 
 _STRING_FIELDS: Final = (
     "ExternalIP", "HostIP", "HostName", "InnerIP", "InstanceName", "InstanceType", "Namespace", "Reason",

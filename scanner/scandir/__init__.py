@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from scanner.scandir.diff import DiffSummary, diff_exit_code, diff_scans, status_exit_code
 from scanner.scandir.directory import (
     PartBusyError,
     PartEntry,
@@ -19,6 +20,7 @@ from scanner.scandir.directory import (
     PartWriter,
     ResumePlan,
     ScanDirectory,
+    status_table,
 )
 from scanner.scandir.formats import FORMATS, Format, check_format
 from scanner.scandir.fs import FileSystem, OsFileSystem
@@ -27,6 +29,7 @@ from scanner.scandir.params import ScanParams
 
 __all__ = [
     "FORMATS",
+    "DiffSummary",
     "FileSystem",
     "Format",
     "OsFileSystem",
@@ -39,4 +42,8 @@ __all__ = [
     "ScanParams",
     "Unit",
     "check_format",
+    "diff_exit_code",
+    "diff_scans",
+    "status_exit_code",
+    "status_table",
 ]

@@ -12,7 +12,7 @@ import pytest
 
 from scanner.errors import ConfigError, UsageError
 from scanner.output.sinks import CsvEncoder, JsonlEncoder
-from scanner.scandir import FileSystem, PartBusyError, ScanDirectory, ScanParams, Unit
+from scanner.scandir import FileSystem, PartBusyError, ScanDirectory, ScanParams, Unit, status_table
 from scanner.scandir.formats import iter_records
 from tests.scandir.fleet import pages, records_by_region
 
@@ -303,3 +303,18 @@ def test_entries_are_one_file_per_unit(tmp_path: Path) -> None:
     scan = orjson.loads((tmp_path / "_manifest/scan.json").read_bytes())
     assert scan["params"] == {"format": "jsonl", "filters": {}, "regions": None, "accounts": None}
     assert scan["created_at"].endswith("Z")
+
+
+@pytest.mark.asyncio
+async def test_status_table(tmp_path: Path) -> None:
+    directory = ScanDirectory.create_or_open(tmp_path, ScanParams())
+    directory.expect([(None, "cn-hangzhou"), (None, "cn-shenzhen"), (None, "cn-shanghai")])
+    await write_region(directory, "cn-hangzhou", BY_REGION["cn-hangzhou"])
+    await write_region(directory, "cn-shenzhen", [], status="incomplete", failures=(FAILURE,))
+    assert status_table(directory.status()) == [
+        "account  region       status      records  failures",
+        "-        cn-hangzhou  complete    162",
+        "-        cn-shenzhen  incomplete  0        s1: ListingUnstable",
+        "-        cn-shanghai  missing     0",
+        "1 complete, 1 incomplete, 1 missing; 162 records; NOT complete",
+    ]
