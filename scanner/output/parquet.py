@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -110,7 +110,8 @@ _SERVICE_STRINGS: Final = (
 
 _TIMESTAMP: Final = pa.timestamp("ms", tz="UTC")
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
-_TIME_TEXT: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_TIME_PATTERN: Final = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\dZ$"
+_TIME_TEXT: Final = re.compile(_TIME_PATTERN)
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 
@@ -168,10 +169,6 @@ def _parse_time(value: str) -> datetime | None:
     return parsed if parsed.strftime(_TIME_FORMAT) == value else None
 
 
-def _format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(_TIME_FORMAT)
-
-
 class _Extras:
     """The ``extra`` object of each row, created only for the rows that need one."""
 
@@ -214,16 +211,20 @@ def _typed_column(name: str, records: list[dict[str, Any]], extras: _Extras) -> 
 
 def _time_column(name: str, values: list[Any], extras: _Extras) -> pa.Array:
     text = pa.array(values, type=pa.string())
-    parsed = pc.strptime(text, format=_TIME_FORMAT, unit="s", error_is_null=True)
-    parsed = parsed.cast(pa.timestamp("s", tz="UTC"))
-    same = pc.equal(pc.strftime(parsed, format=_TIME_FORMAT), text)
-    bad = pc.and_(text.is_valid(), pc.invert(pc.fill_null(same, False)))
+    matching = pc.match_substring_regex(text, _TIME_PATTERN)
+    candidate = pc.if_else(matching, text, pa.scalar(None, pa.string()))
+    parsed = pc.strptime(candidate, format=_TIME_FORMAT, unit="s", error_is_null=True)
+    # strptime rolls an impossible day over (Feb 30 -> Mar 2): the day must be the one written. With
+    # the pattern's ranges, every text that passes then formats back to itself.
+    written_day = pc.cast(pc.utf8_slice_codeunits(candidate, 8, 10), pa.int64())
+    good = pc.fill_null(pc.equal(pc.day(parsed), written_day), False)
+    bad = pc.and_(text.is_valid(), pc.invert(good))
     if pc.any(bad).as_py():
         for row, is_bad in enumerate(bad.to_pylist()):
             if is_bad:
                 extras.put(row, name, values[row])
         parsed = pc.if_else(bad, pa.scalar(None, parsed.type), parsed)
-    return parsed.cast(_TIMESTAMP)
+    return parsed.cast(pa.timestamp("s", tz="UTC")).cast(_TIMESTAMP)
 
 
 def _json_column(name: str, records: list[dict[str, Any]]) -> pa.Array:
@@ -277,22 +278,28 @@ _NO_EXTRA: Final = object()
 
 
 def _service_column(records: list[dict[str, Any]], extras: _Extras) -> pa.Array:
-    # The records of a page share one Service object: look at each distinct one once.
-    seen: dict[int, tuple[dict[str, Any] | None, Any]] = {}
-    values: list[dict[str, Any] | None] = []
-    append = values.append
+    # The records of a page share one Service object: convert each distinct one once, then repeat
+    # it by index (``take``) instead of converting a struct per row.
+    slots: dict[int, int] = {}
+    distinct: list[dict[str, Any] | None] = []
+    distinct_extra: list[Any] = []
+    indices: list[int | None] = []
+    append = indices.append
     for row, record in enumerate(records):
         if "Service" not in record:
             append(None)
             continue
         service = record["Service"]
-        done = seen.get(id(service))
-        if done is None:
-            done = seen[id(service)] = _service_value(service)
-        append(done[0])
-        if done[1] is not _NO_EXTRA:
-            extras.put(row, "Service", done[1])
-    return pa.array(values, type=_SERVICE_TYPE)
+        slot = slots.get(id(service))
+        if slot is None:
+            slot = slots[id(service)] = len(distinct)
+            value, extra = _service_value(service)
+            distinct.append(value)
+            distinct_extra.append(extra)
+        append(slot)
+        if distinct_extra[slot] is not _NO_EXTRA:
+            extras.put(row, "Service", distinct_extra[slot])
+    return pa.array(distinct, type=_SERVICE_TYPE).take(pa.array(indices, type=pa.int32()))
 
 
 def to_record_batch(records: list[dict[str, Any]]) -> pa.RecordBatch:
@@ -300,9 +307,8 @@ def to_record_batch(records: list[dict[str, Any]]) -> pa.RecordBatch:
     extras = _Extras(len(records))
     known = _KNOWN_KEYS
     for row, record in enumerate(records):
-        unknown = record.keys() - known
-        if unknown:
-            for key in sorted(unknown):
+        if not known.issuperset(record):
+            for key in sorted(record.keys() - known):
                 extras.put(row, key, record[key])
     columns: list[pa.Array] = []
     for name in _RECORD_FIELDS[:-1]:
@@ -412,18 +418,58 @@ class ParquetEncoder:
         return self._drain.take()
 
 
-def _service_from_struct(value: dict[str, Any]) -> dict[str, Any]:
+def _service_rows(column: Any) -> list[dict[str, Any] | None]:
+    """The ``Service`` of each row; consecutive rows of one service share one dict (as when written).
+
+    Built from the struct's children (cheap to convert) instead of a dict per row from Arrow.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    valid = column.is_valid().to_pylist()
+    children = dict(zip(_SERVICE_TYPE.names, column.flatten(), strict=True))
+    strings = [(name, children[name].to_pylist()) for name in _SERVICE_STRINGS]
+    created = pc.strftime(children["CreateTime"].cast(pa.timestamp("s", tz="UTC")), format=_TIME_FORMAT)
+    created_list = created.to_pylist()
+    labels = children["Labels"]
+    lengths = labels.value_lengths().to_pylist()
+    flat = labels.flatten()
+    label_keys = flat.field("LabelKey").to_pylist()
+    label_values = flat.field("LabelValue").to_pylist()
+    rows: list[dict[str, Any] | None] = []
+    previous: tuple[Any, ...] = ()
     service: dict[str, Any] = {}
-    for key, item in value.items():
-        if item is None:
+    start = 0
+    for row, is_valid in enumerate(valid):
+        length = lengths[row]
+        stop = start + (length or 0)
+        if not is_valid:
+            rows.append(None)
+            start = stop
             continue
-        if key == "CreateTime":
-            service[key] = _format_time(item)
-        elif key == "Labels":
-            service[key] = [{k: v for k, v in label.items() if v is not None} for label in item]
-        else:
-            service[key] = item
-    return service
+        key = (
+            tuple(values[row] for _, values in strings),
+            created_list[row],
+            length,
+            tuple(label_keys[start:stop]),
+            tuple(label_values[start:stop]),
+        )
+        if key != previous:
+            previous = key
+            service = {name: values[row] for name, values in strings if values[row] is not None}
+            if length is not None:
+                service["Labels"] = [
+                    {
+                        name: text
+                        for name, text in (("LabelKey", label_keys[i]), ("LabelValue", label_values[i]))
+                        if text is not None
+                    }
+                    for i in range(start, stop)
+                ]
+            if created_list[row] is not None:
+                service["CreateTime"] = created_list[row]
+        rows.append(service)
+        start = stop
+    return rows
 
 
 def records_from_table(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]:
@@ -439,22 +485,17 @@ def records_from_table(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]
             columns.append((name, [_ABSENT if text is None else loads(text) for text in values], _ABSENT))
         else:
             columns.append((name, values, None))
-    services = table.column("Service").to_pylist()
+    services = _service_rows(table.column("Service"))
     extras = table.column("extra").to_pylist()
     records: list[dict[str, Any]] = []
-    last_raw: Any = None
-    last_service: dict[str, Any] = {}
     for row in range(table.num_rows):
         record = {name: values[row] for name, values, absent in columns if values[row] is not absent}
-        raw = services[row]
-        if raw is not None:
-            # Consecutive rows of one service share one Service object, as the engine's records do.
-            if raw != last_raw:
-                last_raw, last_service = raw, _service_from_struct(raw)
-            record["Service"] = last_service
+        service = services[row]
+        if service is not None:
+            record["Service"] = service
         extra_text = extras[row]
         if extra_text is not None:
-            _merge_extra(record, loads(extra_text), raw is not None)
+            _merge_extra(record, loads(extra_text), service is not None)
         records.append(record)
     return records
 

@@ -81,6 +81,8 @@ ODD: list[dict[str, Any]] = [
     {"InstanceName": "int-in-float", "CurrentAmount": 3, "OriginalAmount": -0.5},
     {"InstanceName": "times", "StartTime": "2025-12-22T00:46:42.123Z", "StartAt": ""},
     {"InstanceName": "bad-date", "StartTime": "2025-02-30T00:00:00Z", "StartAt": "2025-12-22 00:46:42"},
+    {"InstanceName": "edge-times", "StartTime": "2024-02-29T23:59:59Z", "StartAt": "2025-01-01T00:00:60Z"},
+    {"InstanceName": "hour-24", "StartTime": "2025-01-01T24:00:00Z", "StartAt": "0001-01-01T00:00:00Z"},
     {"InstanceName": "nulls", "Reason": None, "LastState": None, "Service": None},
     {"InstanceName": "last-state", "LastState": {"not": "a list"}},
     {
@@ -131,6 +133,10 @@ def test_nothing_is_dropped(tmp_path: Path) -> None:
         "StartTime": "2025-02-30T00:00:00Z",
         "StartAt": "2025-12-22 00:46:42",
     }
+    assert orjson.loads(rows[5]["extra"]) == {"StartAt": "2025-01-01T00:00:60Z"}
+    assert rows[5]["StartTime"] is not None
+    assert orjson.loads(rows[6]["extra"]) == {"StartTime": "2025-01-01T24:00:00Z"}
+    del rows[5:7]
     assert orjson.loads(rows[5]["extra"]) == {"Reason": None, "Service": None}
     assert rows[5]["LastState"] == "null"
     assert rows[6]["LastState"] == '{"not":"a list"}'
