@@ -578,38 +578,43 @@ class PartWriter:
         self._final: Path | None = None
         self._previous: PartEntry | None = None
         self._started_at = ""
-        self._state: Literal["new", "open", "committed", "closed"] = "new"
+        self._state: Literal["new", "opening", "open", "committed", "closed"] = "new"
         self._threaded = directory.params.format == "parquet"
 
     async def __aenter__(self) -> PartWriter:
         if self._state != "new":
             raise UsageError("a PartWriter can be entered once")
+        self._state = "opening"
+        try:
+            # Cleaning the unit's folder, creating it and fsyncing its parents: off the event loop.
+            await anyio.to_thread.run_sync(self._open_sync)
+        except BaseException:  # a cancellation lands after the thread has finished
+            self._discard()
+            self._release()
+            self._state = "closed"
+            raise
+        return self
+
+    def _open_sync(self) -> None:
         fs, directory, unit = self._fs, self._dir, self.unit
         lock = fs.lock(directory._lock_path(unit))
         if lock is None:
             raise PartBusyError(f"{unit} is being written into {directory.path} by another process")
         self._lock = lock
-        try:
-            directory._clean_unit(unit)
-            self._previous = directory.entry(unit)
-            folder = directory.path / unit.folder
-            created = fs.makedirs(folder)
-            for made in created:
-                fs.fsync_dir(made.parent)
-            numbers = [n for child in folder.iterdir() if (n := part_number(child.name)) is not None]
-            extension = _EXTENSIONS[directory.params.format]
-            name = part_name(max(numbers, default=-1) + 1, extension)
-            self._final = folder / name
-            self._temp = folder / temp_name(name)
-            self._fd = fs.create(self._temp)
-            self._encoder = part_encoder(directory.params.format)
-            self._state = "open"
-            self._started_at = _iso(directory._clock.wall())
-            self._emit(self._encoder.header())
-        except BaseException:
-            self._discard()
-            raise
-        return self
+        directory._clean_unit(unit)
+        self._previous = directory.entry(unit)
+        folder = directory.path / unit.folder
+        for made in fs.makedirs(folder):
+            fs.fsync_dir(made.parent)
+        numbers = [n for child in folder.iterdir() if (n := part_number(child.name)) is not None]
+        name = part_name(max(numbers, default=-1) + 1, _EXTENSIONS[directory.params.format])
+        self._final = folder / name
+        self._temp = folder / temp_name(name)
+        self._fd = fs.create(self._temp)
+        self._encoder = part_encoder(directory.params.format)
+        self._started_at = _iso(directory._clock.wall())
+        self._emit(self._encoder.header())
+        self._state = "open"
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -617,9 +622,7 @@ class PartWriter:
         if self._state != "committed":
             self._discard()
         self._state = "closed"
-        if self._lock is not None:
-            self._fs.unlock(self._lock)
-            self._lock = None
+        self._release()
 
     async def write(self, records: list[dict[str, Any]]) -> None:
         """Append a page of records."""
@@ -722,6 +725,8 @@ class PartWriter:
                 with contextlib.suppress(OSError):
                     fs.unlink(path)
         self._temp = self._final = None
-        if self._lock is not None and self._state == "new":  # a failed __aenter__: no __aexit__ follows
-            fs.unlock(self._lock)
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._fs.unlock(self._lock)
             self._lock = None

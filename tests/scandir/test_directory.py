@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 
@@ -318,3 +319,22 @@ async def test_status_table(tmp_path: Path) -> None:
         "-        cn-shanghai  missing     0",
         "1 complete, 1 incomplete, 1 missing; 162 records; NOT complete",
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_writer_leaves_no_lock_and_no_leftover(tmp_path: Path) -> None:
+    directory = ScanDirectory.create_or_open(tmp_path, ScanParams())
+    with anyio.CancelScope() as scope:
+        async with directory.part(None, "cn-hangzhou") as part:
+            await part.write(BY_REGION["cn-hangzhou"])
+            scope.cancel()
+            await part.commit()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        async with directory.part(None, "cn-shanghai"):
+            pass
+    assert directory.verify() == []
+    assert not [name for name in files_under(tmp_path) if name.endswith(".tmp")]
+    for region in ("cn-hangzhou", "cn-shanghai"):  # both locks were released
+        await write_region(directory, region, BY_REGION[region])
+    assert directory.status()["records"] == 162 + 120
