@@ -20,6 +20,8 @@ from scanner.scandir.directory import (
     PartWriter,
     ResumePlan,
     ScanDirectory,
+    combined_status,
+    merged_entries,
     status_table,
 )
 from scanner.scandir.formats import FORMATS, Format, check_format
@@ -42,8 +44,10 @@ __all__ = [
     "ScanParams",
     "Unit",
     "check_format",
+    "combined_status",
     "diff_exit_code",
     "diff_scans",
+    "merged_entries",
     "status_exit_code",
     "status_table",
 ]

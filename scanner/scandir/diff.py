@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -35,7 +35,7 @@ from typing import IO, Any, Final
 import orjson
 
 from scanner.errors import ConfigError
-from scanner.scandir.directory import ScanDirectory
+from scanner.scandir.directory import PartEntry, ScanDirectory, merged_entries
 from scanner.scandir.formats import iter_jsonl_lines, iter_records
 from scanner.scandir.layout import SCAN_FILE, Unit
 
@@ -115,20 +115,27 @@ def _sort_key(unit: Unit) -> tuple[str, str]:
 
 
 class ScanSource:
-    """One side of a diff: a scan directory or a record file, read one record at a time."""
+    """One side of a diff: a record file, or a scan in one directory or several (its shards)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.directory: ScanDirectory | None = None
-        #: The status of each unit (a scan directory); None for a record file (every unit complete).
+    def __init__(self, paths: str | Path | Sequence[str | Path]) -> None:
+        many = [Path(path) for path in ([paths] if isinstance(paths, str | Path) else paths)]
+        if not many:
+            raise ConfigError("no scan given: a scan directory (or several) or a record file")
+        self.path = many[0]
+        self.entries: dict[Unit, tuple[ScanDirectory, PartEntry]] | None = None
+        #: The status of each unit (scan directories); None for a record file (every unit complete).
         self.statuses: dict[Unit, str] | None = None
-        if (self.path / SCAN_FILE).exists():
-            self.directory = ScanDirectory.open(self.path)
-            self.statuses = {unit: entry.status for unit, entry in self.directory.entries().items()}
-        elif self.path.is_dir():
-            raise ConfigError(f"{self.path} is a folder but not a scan directory (no {SCAN_FILE})")
-        elif not self.path.is_file():
-            raise ConfigError(f"{self.path} does not exist: give a scan directory or a record file")
+        if all((path / SCAN_FILE).exists() for path in many):
+            self.entries = merged_entries([ScanDirectory.open(path) for path in many])
+            self.statuses = {unit: entry.status for unit, (_, entry) in self.entries.items()}
+            return
+        for path in many:
+            if path.is_dir() and not (path / SCAN_FILE).exists():
+                raise ConfigError(f"{path} is a folder but not a scan directory (no {SCAN_FILE})")
+            if not path.exists():
+                raise ConfigError(f"{path} does not exist: give a scan directory or a record file")
+        if len(many) > 1:
+            raise ConfigError("several scans on one side must all be scan directories (shards of one scan)")
 
     def status(self, unit: Unit) -> str:
         if self.statuses is None:
@@ -136,8 +143,8 @@ class ScanSource:
         return self.statuses.get(unit, "missing")
 
     def estimated_records(self) -> int:
-        if self.directory is not None:
-            return sum(entry.records for entry in self.directory.entries().values())
+        if self.entries is not None:
+            return sum(entry.records for _, entry in self.entries.values())
         if self.path.suffix == ".parquet":
             from scanner.output.parquet import row_count
 
@@ -146,13 +153,13 @@ class ScanSource:
 
     def lines(self, wanted: Callable[[Unit], bool]) -> Iterator[tuple[Unit, bytes, bytes]]:
         """(unit, key JSON, record JSON) for each record of a unit ``wanted`` accepts."""
-        if self.directory is None:
+        if self.entries is None:
             yield from self._file_lines(wanted)
             return
-        for unit, entry in sorted(self.directory.entries().items(), key=lambda item: _sort_key(item[0])):
+        for unit, (directory, entry) in sorted(self.entries.items(), key=lambda item: _sort_key(item[0])):
             if entry.file is None or not wanted(unit):
                 continue
-            yield from _keyed(self.path / entry.file, entry.format, unit)
+            yield from _keyed(directory.path / entry.file, entry.format, unit)
 
     def _file_lines(self, wanted: Callable[[Unit], bool]) -> Iterator[tuple[Unit, bytes, bytes]]:
         fmt = "parquet" if self.path.suffix == ".parquet" else "jsonl"
@@ -228,14 +235,18 @@ def _bucket_lines(path: Path) -> Iterator[tuple[bytes, bytes]]:
 
 
 def diff_scans(
-    old: str | Path,
-    new: str | Path,
+    old: str | Path | Sequence[str | Path],
+    new: str | Path | Sequence[str | Path],
     out: IO[bytes] | Callable[[bytes], Any],
     *,
     bucket_records: int = DEFAULT_BUCKET_RECORDS,
     temp_dir: str | Path | None = None,
 ) -> DiffSummary:
-    """Write the changes from ``old`` to ``new`` as JSON lines to ``out``; return the summary."""
+    """Write the changes from ``old`` to ``new`` as JSON lines to ``out``; return the summary.
+
+    Each side is a record file, a scan directory, or a list of scan directories holding one scan
+    (the shards of a scan written into one directory each).
+    """
     if bucket_records < 1:
         raise ConfigError(f"bucket_records must be >= 1, got {bucket_records}")
     write: Callable[[bytes], Any] = out if callable(out) else out.write

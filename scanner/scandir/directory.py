@@ -75,6 +75,8 @@ __all__ = [
     "PartWriter",
     "ResumePlan",
     "ScanDirectory",
+    "combined_status",
+    "merged_entries",
     "status_table",
 ]
 
@@ -365,31 +367,7 @@ class ScanDirectory:
 
     def status(self) -> dict[str, Any]:
         """``{"complete", "records", "parts": [...], "missing": [...] | None, ...}`` (see the README)."""
-        entries = self.entries()
-        expected = self.expected()
-        parts = [
-            {
-                "account": entry.account,
-                "region": entry.region,
-                "status": entry.status,
-                "records": entry.records,
-                "failures": [dict(failure) for failure in entry.failures],
-            }
-            for unit, entry in sorted(entries.items(), key=lambda item: _sort_key(item[0]))
-        ]
-        missing = None if expected is None else sorted(expected - set(entries), key=_sort_key)
-        finished = [run["finished_at"] for run in self.runs() if run.get("finished_at")]
-        all_complete = all(entry.status == "complete" for entry in entries.values())
-        complete = all_complete and (not missing if missing is not None else bool(entries))
-        return {
-            "complete": complete,
-            "records": sum(entry.records for entry in entries.values()),
-            "parts": parts,
-            "missing": None if missing is None else [unit.to_json() for unit in missing],
-            "started_at": self.created_at,
-            "finished_at": max(finished) if finished else None,
-            "params": self.params.to_json(),
-        }
+        return combined_status([self])
 
     def verify(self) -> list[str]:
         """Problems found by re-reading every part an entry names (empty: the directory is sound)."""
@@ -515,6 +493,70 @@ class ScanDirectory:
 
 def _sort_key(unit: Unit) -> tuple[str, str]:
     return (unit.account or "", unit.region)
+
+
+def _better(a: PartEntry, b: PartEntry) -> PartEntry:
+    """Of two entries of one unit (in two directories): the complete one, else the later one."""
+    if (a.status == "complete") != (b.status == "complete"):
+        return a if a.status == "complete" else b
+    return a if a.finished_at >= b.finished_at else b
+
+
+def merged_entries(directories: Sequence[ScanDirectory]) -> dict[Unit, tuple[ScanDirectory, PartEntry]]:
+    """The entries of one scan written into several directories (one per shard, say), by unit.
+
+    The directories must hold the same scan (``ConfigError`` naming the difference otherwise). A unit
+    found in several takes its complete entry, or else its latest one.
+    """
+    if not directories:
+        raise ConfigError("no scan directory given")
+    first = directories[0]
+    merged: dict[Unit, tuple[ScanDirectory, PartEntry]] = {}
+    for directory in directories:
+        differences = directory.params.differences(first.params)
+        if differences:
+            raise ConfigError(
+                f"{directory.path} and {first.path} hold different scans ({'; '.join(differences)})"
+            )
+        for unit, entry in directory.entries().items():
+            found = merged.get(unit)
+            if found is None or _better(found[1], entry) is entry:
+                merged[unit] = (directory, entry)
+    return merged
+
+
+def combined_status(directories: Sequence[ScanDirectory]) -> dict[str, Any]:
+    """The status of one scan in one directory, or spread over several (shards); see ``status()``."""
+    entries = {unit: entry for unit, (_, entry) in merged_entries(directories).items()}
+    expected: set[Unit] | None = None
+    finished: list[str] = []
+    for directory in directories:
+        units = directory.expected()
+        if units is not None:
+            expected = (expected or set()) | units
+        finished.extend(run["finished_at"] for run in directory.runs() if run.get("finished_at"))
+    parts = [
+        {
+            "account": entry.account,
+            "region": entry.region,
+            "status": entry.status,
+            "records": entry.records,
+            "failures": [dict(failure) for failure in entry.failures],
+        }
+        for unit, entry in sorted(entries.items(), key=lambda item: _sort_key(item[0]))
+    ]
+    missing = None if expected is None else sorted(expected - set(entries), key=_sort_key)
+    all_complete = all(entry.status == "complete" for entry in entries.values())
+    complete = all_complete and (not missing if missing is not None else bool(entries))
+    return {
+        "complete": complete,
+        "records": sum(entry.records for entry in entries.values()),
+        "parts": parts,
+        "missing": None if missing is None else [unit.to_json() for unit in missing],
+        "started_at": min(directory.created_at for directory in directories),
+        "finished_at": max(finished) if finished else None,
+        "params": directories[0].params.to_json(),
+    }
 
 
 def status_table(status: Mapping[str, Any]) -> list[str]:

@@ -56,7 +56,7 @@ def write_jsonl(path: Path, by_region: dict[str, list[dict[str, Any]]]) -> None:
     path.write_bytes(b"".join(JsonlEncoder().encode(records) for records in by_region.values()))
 
 
-def run_diff(old: Path, new: Path, **options: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def run_diff(old: Path | list[Path], new: Path, **options: Any) -> tuple[list[Any], dict[str, Any]]:
     out = io.BytesIO()
     summary = diff_scans(old, new, out, **options)
     return [orjson.loads(line) for line in out.getvalue().splitlines()], summary.to_json()
@@ -200,3 +200,16 @@ def test_exit_codes_and_bad_inputs(tmp_path: Path) -> None:
     (tmp_path / "folder").mkdir()
     with pytest.raises(ConfigError, match="not a scan directory"):
         diff_scans(tmp_path / "folder", tmp_path / "a.jsonl", io.BytesIO())
+
+
+@pytest.mark.asyncio
+async def test_a_scan_in_shard_directories_diffs_as_one(tmp_path: Path) -> None:
+    regions = sorted(OLD)
+    await write_dir(tmp_path / "a", OLD, dict.fromkeys(regions[::2], "complete"))
+    await write_dir(tmp_path / "b", OLD, dict.fromkeys(regions[1::2], "complete"))
+    write_jsonl(tmp_path / "new.jsonl", changed_copy())
+    changes, summary = run_diff([tmp_path / "a", tmp_path / "b"], tmp_path / "new.jsonl")
+    assert by_change(changes) == expected_changes()
+    assert summary["exit_code"] == 0
+    with pytest.raises(ConfigError, match="must all be scan directories"):
+        diff_scans([tmp_path / "a", tmp_path / "new.jsonl"], tmp_path / "new.jsonl", io.BytesIO())

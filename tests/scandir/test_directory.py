@@ -13,7 +13,15 @@ import pytest
 
 from scanner.errors import ConfigError, UsageError
 from scanner.output.sinks import CsvEncoder, JsonlEncoder
-from scanner.scandir import FileSystem, PartBusyError, ScanDirectory, ScanParams, Unit, status_table
+from scanner.scandir import (
+    FileSystem,
+    PartBusyError,
+    ScanDirectory,
+    ScanParams,
+    Unit,
+    combined_status,
+    status_table,
+)
 from scanner.scandir.formats import iter_records
 from tests.scandir.fleet import pages, records_by_region
 
@@ -338,3 +346,22 @@ async def test_a_cancelled_writer_leaves_no_lock_and_no_leftover(tmp_path: Path)
     for region in ("cn-hangzhou", "cn-shanghai"):  # both locks were released
         await write_region(directory, region, BY_REGION[region])
     assert directory.status()["records"] == 162 + 120
+
+
+@pytest.mark.asyncio
+async def test_one_scan_in_several_directories(tmp_path: Path) -> None:
+    params = ScanParams(regions=tuple(BY_REGION))
+    shards = [ScanDirectory.create_or_open(tmp_path / f"shard-{i}", params) for i in (0, 1)]
+    for index, (region, records) in enumerate(sorted(BY_REGION.items())):
+        shards[index % 2].expect((None, region) for region in BY_REGION)
+        await write_region(shards[index % 2], region, records)
+    # A unit in both: the complete entry counts.
+    await write_region(shards[1], "ap-southeast-1", [], status="incomplete", failures=(FAILURE,))
+    status = combined_status(shards)
+    assert status["complete"] is True
+    assert status["records"] == sum(map(len, BY_REGION.values()))
+    assert [part["region"] for part in status["parts"]] == sorted(BY_REGION)
+    assert shards[0].status()["complete"] is False  # one shard alone misses the other's regions
+    other = ScanDirectory.create_or_open(tmp_path / "other", ScanParams(regions=("cn-hangzhou",)))
+    with pytest.raises(ConfigError, match="hold different scans"):
+        combined_status([*shards, other])
