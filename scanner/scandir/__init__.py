@@ -28,6 +28,7 @@ from scanner.scandir.formats import FORMATS, Format, check_format
 from scanner.scandir.fs import FileSystem, OsFileSystem
 from scanner.scandir.layout import Unit
 from scanner.scandir.params import ScanParams
+from scanner.scandir.router import Outcome, PartRouter, outcomes_from_summary
 
 __all__ = [
     "FORMATS",
@@ -35,8 +36,10 @@ __all__ = [
     "FileSystem",
     "Format",
     "OsFileSystem",
+    "Outcome",
     "PartBusyError",
     "PartEntry",
+    "PartRouter",
     "PartStatus",
     "PartWriter",
     "ResumePlan",
@@ -48,6 +51,7 @@ __all__ = [
     "diff_exit_code",
     "diff_scans",
     "merged_entries",
+    "outcomes_from_summary",
     "status_exit_code",
     "status_table",
 ]
