@@ -92,7 +92,7 @@ _EXPIRY_SLACK: Final = 10.0
 
 
 class AssumeRoleLimiter(Protocol):
-    """The engine's per-scope limiter contract (``scanner.engine.ratelimit``)."""
+    """The engine's per-scope limiter contract (``scanner.engine.pacing``)."""
 
     async def acquire(self) -> float: ...
     def on_success(self, sent_at: float) -> None: ...

@@ -6,7 +6,6 @@ loopback (tokens of 20 s, refreshed several times) and the engine's limiter if i
 
 from __future__ import annotations
 
-import importlib
 import logging
 import random
 from collections import Counter
@@ -18,6 +17,8 @@ import anyio.lowlevel
 import pytest
 
 from scanner.client.credentials import Credentials
+from scanner.engine.config import RateLimit
+from scanner.engine.pacing import ClientRateLimiters
 from scanner.errors import AuthError, ConfigError, NetworkError, ServerError, ThrottledError
 from scanner.org.accounts import AccountTarget
 from scanner.org.cache import MAX_RETRY_AFTER_S, RoleCredentialsCache, SimpleRetry
@@ -431,17 +432,8 @@ async def test_tokens_of_20_seconds_refreshed_over_a_long_scan(org: Org) -> None
 
 
 def engine_limiter(clock: FakeClock) -> Any:
-    """The engine's limiter for one scope, wherever this version of the engine keeps it."""
-    config = importlib.import_module("scanner.engine.config")
-    for module_name, registry in (("scanner.engine.pacing", "ClientRateLimiters"),
-                                  ("scanner.engine.ratelimit", "RateLimiters")):  # fmt: skip
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        if hasattr(module, registry):
-            return getattr(module, registry)(config.RateLimit(), clock).get("sts", "AssumeRole")
-    pytest.skip("the engine's limiter registry has moved")
+    """The engine's limiter for one scope, as the scheduler's registry makes it."""
+    return ClientRateLimiters(RateLimit(), clock).get("sts", "AssumeRole")
 
 
 @pytest.mark.asyncio
