@@ -70,6 +70,10 @@ class _ServiceTarget:
     instances_said: int
 
 
+def _instances_said(target: _ServiceTarget) -> int:
+    return target.instances_said
+
+
 async def _in_parallel(count: int, worker: Callable[[], Awaitable[None]]) -> None:
     """A listing's ``Parallel``: ``count`` copies of ``worker``; the first failure stops the rest
     and is raised as itself."""
@@ -260,6 +264,9 @@ class ScanJob:
             counters.services_listed = True
             targets = self._targets(region, services)
             del services  # only the summaries wait for a free worker, not the full service objects
+            # Largest first: a long listing is a chain of dependent round trips, so the scan's
+            # tail is the longest chain started last (sorted within a page: bounded memory).
+            targets.sort(key=_instances_said, reverse=True)
             for target in targets:
                 await at_once_or_wait(send.send_nowait, send.send, target)
 
