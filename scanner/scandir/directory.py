@@ -324,6 +324,8 @@ class ScanDirectory:
         """Every committed entry, by unit."""
         entries: dict[Unit, PartEntry] = {}
         folder = self.path / PARTS
+        if not folder.is_dir():  # a manifest folder removed by hand: no entries
+            return entries
         for child in sorted(folder.iterdir()):
             name = child.name
             if is_temp_name(name) or not name.endswith(".json"):
