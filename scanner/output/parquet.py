@@ -85,7 +85,8 @@ __all__ = [
 
 #: Records converted to Arrow at a time (each conversion has a fixed cost per column).
 _CONVERT_ROWS: Final = 4096
-#: Rows per row group: about 10-20 MB of Arrow data for typical records.
+#: Rows per row group: about 5-10 MB of Arrow data for typical records (measured: RSS flat in the
+#: number of records; 16,384 rather than 32,768 saved 22 MB of peak RSS).
 DEFAULT_ROW_GROUP_SIZE: Final = 16_384
 
 _STRING_FIELDS: Final = (

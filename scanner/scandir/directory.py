@@ -40,7 +40,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +87,8 @@ _FLUSH_BYTES: Final = 1 << 20
 #: Temporary files of the manifest itself (scan.json, run files) older than this are leftovers.
 _STALE_MANIFEST_TEMP_S: Final = 3600.0
 _VERSION: Final = 1
+#: How long opening a part waits for a unit's lock held by another process's clean-up.
+_LOCK_WAIT_S: Final = 2.0
 
 
 class PartBusyError(ScannerError):
@@ -324,6 +326,8 @@ class ScanDirectory:
         """Every committed entry, by unit."""
         entries: dict[Unit, PartEntry] = {}
         folder = self.path / PARTS
+        if not folder.is_dir():  # a manifest folder removed by hand: no entries
+            return entries
         for child in sorted(folder.iterdir()):
             name = child.name
             if is_temp_name(name) or not name.endswith(".json"):
@@ -407,11 +411,12 @@ class ScanDirectory:
         path = self.path / RUNS / f"{self._run.run_id}.json"
         atomic_write(self._fs, path, _dumps(self._run.to_json()))
 
-    def resume_plan(self, params: ScanParams) -> ResumePlan:
+    def resume_plan(self, params: ScanParams, *, owns: Callable[[Unit], bool] | None = None) -> ResumePlan:
         """Check ``params``, remove leftovers of interrupted runs, and say which units to keep and scan.
 
         ``ConfigError`` (naming each difference) when ``params`` differ from the directory's. Units
-        another live process is writing are left alone (``busy``).
+        another live process is writing are left alone (``busy``). ``owns``: the units this process
+        will write (a shard's); only their leftovers are removed (the other shards clean their own).
         """
         differences = params.differences(self.params)
         if differences:
@@ -429,6 +434,8 @@ class ScanDirectory:
                 if unit is not None:
                     units.add(unit)
         for unit in sorted(units, key=_sort_key):
+            if owns is not None and not owns(unit):
+                continue
             lock = fs.lock(self._lock_path(unit))
             if lock is None:
                 busy.add(unit)
@@ -639,9 +646,13 @@ class PartWriter:
 
     def _open_sync(self) -> None:
         fs, directory, unit = self._fs, self._dir, self.unit
-        lock = fs.lock(directory._lock_path(unit))
-        if lock is None:
-            raise PartBusyError(f"{unit} is being written into {directory.path} by another process")
+        # Another process's resume_plan holds a unit's lock for the moment it cleans it: wait that out.
+        # A writer holds it for a whole listing: still held after the wait, the unit is busy.
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while (lock := fs.lock(directory._lock_path(unit))) is None:
+            if time.monotonic() > deadline:
+                raise PartBusyError(f"{unit} is being written into {directory.path} by another process")
+            time.sleep(0.01)  # a worker thread: the event loop goes on
         self._lock = lock
         directory._clean_unit(unit)
         self._previous = directory.entry(unit)

@@ -113,11 +113,11 @@ def test_sigkill_at_random_points_then_resume_is_exact(tmp_path: Path) -> None:
     scan = tmp_path / "scan"
     rng = random.Random(14)
     killed_mid_run = 0
-    for _ in range(10):
-        process = start(scan, "--page", "10", "--pause", "0.01")
+    for _ in range(6):
+        process = start(scan, "--page", "10", "--pause", "0.02")  # about 1.2 s of writing
         assert process.stderr is not None
         process.stderr.readline()  # "ready": started, leftovers removed, about to write
-        time.sleep(rng.uniform(0.0, 0.6))
+        time.sleep(rng.uniform(0.0, 0.5))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             killed_mid_run += 1
@@ -125,7 +125,7 @@ def test_sigkill_at_random_points_then_resume_is_exact(tmp_path: Path) -> None:
         assert_consistent(scan)
         if process.returncode == 0:
             break
-    assert killed_mid_run >= 3
+    assert killed_mid_run >= 2
     run(scan, "--page", "10")
     assert_exact(scan)
 

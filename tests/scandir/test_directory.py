@@ -247,7 +247,8 @@ async def test_resume_plan(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_one_unit_one_writer(tmp_path: Path) -> None:
+async def test_one_unit_one_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("scanner.scandir.directory._LOCK_WAIT_S", 0.1)
     directory = ScanDirectory.create_or_open(tmp_path, ScanParams())
     other = ScanDirectory.create_or_open(tmp_path, ScanParams())
     async with directory.part(None, "cn-hangzhou") as part:
@@ -365,3 +366,31 @@ async def test_one_scan_in_several_directories(tmp_path: Path) -> None:
     other = ScanDirectory.create_or_open(tmp_path / "other", ScanParams(regions=("cn-hangzhou",)))
     with pytest.raises(ConfigError, match="hold different scans"):
         combined_status([*shards, other])
+
+
+@pytest.mark.asyncio
+async def test_opening_waits_out_a_cleanup_of_another_process(tmp_path: Path) -> None:
+    directory = ScanDirectory.create_or_open(tmp_path, ScanParams())
+    fs = FileSystem()
+    held = fs.lock(tmp_path / "_manifest/locks/region=cn-hangzhou.lock")  # as resume_plan does, briefly
+    assert held is not None
+    async with anyio.create_task_group() as tg:
+
+        async def release_soon() -> None:
+            await anyio.sleep(0.2)
+            fs.unlock(held)
+
+        tg.start_soon(release_soon)
+        await write_region(directory, "cn-hangzhou", BY_REGION["cn-hangzhou"])
+    assert directory.status()["records"] == 162
+
+
+@pytest.mark.asyncio
+async def test_a_shard_cleans_only_its_own_units(tmp_path: Path) -> None:
+    directory = ScanDirectory.create_or_open(tmp_path, ScanParams())
+    for region in ("cn-hangzhou", "cn-shanghai"):
+        await write_region(directory, region, BY_REGION[region])
+        (tmp_path / f"region={region}/part-9.jsonl").write_bytes(b"{}\n")
+    plan = directory.resume_plan(ScanParams(), owns=lambda unit: unit.region == "cn-hangzhou")
+    assert plan.removed == ("region=cn-hangzhou/part-9.jsonl",)
+    assert plan.complete == {Unit(None, "cn-hangzhou"), Unit(None, "cn-shanghai")}

@@ -71,7 +71,8 @@ async def main(argv: list[str]) -> None:
     params = ScanParams(format=args.format, regions=tuple(by_region))
     fs = CrashingFileSystem(args.crash_at) if args.crash_at else None
     directory = ScanDirectory.create_or_open(args.dir, params, fs=fs)
-    plan = directory.resume_plan(params)
+    positions = {region: position for position, region in enumerate(sorted(by_region))}
+    plan = directory.resume_plan(params, owns=lambda unit: positions[unit.region] % count == index)
     directory.expect((None, region) for region in by_region)
     sys.stderr.write("ready\n")
     sys.stderr.flush()
