@@ -1,0 +1,153 @@
+"""Scans spread over several processes or machines: the Ray engine (an optional extra).
+
+::
+
+    from scanner.distributed import WorkerScanConfig, scan_with_ray
+
+    summary = scan_with_ray(
+        WorkerScanConfig(endpoint_type="vpc"),        # how each worker builds its Scanner
+        "/shared/scans/2026-12-06",                  # DIR: a path every node can write
+        regions=["cn-hangzhou", "cn-shanghai"],      # or units=[WorkUnit(account, region, size)]
+        workers=8,
+        ray_address="auto",                          # None: start Ray on this machine
+    )
+    summary.complete, summary.records, summary.to_dict()
+
+The unit of work is one (account, region): its own API quota and its own part in the scan
+directory. The driver (this process) hands units to Ray async actors one at a time, biggest first;
+each actor scans its unit with its own ``Scanner`` and commits the unit's part into DIR, as a local
+scan with ``--output-dir`` would. See ``driver`` (hand-out, retries, cancellation), ``runner``
+(what runs in a worker, and why AssumeRole gets a per-worker share of its quota) and ``ray_engine``.
+
+Nothing here imports ``ray`` until ``scan_with_ray`` is called: the base install never needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from scanner.distributed.driver import (
+    DriverEvent,
+    UnitFinished,
+    UnitRetried,
+    UnitStarted,
+    WorkerGone,
+    WorkerHandle,
+    WorkerLost,
+    drive,
+)
+from scanner.distributed.runner import (
+    DEFAULT_ASSUME_ROLE_RATE,
+    AccountCredentialsSource,
+    DirectoryRunnerFactory,
+    RunnerFactory,
+    UnitRunner,
+    WorkerScanConfig,
+    WorkerSlot,
+    assume_role_share,
+)
+from scanner.distributed.summary import DistributedSummary, summarize
+from scanner.distributed.units import UnitReport, WorkerInfo, WorkUnit, order_units
+
+if TYPE_CHECKING:
+    from scanner.scandir import ScanParams
+
+__all__ = [
+    "DEFAULT_ASSUME_ROLE_RATE",
+    "AccountCredentialsSource",
+    "DirectoryRunnerFactory",
+    "DistributedSummary",
+    "DriverEvent",
+    "RunnerFactory",
+    "UnitFinished",
+    "UnitReport",
+    "UnitRetried",
+    "UnitRunner",
+    "UnitStarted",
+    "WorkUnit",
+    "WorkerGone",
+    "WorkerHandle",
+    "WorkerInfo",
+    "WorkerLost",
+    "WorkerScanConfig",
+    "WorkerSlot",
+    "assume_role_share",
+    "drive",
+    "order_units",
+    "scan_with_ray",
+    "scan_with_ray_async",
+    "summarize",
+]
+
+
+async def scan_with_ray_async(
+    config: WorkerScanConfig,
+    output_dir: str | os.PathLike[str],
+    *,
+    regions: Sequence[str] | None = None,
+    units: Sequence[WorkUnit] | None = None,
+    format: str = "jsonl",
+    accounts: Sequence[str] | str | None = None,
+    params: ScanParams | None = None,
+    workers: int = 2,
+    ray_address: str | None = None,
+    resume: bool = False,
+    max_attempts: int = 3,
+    worker_cpus: float = 0.25,
+    assume_role_rate: float = DEFAULT_ASSUME_ROLE_RATE,
+    runner_factory: Callable[[str], RunnerFactory] | None = None,
+    on_event: Callable[[DriverEvent], None] | None = None,
+) -> DistributedSummary:
+    """The async form of ``scan_with_ray`` (asyncio only: it awaits Ray's object refs)."""
+    try:
+        from scanner.distributed import ray_engine
+    except ImportError as exc:
+        from scanner.errors import ConfigError
+
+        raise ConfigError(
+            f"the Ray engine needs the optional extra: pip install 'eas-fleet-scanner[ray]' ({exc})"
+        ) from None
+    return await ray_engine.scan_with_ray_async(
+        config,
+        output_dir,
+        regions=regions,
+        units=units,
+        format=format,
+        accounts=accounts,
+        params=params,
+        workers=workers,
+        ray_address=ray_address,
+        resume=resume,
+        max_attempts=max_attempts,
+        worker_cpus=worker_cpus,
+        assume_role_rate=assume_role_rate,
+        runner_factory=runner_factory,
+        on_event=on_event,
+    )
+
+
+def scan_with_ray(
+    config: WorkerScanConfig, output_dir: str | os.PathLike[str], **options: Any
+) -> DistributedSummary:
+    """Scan into the scan directory ``output_dir`` with Ray workers; the summary when it ends.
+
+    - ``regions`` (single-account) or ``units`` (``WorkUnit(account, region, size)``): the work.
+    - ``workers``: how many actors (default 2); ``worker_cpus``: the CPU each asks of Ray (0.25).
+    - ``ray_address``: None starts Ray on this machine (loopback only, no dashboard) and stops it at
+      the end; ``"auto"`` or ``"ray://host:10001"`` joins a cluster, where ``output_dir`` must be a
+      shared file system mounted at the same path on every node (and on this one).
+    - ``resume``: keep the units complete in the directory, scan the rest (as ``--resume``).
+    - ``max_attempts``: attempts of a unit whose worker died or failed, before it is committed
+      ``incomplete`` (code ``WorkerLost``).
+    - ``format``, ``accounts`` or ``params``: the scan directory's parameters (``ScanParams``).
+    - ``assume_role_rate``: AssumeRole calls per second for the whole scan, shared evenly.
+    - ``on_event``: progress (``UnitStarted``, ``UnitFinished``, ``UnitRetried``, ``WorkerGone``).
+
+    Cancelling it (Ctrl-C) stops every worker; each unit not committed yet keeps its previous entry,
+    so ``resume=True`` carries on from there.
+    """
+    return anyio.run(lambda: scan_with_ray_async(config, output_dir, **options))

@@ -1,0 +1,78 @@
+"""One local Ray cluster for the whole test session (2 CPUs, loopback, no dashboard), and the
+embedded simulator served from a thread, so that Ray's worker processes can reach it."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from scanner import StaticCredentials
+from scanner.distributed import WorkerScanConfig
+from scanner.simulator import Digest, FaultConfig, FleetSpec, LongTail, Simulator, record_key_digest
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    import ray  # the [test] extra installs it: these tests run, never skipped
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        configure_logging=False,
+        log_to_driver=False,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+class ThreadedSim:
+    def __init__(self, portal: BlockingPortal, sim: Simulator) -> None:
+        self.portal = portal
+        self.sim = sim
+        self.regions = list(sim.regions)
+
+    def digest(self) -> Digest:
+        return self.portal.call(lambda: self.sim.fleet_digest())
+
+    def set_faults(self, **changes: Any) -> None:
+        self.portal.call(lambda: self.sim.set_faults(FaultConfig(**changes)))
+
+    def config(self) -> WorkerScanConfig:
+        return WorkerScanConfig(
+            credentials=functools.partial(
+                StaticCredentials, self.sim.access_key_id, self.sim.access_key_secret
+            ),
+            endpoints=dict(self.sim.endpoints),
+            allow_insecure_http=True,
+        )
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[ThreadedSim]:
+    spec = FleetSpec(regions=4, services_per_region=12, total_instances=800, distribution=LongTail(1.2, 150))
+    with start_blocking_portal() as portal:
+        manager = portal.wrap_async_context_manager(Simulator(spec=spec, seed=11))
+        simulator = manager.__enter__()
+        try:
+            yield ThreadedSim(portal, simulator)
+        finally:
+            manager.__exit__(None, None, None)
+
+
+def directory_digest(root: Path) -> Digest:
+    """The key digest of every record in the parts of a JSON Lines scan directory."""
+    keys = []
+    for part in sorted(root.glob("region=*/part-*.jsonl")):
+        for line in part.read_bytes().splitlines():
+            record = orjson.loads(line)
+            keys.append((record["ClusterId"], record["ServiceName"], record["InstanceName"]))
+    return record_key_digest(keys)
