@@ -40,6 +40,7 @@ from scanner.distributed.driver import (
     WorkerLost,
     drive,
 )
+from scanner.distributed.org import AssumedRoleSource
 from scanner.distributed.runner import (
     DEFAULT_ASSUME_ROLE_RATE,
     AccountCredentialsSource,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ASSUME_ROLE_RATE",
     "AccountCredentialsSource",
+    "AssumedRoleSource",
     "DirectoryRunnerFactory",
     "DistributedSummary",
     "DriverEvent",
