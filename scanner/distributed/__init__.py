@@ -25,6 +25,7 @@ Nothing here imports ``ray`` until ``scan_with_ray`` is called: the base install
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,7 @@ __all__ = [
     "WorkerSlot",
     "assume_role_share",
     "drive",
+    "keep_ray_on_loopback",
     "order_units",
     "scan_with_ray",
     "scan_with_ray_async",
@@ -105,6 +107,8 @@ async def scan_with_ray_async(
     on_event: Callable[[DriverEvent], None] | None = None,
 ) -> DistributedSummary:
     """The async form of ``scan_with_ray`` (asyncio only: it awaits Ray's object refs)."""
+    if ray_address is None:
+        keep_ray_on_loopback()
     try:
         from scanner.distributed import ray_engine
     except ImportError as exc:
@@ -130,6 +134,27 @@ async def scan_with_ray_async(
         runner_factory=runner_factory,
         on_event=on_event,
     )
+
+
+#: Ray reads it once, at import: off, Ray takes 127.0.0.1 as the node's address (and binds its
+#: servers there) instead of the machine's routable address. Meant for macOS and Windows; it is
+#: what keeps a local, single-machine Ray off the network.
+_RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def keep_ray_on_loopback() -> bool:
+    """Make a Ray started by this process listen on loopback only (before ``ray`` is imported).
+
+    Ray 2.x turns ``_node_ip_address="127.0.0.1"`` into the machine's routable address and binds
+    its GCS, raylet and worker servers there; with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` it keeps
+    127.0.0.1. The variable stays set in this process (and its children): this process can no
+    longer join a multi-machine Ray cluster. False when ``ray`` was already imported (too late) or
+    the variable is set already (the user's choice stands).
+    """
+    if "ray" in sys.modules or _RAY_LOOPBACK_ENV in os.environ:
+        return False
+    os.environ[_RAY_LOOPBACK_ENV] = "0"
+    return True
 
 
 def scan_with_ray(

@@ -13,7 +13,7 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from scanner import StaticCredentials
-from scanner.distributed import AssumedRoleSource, WorkerScanConfig
+from scanner.distributed import AssumedRoleSource, WorkerScanConfig, keep_ray_on_loopback
 from scanner.simulator import (
     Digest,
     FaultConfig,
@@ -28,6 +28,7 @@ from scanner.simulator import (
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
+    keep_ray_on_loopback()  # before ray is imported: Ray's servers listen on 127.0.0.1 only
     import ray  # the [test] extra installs it: these tests run, never skipped
 
     ray.init(

@@ -111,3 +111,9 @@ def test_a_cancelled_scan_leaves_the_directory_ready_to_resume(sim: ThreadedSim,
     assert {r.unit.region for r in summary.reports} == set(sim.regions) - {u.region for u in entries}
     assert directory_digest(out) == sim.digest()
     assert directory.status()["complete"]
+
+
+def test_the_local_cluster_is_on_loopback() -> None:
+    import ray
+
+    assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
