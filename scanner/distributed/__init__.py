@@ -52,7 +52,7 @@ from scanner.distributed.runner import (
     WorkerSlot,
     assume_role_share,
 )
-from scanner.distributed.summary import DistributedSummary, summarize
+from scanner.distributed.summary import DistributedSummary, Progress, summarize
 from scanner.distributed.units import UnitReport, WorkerInfo, WorkUnit, order_units
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ __all__ = [
     "DirectoryRunnerFactory",
     "DistributedSummary",
     "DriverEvent",
+    "Progress",
     "RunnerFactory",
     "UnitFinished",
     "UnitReport",

@@ -19,10 +19,8 @@ import contextlib
 import logging
 import os
 import secrets
-import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +33,13 @@ from scanner.distributed.runner import (
     DEFAULT_ASSUME_ROLE_RATE,
     DirectoryRunnerFactory,
     RunnerFactory,
-    UnitRunner,
     WorkerScanConfig,
     WorkerSlot,
     assume_role_share,
 )
 from scanner.distributed.summary import DistributedSummary, summarize
 from scanner.distributed.units import UnitReport, WorkerInfo, WorkUnit
+from scanner.distributed.worker import UnitWorker
 from scanner.errors import ConfigError
 from scanner.scandir import ScanDirectory, ScanParams
 
@@ -53,60 +51,13 @@ logger = logging.getLogger("scanner.distributed")
 MAX_RESTARTS = 3
 
 
-class _UnitWorker:
-    """The actor (made remote by ``_actor_class``): runs units with the runner its host task holds."""
-
-    def __init__(self, factory: RunnerFactory, slot: WorkerSlot) -> None:
-        self._factory = factory
-        self._slot = slot
-        self._runner: UnitRunner | None = None
-        self._host: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[UnitRunner] | None = None
-        self._stop = asyncio.Event()
-
-    async def _serve(self, ready: asyncio.Future[UnitRunner]) -> None:
-        try:
-            async with self._factory.open(self._slot) as runner:
-                ready.set_result(runner)
-                await self._stop.wait()
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-            raise
-
-    async def start(self) -> WorkerInfo:
-        if self._ready is None:
-            self._ready = asyncio.get_running_loop().create_future()
-            self._host = asyncio.get_running_loop().create_task(self._serve(self._ready))
-        self._runner = await asyncio.shield(self._ready)
-        return self._info()
-
-    def _info(self) -> WorkerInfo:
-        return WorkerInfo(index=self._slot.index, pid=os.getpid(), host=socket.gethostname())
-
-    async def run(self, unit: WorkUnit, attempt: int) -> UnitReport:
-        runner = self._runner or await self._ensure_started()
-        report = await runner(unit)
-        return replace(report, worker=self._info(), attempt=attempt)
-
-    async def _ensure_started(self) -> UnitRunner:
-        await self.start()
-        assert self._runner is not None
-        return self._runner
-
-    async def close(self) -> None:
-        self._stop.set()
-        if self._host is not None:
-            await asyncio.gather(self._host, return_exceptions=True)
-
-
 _ACTOR: Any = None
 
 
 def _actor_class() -> Any:
     global _ACTOR
     if _ACTOR is None:
-        _ACTOR = ray.remote(_UnitWorker)
+        _ACTOR = ray.remote(UnitWorker)
     return _ACTOR
 
 

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from scanner.distributed.driver import DriverEvent, UnitFinished, UnitRetried, UnitStarted, WorkerGone
 from scanner.distributed.units import UnitReport, WorkUnit
 
-__all__ = ["DistributedSummary", "summarize"]
+__all__ = ["DistributedSummary", "Progress", "summarize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +142,52 @@ def summarize(
         kept_records=kept_records,
         _document=document,
     )
+
+
+class Progress:
+    """The live progress of a distributed scan, from the driver's events::
+
+        progress = Progress(planned=len(units))
+        await scan_with_ray_async(..., on_event=progress.on_event)   # e.g. a progress line reads:
+        progress.snapshot()   # {"units", "done", "running", "retried", "records", "requests", "failures"}
+
+    Counts move as units end (a worker reports a unit when its part is committed), not page by page.
+    """
+
+    def __init__(self, planned: int) -> None:
+        self.planned = planned
+        self.done = 0
+        self._running: set[WorkUnit] = set()
+        self.retried = 0
+        self.records = 0
+        self.requests = 0
+        self.failures = 0
+        self.lost_workers = 0
+
+    def on_event(self, event: DriverEvent) -> None:
+        if isinstance(event, UnitStarted):
+            self._running.add(event.unit)
+        elif isinstance(event, UnitRetried):
+            self._running.discard(event.unit)
+            self.retried += 1
+        elif isinstance(event, UnitFinished):
+            report = event.report
+            self._running.discard(report.unit)
+            self.done += 1
+            self.records += report.records
+            self.requests += report.requests
+            self.failures += len(report.failures)
+        elif isinstance(event, WorkerGone):
+            self.lost_workers += 1
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "units": self.planned,
+            "done": self.done,
+            "running": len(self._running),
+            "retried": self.retried,
+            "records": self.records,
+            "requests": self.requests,
+            "failures": self.failures,
+            "lost_workers": self.lost_workers,
+        }

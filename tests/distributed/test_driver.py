@@ -9,6 +9,7 @@ import pytest
 
 from scanner.distributed import (
     DriverEvent,
+    Progress,
     UnitFinished,
     UnitReport,
     UnitRetried,
@@ -177,3 +178,23 @@ async def test_finished_events_carry_the_reports() -> None:
 
     reports = await drive(units("a", "b"), [FakeWorker(0)], give_up=give_up, on_event=on_event)
     assert finished == reports
+
+
+@pytest.mark.asyncio
+async def test_progress_follows_the_events() -> None:
+    progress = Progress(planned=3)
+    snapshots: list[dict[str, int]] = []
+
+    def on_event(event: DriverEvent) -> None:
+        progress.on_event(event)
+        snapshots.append(progress.snapshot())
+
+    workers = [FakeWorker(0, die_on={"a"}, fail_on={"c"}), FakeWorker(1, fail_on={"c"})]
+    await drive(units("a", "b", "c"), workers, give_up=give_up, max_attempts=2, on_event=on_event)
+    final = progress.snapshot()
+    assert final["done"] == 3
+    assert final["running"] == 0
+    assert final["retried"] >= 2
+    assert final["records"] == 2
+    assert final["failures"] == 1
+    assert max(s["running"] for s in snapshots) == 2
