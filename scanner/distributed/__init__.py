@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -100,6 +100,7 @@ async def scan_with_ray_async(
     params: ScanParams | None = None,
     workers: int = 2,
     ray_address: str | None = None,
+    ray_options: Mapping[str, Any] | None = None,
     resume: bool = False,
     max_attempts: int = 3,
     worker_cpus: float = 0.25,
@@ -128,6 +129,7 @@ async def scan_with_ray_async(
         params=params,
         workers=workers,
         ray_address=ray_address,
+        ray_options=ray_options,
         resume=resume,
         max_attempts=max_attempts,
         worker_cpus=worker_cpus,
@@ -168,6 +170,8 @@ def scan_with_ray(
     - ``ray_address``: None starts Ray on this machine (loopback only, no dashboard) and stops it at
       the end; ``"auto"`` or ``"ray://host:10001"`` joins a cluster, where ``output_dir`` must be a
       shared file system mounted at the same path on every node (and on this one).
+    - ``ray_options``: more ``ray.init`` arguments (``runtime_env``, ``namespace``...), used only
+      when this call starts or joins Ray.
     - ``resume``: keep the units complete in the directory, scan the rest (as ``--resume``).
     - ``max_attempts``: attempts of a unit whose worker died or failed, before it is committed
       ``incomplete`` (code ``WorkerLost``).

@@ -20,7 +20,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,22 +109,19 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def init_ray(address: str | None, *, num_cpus: int | None = None) -> bool:
+def init_ray(address: str | None, options: Mapping[str, Any] | None = None) -> bool:
     """Connect to Ray (``address``: ``auto``, ``ray://host:10001``...) or start it on this machine,
     on loopback only, without its dashboard. True when this call started or joined it (and
     ``ray.shutdown`` is then the caller's); False when Ray was already initialised."""
     if ray.is_initialized():
         return False
-    options: dict[str, Any] = {"configure_logging": False, "log_to_driver": False}
+    arguments: dict[str, Any] = {"configure_logging": False, "log_to_driver": False, **(options or {})}
     if address is None:
-        ray.init(
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            **options,
-        )
+        arguments.setdefault("include_dashboard", False)
+        arguments.setdefault("_node_ip_address", "127.0.0.1")
+        ray.init(**arguments)
     else:
-        ray.init(address=address, **options)
+        ray.init(address=address, **arguments)
     return True
 
 
@@ -139,6 +136,7 @@ async def scan_with_ray_async(
     params: ScanParams | None = None,
     workers: int = 2,
     ray_address: str | None = None,
+    ray_options: Mapping[str, Any] | None = None,
     resume: bool = False,
     max_attempts: int = 3,
     worker_cpus: float = 0.25,
@@ -180,6 +178,10 @@ async def scan_with_ray_async(
     )
 
     async def give_up(unit: WorkUnit, attempt: int, failures: list[dict[str, Any]]) -> UnitReport:
+        done = directory.entry(unit.unit)
+        if done is not None and done.status == "complete" and done.run_id == run_id:
+            # Its worker died between the commit and the reply: the part is whole and stays.
+            return UnitReport(unit=unit, status="complete", records=done.records, attempt=attempt)
         async with directory.part(unit.account, unit.region) as part:
             entry = await part.commit("incomplete", failures)
         return UnitReport(
@@ -187,7 +189,7 @@ async def scan_with_ray_async(
         )
 
     started = time.monotonic()
-    owned = init_ray(ray_address, num_cpus=None) if todo else False
+    owned = init_ray(ray_address, ray_options) if todo else False
     reports: list[UnitReport] = []
     cancelled = True
     try:

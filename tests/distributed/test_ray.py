@@ -47,7 +47,7 @@ def test_two_workers_scan_exactly_the_fleet(sim: ThreadedSim, tmp_path: Path) ->
 
 
 def test_a_killed_worker_s_unit_is_retried_on_another_worker(sim: ThreadedSim, tmp_path: Path) -> None:
-    sim.set_faults(latency_ms=150)
+    sim.set_faults(latency_ms=400)  # a unit takes >= 3 round trips: >= 1.2 s
     killed: list[int] = []
     events: list[DriverEvent] = []
 
