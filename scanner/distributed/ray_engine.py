@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from scanner.distributed.driver import STOP_GRACE_S, DriverEvent, WorkerLost, drive
 from scanner.distributed.runner import (
@@ -49,6 +49,8 @@ logger = logging.getLogger("scanner.distributed")
 
 #: How many times Ray restarts a worker whose process died, before the driver counts it gone.
 MAX_RESTARTS = 3
+#: How long a worker may stay unavailable (starting, restarting) before the driver counts it gone.
+START_TIMEOUT_S = 120.0
 
 
 _ACTOR: Any = None
@@ -69,11 +71,18 @@ class _RayWorker:
         self._actor = actor
 
     async def start(self) -> WorkerInfo:
-        try:
-            info: WorkerInfo = await self._actor.start.remote()
-        except RayActorError as exc:
-            raise WorkerLost(f"worker {self.index}: {_first_line(exc)}") from None
-        return info
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                info: WorkerInfo = await self._actor.start.remote()
+            except ActorUnavailableError as exc:  # restarting: it comes back, or dies for good
+                if time.monotonic() > deadline:
+                    raise WorkerLost(f"worker {self.index}: {_first_line(exc)}") from None
+                await anyio.sleep(0.5)
+                continue
+            except RayActorError as exc:
+                raise WorkerLost(f"worker {self.index}: {_first_line(exc)}") from None
+            return info
 
     async def run(self, unit: WorkUnit, attempt: int) -> UnitReport:
         ref = self._actor.run.remote(unit, attempt)

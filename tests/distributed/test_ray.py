@@ -15,6 +15,7 @@ from scanner.distributed import (
     UnitFinished,
     UnitRetried,
     UnitStarted,
+    WorkerGone,
     scan_with_ray,
     scan_with_ray_async,
 )
@@ -65,6 +66,7 @@ def test_a_killed_worker_s_unit_is_retried_on_another_worker(sim: ThreadedSim, t
         sim.set_faults()
     retried = [e for e in events if isinstance(e, UnitRetried)]
     assert len(retried) == 1, events
+    assert not [e for e in events if isinstance(e, WorkerGone)]  # Ray restarted the killed worker
     assert retried[0].worker.index == killed[0]
     again = next(r for r in summary.reports if r.unit == retried[0].unit)
     assert again.attempt == 2
