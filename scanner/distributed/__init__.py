@@ -53,7 +53,7 @@ from scanner.distributed.runner import (
     assume_role_share,
 )
 from scanner.distributed.summary import DistributedSummary, Progress, summarize
-from scanner.distributed.units import UnitReport, WorkerInfo, WorkUnit, order_units
+from scanner.distributed.units import UnitReport, WorkerInfo, WorkUnit, order_units, sizes_from
 
 if TYPE_CHECKING:
     from scanner.scandir import ScanParams
@@ -85,6 +85,7 @@ __all__ = [
     "order_units",
     "scan_with_ray",
     "scan_with_ray_async",
+    "sizes_from",
     "summarize",
 ]
 

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from scanner.scandir import Unit
+from scanner.scandir import ScanDirectory, Unit
 
-__all__ = ["UnitReport", "WorkUnit", "WorkerInfo", "order_units"]
+__all__ = ["UnitReport", "WorkUnit", "WorkerInfo", "order_units", "sizes_from"]
 
 UnitStatus = Literal["complete", "incomplete"]
 
@@ -75,3 +75,17 @@ def order_units(units: Iterable[WorkUnit]) -> list[WorkUnit]:
             unique.append(work)
     known = sorted((w for w in unique if w.size is not None), key=lambda w: -(w.size or 0))
     return known + [w for w in unique if w.size is None]
+
+
+def sizes_from(units: Iterable[WorkUnit], previous: ScanDirectory) -> list[WorkUnit]:
+    """``units`` with their sizes taken from an earlier scan directory of the same fleet: the records
+    its entry of each unit counted (a unit it has no entry for keeps the size it had).
+
+    Yesterday's scan is a good estimate of today's: with it, the biggest units start first.
+    """
+    entries = previous.entries()
+    sized: list[WorkUnit] = []
+    for work in units:
+        entry = entries.get(work.unit)
+        sized.append(work if entry is None else WorkUnit(work.account, work.region, entry.records))
+    return sized

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from scanner import Consistency, StaticCredentials
-from scanner.distributed import DirectoryRunnerFactory, WorkerScanConfig, WorkerSlot, WorkUnit
+from scanner.distributed import DirectoryRunnerFactory, WorkerScanConfig, WorkerSlot, WorkUnit, sizes_from
 from scanner.distributed.worker import UnitWorker
 from scanner.scandir import ScanDirectory, ScanParams
 from scanner.simulator import FaultConfig, FleetSpec, LongTail, Simulator, record_key_digest
@@ -90,3 +90,14 @@ async def test_a_unit_whose_scan_fails_is_committed_incomplete(sim: Simulator, t
     assert report.failures
     entry = ScanDirectory.open(tmp_path).entries()
     assert [e.status for e in entry.values()] == ["incomplete"]
+
+
+@pytest.mark.asyncio
+async def test_sizes_come_from_an_earlier_scan(sim: Simulator, tmp_path: Path) -> None:
+    unit_worker = worker(sim, tmp_path)
+    await unit_worker.start()
+    first = await unit_worker.run(WorkUnit(None, sim.regions[0]), 1)
+    await unit_worker.close()
+    work = [WorkUnit(None, region) for region in sim.regions]
+    sized = sizes_from(work, ScanDirectory.open(tmp_path))
+    assert sized == [WorkUnit(None, sim.regions[0], first.records), WorkUnit(None, sim.regions[1])]
