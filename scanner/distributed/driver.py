@@ -118,14 +118,39 @@ class _Queue:
         self.items = [_Pending(unit) for unit in order_units(units)]
         self.in_flight = 0
         self.alive = 0
+        #: The accounts each worker has taken units of.
+        self.accounts: dict[int, set[str | None]] = {}
         self._changed = anyio.Event()
 
     def take(self, index: int) -> _Pending | None:
-        """The first unit this worker has not tried, else the first one."""
-        for position, item in enumerate(self.items):
-            if index not in item.tried_by:
-                return self.items.pop(position)
-        return self.items.pop(0) if self.items else None
+        """The next unit for worker ``index``, in the queue's order (biggest first), preferring:
+
+        1. a unit of an account this worker has scanned already (its credentials are cached there:
+           no new AssumeRole), then
+        2. a unit of an account no worker has touched yet (a worker per account while there are
+           fresh accounts), then
+        3. any unit this worker has not tried (a retried unit goes to another worker), then
+        4. any unit.
+
+        In a single-account scan every unit has the same account, so this is 3, then 4.
+        """
+        mine = self.accounts.setdefault(index, set())
+        touched: set[str | None] = set().union(*self.accounts.values())
+        rules: tuple[Callable[[_Pending], bool], ...] = (
+            lambda item: item.unit.account in mine,
+            lambda item: item.unit.account not in touched,
+            lambda item: True,
+        )
+        for rule in rules:
+            for position, item in enumerate(self.items):
+                if index not in item.tried_by and rule(item):
+                    return self._give(index, position)
+        return self._give(index, 0) if self.items else None
+
+    def _give(self, index: int, position: int) -> _Pending:
+        item = self.items.pop(position)
+        self.accounts[index].add(item.unit.account)
+        return item
 
     def notify(self) -> None:
         self._changed.set()

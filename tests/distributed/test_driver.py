@@ -198,3 +198,25 @@ async def test_progress_follows_the_events() -> None:
     assert final["records"] == 2
     assert final["failures"] == 1
     assert max(s["running"] for s in snapshots) == 2
+
+
+@pytest.mark.asyncio
+async def test_workers_keep_to_their_accounts_while_there_are_fresh_ones() -> None:
+    # Fewer AssumeRole calls: each account's units go to the worker that already has its role.
+    work = [WorkUnit(account, region) for account in ("a1", "a2") for region in ("r1", "r2", "r3")]
+    workers = [FakeWorker(0, delay=0.01), FakeWorker(1, delay=0.01)]
+    reports = await drive(work, workers, give_up=give_up)
+    accounts = {
+        index: {r.unit.account for r in reports if r.worker and r.worker.index == index} for index in (0, 1)
+    }
+    assert accounts == {0: {"a1"}, 1: {"a2"}}
+
+
+@pytest.mark.asyncio
+async def test_an_idle_worker_helps_with_a_busy_account_once_no_fresh_one_is_left() -> None:
+    work = [WorkUnit("big", f"r{i}", 100 - i) for i in range(4)] + [WorkUnit("small", "r0", 1)]
+    workers = [FakeWorker(0, delay=0.05), FakeWorker(1, delay=0.01)]
+    reports = await drive(work, workers, give_up=give_up)
+    by_worker = {index: [r.unit for r in reports if r.worker and r.worker.index == index] for index in (0, 1)}
+    assert WorkUnit("small", "r0", 1) in by_worker[1]
+    assert any(unit.account == "big" for unit in by_worker[1])  # it stole work once "small" was done
