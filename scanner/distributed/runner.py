@@ -12,18 +12,20 @@ divided by the number of workers, and paces its own AssumeRole calls to it. The 
 named Ray actor holding one cluster-wide token bucket, would put a cross-process call on the path
 of every AssumeRole and make every worker depend on one more actor staying alive. The share costs
 nothing on the hot path and cannot be lost; what it gives up (an idle worker's unused share is not
-lent to a busy one) matters little, because the role of each account is assumed once per unit and
-refreshed rarely (``scanner.org.cache``), so AssumeRole is nowhere near the scan's bottleneck
-unless the organisation has thousands of accounts, where every worker is busy anyway.
+lent to a busy one) matters little: a worker assumes an account's role once, when it takes the
+account's first unit (then refreshes it before it expires, ``scanner.org.cache``), and the driver
+keeps an account's units on one worker while fresh accounts remain (``driver``), so a scan makes
+about one AssumeRole call per account, spread over its whole length.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -159,6 +161,8 @@ class DirectoryRunnerFactory:
     output_dir: str
     params: ScanParams
     run_id: str
+    #: Scanners (HTTP session, pool, rate limiters) a worker keeps open, one per account.
+    max_open_accounts: int = 8
 
     @contextlib.asynccontextmanager
     async def open(self, slot: WorkerSlot) -> AsyncIterator[UnitRunner]:
@@ -167,23 +171,30 @@ class DirectoryRunnerFactory:
             accounts: Callable[[str], CredentialsProvider] | None = None
             if self.config.account_credentials is not None:
                 accounts = await stack.enter_async_context(self.config.account_credentials.open(slot))
-            scanners: dict[str | None, Scanner] = {}
+            # The open Scanners, least recently used first; each is held by its own owner task.
+            scanners: OrderedDict[str | None, _Owned] = OrderedDict()
             lock = anyio.Lock()
-            closing = anyio.Event()
 
-            async def own(account: str | None, *, task_status: TaskStatus[Scanner]) -> None:
+            async def own(account: str | None, *, task_status: TaskStatus[_Owned]) -> None:
                 # A Scanner is entered and left by one task (its task group demands it): this one,
-                # which lives as long as the runner, whichever task asked for the Scanner first.
+                # whichever task asked for the Scanner first.
                 async with self.config.scanner(self._credentials(account, accounts)) as scanner:
-                    task_status.started(scanner)
-                    await closing.wait()
+                    owned = _Owned(scanner)
+                    task_status.started(owned)
+                    await owned.closing.wait()
 
             async def scanner_for(account: str | None) -> Scanner:
                 async with lock:
-                    found = scanners.get(account)
-                    if found is None:
-                        found = scanners[account] = await owners.start(own, account)
-                    return found
+                    owned = scanners.get(account)
+                    if owned is None:
+                        while len(scanners) >= self.max_open_accounts:
+                            # A worker moves from account to account: close the one it used least
+                            # recently (its session and pool), not keep hundreds open.
+                            _, evicted = scanners.popitem(last=False)
+                            evicted.closing.set()
+                        owned = scanners[account] = await owners.start(own, account)
+                    scanners.move_to_end(account)
+                    return owned.scanner
 
             async def run(work: WorkUnit) -> UnitReport:
                 return await self._run(directory, await scanner_for(work.account), work)
@@ -192,7 +203,8 @@ class DirectoryRunnerFactory:
                 try:
                     yield run
                 finally:
-                    closing.set()
+                    for owned in scanners.values():
+                        owned.closing.set()
 
     def _credentials(
         self, account: str | None, accounts: Callable[[str], CredentialsProvider] | None
@@ -236,6 +248,9 @@ class DirectoryRunnerFactory:
         )
 
 
-def with_worker(report: UnitReport, **changes: Any) -> UnitReport:
-    """``report`` with the fields only the worker knows (``worker``, ``attempt``) filled in."""
-    return replace(report, **changes)
+class _Owned:
+    __slots__ = ("closing", "scanner")
+
+    def __init__(self, scanner: Scanner) -> None:
+        self.scanner = scanner
+        self.closing = anyio.Event()

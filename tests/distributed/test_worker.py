@@ -10,11 +10,18 @@ import pytest
 import pytest_asyncio
 
 from scanner import Consistency, StaticCredentials
-from scanner.distributed import DirectoryRunnerFactory, WorkerScanConfig, WorkerSlot, WorkUnit, sizes_from
+from scanner.distributed import (
+    AssumedRoleSource,
+    DirectoryRunnerFactory,
+    WorkerScanConfig,
+    WorkerSlot,
+    WorkUnit,
+    sizes_from,
+)
 from scanner.distributed.worker import UnitWorker
 from scanner.scandir import ScanDirectory, ScanParams
-from scanner.simulator import FaultConfig, FleetSpec, LongTail, Simulator, record_key_digest
-from tests.distributed.conftest import directory_digest
+from scanner.simulator import FaultConfig, FleetSpec, LongTail, OrgSpec, Simulator, record_key_digest
+from tests.distributed.conftest import account_digests, directory_digest
 
 SPEC = FleetSpec(regions=2, services_per_region=6, total_instances=300, distribution=LongTail(1.0, 100))
 SLOT = WorkerSlot(index=0, workers=1, assume_role_rate=20.0)
@@ -101,3 +108,30 @@ async def test_sizes_come_from_an_earlier_scan(sim: Simulator, tmp_path: Path) -
     work = [WorkUnit(None, region) for region in sim.regions]
     sized = sizes_from(work, ScanDirectory.open(tmp_path))
     assert sized == [WorkUnit(None, sim.regions[0], first.records), WorkUnit(None, sim.regions[1])]
+
+
+@pytest.mark.asyncio
+async def test_a_worker_moving_between_accounts_keeps_few_scanners_open(tmp_path: Path) -> None:
+    org = OrgSpec(members=3, fleet=FleetSpec(regions=2, services_per_region=3), total_instances=200)
+    async with Simulator(org=org, seed=4) as sim:
+        assert sim.org is not None
+        accounts = [member.account_id for member in sim.org.scannable()]
+        key = StaticCredentials(sim.access_key_id, sim.access_key_secret)
+        source = AssumedRoleSource(
+            source=lambda: key, sts_endpoint=sim.sts_endpoint, allow_insecure_http=True
+        )
+        scan_config = WorkerScanConfig(
+            account_credentials=source, endpoints=dict(sim.endpoints), allow_insecure_http=True
+        )
+        params = ScanParams(regions=tuple(sim.regions), accounts=tuple(accounts))
+        factory = DirectoryRunnerFactory(scan_config, str(tmp_path), params, "run1", max_open_accounts=1)
+        unit_worker = UnitWorker(factory, SLOT)
+        await unit_worker.start()
+        # Back and forth between accounts: each switch closes the other account's Scanner.
+        order = [WorkUnit(account, region) for region in sim.regions for account in accounts]
+        reports = [await unit_worker.run(unit, 1) for unit in order]
+        await unit_worker.close()
+        assert all(report.complete for report in reports)
+        assert account_digests(tmp_path) == {a: d for a, d in sim.org_digests().items() if d.count}
+        # The credentials outlive the Scanners: one AssumeRole per account.
+        assert sim.org_info()["rpc_requests"]["Sts"]["AssumeRole"] == len(accounts)
