@@ -1,0 +1,137 @@
+"""A worker's body and the default runner, in-process (no Ray): units into a scan directory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+import pytest_asyncio
+
+from scanner import Consistency, StaticCredentials
+from scanner.distributed import (
+    AssumedRoleSource,
+    DirectoryRunnerFactory,
+    WorkerScanConfig,
+    WorkerSlot,
+    WorkUnit,
+    sizes_from,
+)
+from scanner.distributed.worker import UnitWorker
+from scanner.scandir import ScanDirectory, ScanParams
+from scanner.simulator import FaultConfig, FleetSpec, LongTail, OrgSpec, Simulator, record_key_digest
+from tests.distributed.conftest import account_digests, directory_digest
+
+SPEC = FleetSpec(regions=2, services_per_region=6, total_instances=300, distribution=LongTail(1.0, 100))
+SLOT = WorkerSlot(index=0, workers=1, assume_role_rate=20.0)
+
+
+@pytest_asyncio.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(spec=SPEC, seed=2) as simulator:
+        yield simulator
+
+
+def config(sim: Simulator, secret: str | None = None) -> WorkerScanConfig:
+    key = StaticCredentials(sim.access_key_id, secret or sim.access_key_secret)
+    return WorkerScanConfig(
+        credentials=lambda: key,
+        endpoints=dict(sim.endpoints),
+        allow_insecure_http=True,
+        consistency=Consistency(page_size=10),  # several pages a service: a unit takes a few round trips
+    )
+
+
+def worker(sim: Simulator, out: Path, secret: str | None = None) -> UnitWorker:
+    params = ScanParams(regions=tuple(sim.regions))
+    return UnitWorker(DirectoryRunnerFactory(config(sim, secret), str(out), params, "run1"), SLOT)
+
+
+def data_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and "_manifest" not in p.parts]
+
+
+@pytest.mark.asyncio
+async def test_units_are_scanned_into_their_parts(sim: Simulator, tmp_path: Path) -> None:
+    unit_worker = worker(sim, tmp_path)
+    info = await unit_worker.start()
+    assert info.index == 0
+    reports = [await unit_worker.run(WorkUnit(None, region), 1) for region in sim.regions]
+    await unit_worker.close()
+    assert all(report.complete for report in reports)
+    assert all(report.worker == info for report in reports)
+    assert directory_digest(tmp_path) == sim.fleet_digest()
+    assert sum(report.records for report in reports) == sim.fleet_digest().count
+    entries = ScanDirectory.open(tmp_path).entries()
+    assert {entry.run_id for entry in entries.values()} == {"run1"}
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_unit_leaves_no_trace_and_runs_again(sim: Simulator, tmp_path: Path) -> None:
+    sim.set_faults(FaultConfig(latency_ms=200))
+    region = sim.regions[0]
+    unit_worker = worker(sim, tmp_path)
+    await unit_worker.start()
+    with anyio.move_on_after(0.55):  # ListServices answered, instance pages in flight
+        await unit_worker.run(WorkUnit(None, region), 1)
+        pytest.fail("the unit should still be running")
+    directory = ScanDirectory.open(tmp_path)
+    assert directory.entries() == {}
+    assert data_files(tmp_path) == []
+    sim.set_faults(FaultConfig())
+    report = await unit_worker.run(WorkUnit(None, region), 2)
+    await unit_worker.close()
+    assert report.complete
+    expected = record_key_digest(key for key in sim.current_keys() if key[0] == region)
+    assert directory_digest(tmp_path) == expected
+
+
+@pytest.mark.asyncio
+async def test_a_unit_whose_scan_fails_is_committed_incomplete(sim: Simulator, tmp_path: Path) -> None:
+    unit_worker = worker(sim, tmp_path, secret="not-the-secret")
+    await unit_worker.start()
+    report = await unit_worker.run(WorkUnit(None, sim.regions[0]), 1)
+    await unit_worker.close()
+    assert report.status == "incomplete"
+    assert report.failures
+    entry = ScanDirectory.open(tmp_path).entries()
+    assert [e.status for e in entry.values()] == ["incomplete"]
+
+
+@pytest.mark.asyncio
+async def test_sizes_come_from_an_earlier_scan(sim: Simulator, tmp_path: Path) -> None:
+    unit_worker = worker(sim, tmp_path)
+    await unit_worker.start()
+    first = await unit_worker.run(WorkUnit(None, sim.regions[0]), 1)
+    await unit_worker.close()
+    work = [WorkUnit(None, region) for region in sim.regions]
+    sized = sizes_from(work, ScanDirectory.open(tmp_path))
+    assert sized == [WorkUnit(None, sim.regions[0], first.records), WorkUnit(None, sim.regions[1])]
+
+
+@pytest.mark.asyncio
+async def test_a_worker_moving_between_accounts_keeps_few_scanners_open(tmp_path: Path) -> None:
+    org = OrgSpec(members=3, fleet=FleetSpec(regions=2, services_per_region=3), total_instances=200)
+    async with Simulator(org=org, seed=4) as sim:
+        assert sim.org is not None
+        accounts = [member.account_id for member in sim.org.scannable()]
+        key = StaticCredentials(sim.access_key_id, sim.access_key_secret)
+        source = AssumedRoleSource(
+            source=lambda: key, sts_endpoint=sim.sts_endpoint, allow_insecure_http=True
+        )
+        scan_config = WorkerScanConfig(
+            account_credentials=source, endpoints=dict(sim.endpoints), allow_insecure_http=True
+        )
+        params = ScanParams(regions=tuple(sim.regions), accounts=tuple(accounts))
+        factory = DirectoryRunnerFactory(scan_config, str(tmp_path), params, "run1", max_open_accounts=1)
+        unit_worker = UnitWorker(factory, SLOT)
+        await unit_worker.start()
+        # Back and forth between accounts: each switch closes the other account's Scanner.
+        order = [WorkUnit(account, region) for region in sim.regions for account in accounts]
+        reports = [await unit_worker.run(unit, 1) for unit in order]
+        await unit_worker.close()
+        assert all(report.complete for report in reports)
+        assert account_digests(tmp_path) == {a: d for a, d in sim.org_digests().items() if d.count}
+        # The credentials outlive the Scanners: one AssumeRole per account.
+        assert sim.org_info()["rpc_requests"]["Sts"]["AssumeRole"] == len(accounts)
