@@ -39,12 +39,9 @@ class Shard:
     @classmethod
     def parse(cls, text: str) -> Shard:
         index, sep, count = text.partition("/")
-        try:
-            if not sep:
-                raise ValueError
-            return cls(int(index), int(count))
-        except ValueError:
-            raise ConfigError(f"--shard takes I/N (e.g. 0/4), got {text!r}") from None
+        if not (sep and index.strip().isdigit() and count.strip().isdigit()):
+            raise ConfigError(f"--shard takes I/N (e.g. 0/4), got {text!r}")
+        return cls(int(index), int(count))
 
     def __call__(self, account: str | None, region: str) -> bool:
         return shard_of(Unit(account, region), self.count) == self.index
