@@ -353,3 +353,32 @@ def test_diff_of_two_scans_with_changes_and_an_incomplete_region(
         len(changed),
     )
     assert document["exit_code"] == 3
+
+
+def test_sigterm_stops_cleanly_and_resume_finishes(slow_fleet: ThreadedSimulator, tmp_path: Path) -> None:
+    out = tmp_path / "scan"
+    argv = scan_args(slow_fleet, "--output-dir", str(out), "--page-size", "20", "--concurrency", "3")
+    process = subprocess.Popen(
+        [EAS_SCAN, *argv],
+        env={**os.environ, **slow_fleet.env()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    parts = out / "_manifest" / "parts"
+    deadline = time.monotonic() + 30
+    while not (parts.is_dir() and any(parts.glob("*.json"))) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    directory = ScanDirectory.open(out)
+    assert directory.verify() == []
+    # Only committed parts and their entries: the regions in progress were dropped, no temporary file.
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    named = {entry.file for entry in directory.entries().values() if entry.file}
+    assert {str(p.relative_to(out)) for p in out.glob("region=*/part-*")} == named
+    finished = [run for run in directory.runs() if run["finished_at"]]
+    assert len(finished) == 1
+    resumed = run_process([*argv, "--resume"], env=slow_fleet.env())
+    assert resumed.returncode == 0, resumed.stderr
+    assert_records_exact(directory_records(out), slow_fleet.expected())
