@@ -250,6 +250,9 @@ def test_sigkill_at_random_points_then_resume_is_exact(slow_fleet: ThreadedSimul
     resumed = run_process([*argv(out), "--resume"], env=slow_fleet.env())
     assert resumed.returncode == 0, (seed, resumed.stderr)
     assert_records_exact(directory_records(out), slow_fleet.expected())
+    # The leftovers of the killed runs are gone: every file is a part an entry names.
+    named = {entry.file for entry in ScanDirectory.open(out).entries().values() if entry.file}
+    assert {str(p.relative_to(out)) for p in out.glob("region=*/*")} == named
     # Equal to a scan never interrupted, times aside.
     whole = tmp_path / "whole"
     assert run_process(argv(whole), env=slow_fleet.env()).returncode == 0
