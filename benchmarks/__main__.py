@@ -1,7 +1,7 @@
 """``python -m benchmarks run [--quick] [--json PATH]``: every scenario, a table, and a JSON file.
 
 Scenarios (one module each): ``throughput``, ``latency``, ``ratelimit``, ``realistic``, ``memory``,
-``signing``.
+``signing``, ``formats``, ``resume``, ``diff``.
 The simulator always runs in its own process, and so does every measured client. ``--quick`` runs
 a small version of each (under a minute) and fails unless every scanner run is exact; it never
 checks a speed. The JSON keys are listed in the README's Performance section.
@@ -25,7 +25,17 @@ import orjson
 
 __all__ = ["goals", "main"]
 
-SCENARIOS = ("throughput", "latency", "ratelimit", "realistic", "memory", "signing")
+SCENARIOS = (
+    "throughput",
+    "latency",
+    "ratelimit",
+    "realistic",
+    "memory",
+    "signing",
+    "formats",
+    "resume",
+    "diff",
+)
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 
 _COLUMNS = (
@@ -108,6 +118,21 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         growth = _ratio(mem["rss_large_mb"], mem["rss_small_mb"])
         goal("rss_large_vs_small", growth, "<= 1.3", growth is not None and growth <= 1.3)
         goal("rss_large_mb", mem["rss_large_mb"], "<= 200", mem["rss_large_mb"] <= 200)
+    formats = results.get("formats")
+    if formats:
+        rss = formats["parquet"]["peak_rss_mb"]
+        goal("parquet_peak_rss_mb", rss, "<= 200", rss <= 200)
+        both = formats["jsonl"]["exact"] is True and formats["parquet"]["exact"] is True
+        goal("formats_exact", both, "yes", both)
+    resume = results.get("resume")
+    if resume:
+        met = resume["ratio"] is not None and resume["ratio"] <= resume["goal_ratio"]
+        goal("resume_ratio", resume["ratio"], f"<= {resume['goal_ratio']}", met)
+        goal("resume_exact", resume["exact"], "yes", resume["exact"] is True)
+    diff = results.get("diff")
+    if diff:
+        goal("diff_peak_rss_mb", diff["peak_rss_mb"], "<= 400", diff["peak_rss_mb"] <= 400)
+        goal("diff_exact", diff["exact"], "yes", diff["exact"] is True)
     exact = [run["exact"] for _, client, run in _runs(results) if client.startswith("scanner")]
     goal("scanner_exact", all(exact), "every scanner run", all(exact))
     return out
@@ -161,8 +186,9 @@ def run(scenarios: Sequence[str], *, quick: bool, json_path: Path) -> int:
     inexact = [
         f"{scenario}/{client}"
         for scenario, client, r in _runs(results)
-        if client.startswith("scanner") and r["exact"] is not True
+        if (client.startswith("scanner") or scenario == "formats") and r["exact"] is not True
     ]
+    inexact += [name for name in ("resume", "diff") if name in results and results[name]["exact"] is not True]
     if inexact:
         print(f"scanner output not exact: {', '.join(inexact)}", file=sys.stderr)
         return 1

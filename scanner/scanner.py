@@ -38,7 +38,7 @@ from scanner.eas.params import InstanceQuery, ServiceQuery
 from scanner.engine.config import Concurrency, Consistency, RateLimit, RetryPolicy
 from scanner.engine.pacing import ClientRateLimiters
 from scanner.engine.ports import EasApi
-from scanner.engine.scheduler import Batch, ScanJob, ScanPlan
+from scanner.engine.scheduler import Batch, ScanItem, ScanJob, ScanPlan, UnitFilter
 from scanner.engine.stats import ScanStatistics, ScanSummary
 from scanner.errors import ConfigError, UsageError
 from scanner.lifecycle import Lifecycle
@@ -66,7 +66,7 @@ class ScanStream:
     raised from the iteration once the records before it have been delivered.
     """
 
-    def __init__(self, job: ScanJob, receive: MemoryObjectReceiveStream[Batch], clock: Clock) -> None:
+    def __init__(self, job: ScanJob, receive: MemoryObjectReceiveStream[ScanItem], clock: Clock) -> None:
         self._job = job
         self._receive = receive
         self._clock = clock
@@ -90,18 +90,38 @@ class ScanStream:
 
     async def _next_batch(self) -> Batch:
         while True:
+            item = await self._next_item()
+            if isinstance(item, list) and item:
+                return item
+
+    async def _next_item(self) -> ScanItem:
+        try:
+            # receive() always yields first; only wait when no page is buffered.
             try:
-                # receive() always yields first; only wait when no page is buffered.
-                try:
-                    batch = self._receive.receive_nowait()
-                except anyio.WouldBlock:
-                    batch = await self._receive.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                self._receive.close()
-                await self._end()
-                raise StopAsyncIteration from None
-            if batch:
-                return batch
+                return self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._receive.close()
+            await self._end()
+            raise StopAsyncIteration from None
+
+    async def events(self) -> AsyncGenerator[ScanItem, None]:
+        """Batches and the events of units, in the order they happened (``scanner.engine.events``).
+
+        ``UnitsPlanned`` comes before the batches of its account; a unit's ``UnitEnded`` after its
+        last batch, so a consumer can commit each (account, region) as soon as its listing ends.
+        """
+        if self._index < len(self._batch):
+            rest, self._batch = self._batch[self._index :], []
+            yield rest
+        while True:
+            try:
+                item = await self._next_item()
+            except StopAsyncIteration:
+                return
+            if not isinstance(item, list) or item:
+                yield item
 
     async def batches(self) -> AsyncGenerator[Batch, None]:
         """The records a page at a time (cheaper than one by one for bulk consumers)."""
@@ -314,6 +334,7 @@ class Scanner:
         service_filter: str | None = None,
         service_query: ServiceQuery | None = None,
         filters: InstanceQuery | Mapping[str, Any] | None = None,
+        units: UnitFilter | None = None,
         **instance_filters: Any,
     ) -> ScanStream:
         """Start a scan and return its stream of records.
@@ -324,6 +345,8 @@ class Scanner:
           filter; ``service_query``: any ListServices filter (a ``ServiceQuery``).
         - ``filters`` / keyword arguments: ListServiceInstances filters (an ``InstanceQuery``, a
           mapping, or keywords such as ``instance_status="Running"``, ``is_spot=True``).
+        - ``units``: ``units(account, region) -> bool``, the (account, region) units to list of those
+          found (a resume, a shard); regions are still all found, and ``events()`` names them.
         """
         if not self._lifecycle.is_open or self._task_group is None or self._api is None:
             raise UsageError("scan() needs an open Scanner: use it inside `async with Scanner(...) as s:`")
@@ -334,8 +357,9 @@ class Scanner:
             service_query=self._plan_service_query(service_filter, service_query),
             instance_query=self._plan_instance_query(filters, instance_filters),
             home_region=self._home_region,
+            units=units,
         )
-        send, receive = anyio.create_memory_object_stream[Batch](self._buffer_pages)
+        send, receive = anyio.create_memory_object_stream[ScanItem](self._buffer_pages)
         job = ScanJob(
             self._api,
             plan,

@@ -13,6 +13,7 @@ CLIENTS = {
     "sdk_async": "benchmarks.clients.sdk_async",
     "sdk_sync": "benchmarks.clients.sdk_sync",
     "floor_aiohttp": "benchmarks.clients.floor_aiohttp",
+    "cli": "benchmarks.clients.cli_client",
 }
 
 

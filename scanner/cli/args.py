@@ -28,6 +28,9 @@ examples:
   eas-scan scan --profile prod --regions cn-shanghai,cn-beijing --instance-status Running
   eas-scan scan --services my-llm --format csv -o llm.csv
   eas-scan scan --endpoint cn-shanghai=http://127.0.0.1:8001   a simulator or proxy
+  eas-scan scan --output-dir scan/ --format parquet   one part per region, resumable
+  eas-scan scan --output-dir scan/ --resume          finish an interrupted scan
+  eas-scan scan --output-dir scan/ --shard 0/4       a quarter of the regions (run 0/4..3/4)
 
 credentials come from the Alibaba Cloud default chain: ALIBABA_CLOUD_ACCESS_KEY_ID,
 ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN), the aliyun CLI profile in
@@ -104,7 +107,9 @@ def _choices(values: Sequence[Any]) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eas-scan", description="Inventory every PAI-EAS service instance of an account.")
     parser.add_argument("--version", action="version", version=f"eas-scan {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{scan,simulate}", parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", metavar="{scan,status,diff,simulate}", parser_class=_Parser
+    )
 
     scan = commands.add_parser(
         "scan",
@@ -117,6 +122,28 @@ def build_parser() -> argparse.ArgumentParser:
     _instance_filters(scan.add_argument_group("instance filters (ListServiceInstances parameters)"))
     _speed_and_resilience(scan.add_argument_group("speed and resilience"))
     _output(scan.add_argument_group("output"))
+    status = commands.add_parser(
+        "status",
+        help="what a scan directory holds: complete, incomplete, missing parts (exit 0 if complete)",
+        description="The parts of a scan directory (or of the shards' directories of one scan): "
+        "exit 0 when the scan is complete, 3 when it is not.",
+    )
+    status.add_argument("directories", metavar="DIR", nargs="+", type=Path, help="scan directory")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    diff = commands.add_parser(
+        "diff",
+        help="the instances added, removed and changed between two scans",
+        description="Compare two scans (scan directories or record files) by (AccountId, ClusterId, "
+        "ServiceName, InstanceName): one JSON line per change. A scan written as shards into several "
+        "directories is given as DIR1,DIR2,... Exit 0 when everything was compared, 3 when a region "
+        "incomplete in either scan was not compared.",
+    )
+    diff.add_argument("old", metavar="OLD", help="the earlier scan")
+    diff.add_argument("new", metavar="NEW", help="the later scan")
+    diff.add_argument(
+        "-o", "--output", metavar="FILE", type=Path, help="write the changes to FILE (default: stdout)"
+    )
+    diff.add_argument("--summary", metavar="FILE", type=Path, help="also write the counts as JSON to FILE")
     commands.add_parser(
         "simulate",
         help="run the embedded EAS simulator on loopback (see eas-scan simulate --help)",
@@ -213,7 +240,28 @@ def _output(out: argparse._ArgumentGroup) -> None:
     out.add_argument(
         "-o", "--output", metavar="FILE", type=Path, help="write records to FILE (default: stdout)"
     )
-    out.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="default: jsonl")
+    out.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        type=Path,
+        help="write a scan directory: one part per region, committed as each region ends, and a manifest",
+    )
+    out.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "parquet"],
+        default="jsonl",
+        help="default: jsonl; parquet needs the extra eas-fleet-scanner[parquet] and -o or --output-dir",
+    )
+    out.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --output-dir: keep the complete parts, scan only the missing or incomplete regions",
+    )
+    out.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="with --output-dir: list only the regions of shard I of N (run N processes, I = 0..N-1)",
+    )
     out.add_argument("--summary", metavar="FILE", type=Path, help="also write the summary as JSON to FILE")
     out.add_argument(
         "--no-progress",

@@ -12,6 +12,9 @@ from scanner import Concurrency, ConfigError, ConnectionLimits, RateLimit, Retry
 from scanner.eas.endpoints import EndpointResolver
 from scanner.eas.params import MAX_PAGE_SIZE
 from scanner.output.files import OS_FILE_SYSTEM, FileSystem, check_writable
+from scanner.scandir.formats import check_format
+from scanner.scandir.params import ScanParams
+from scanner.scandir.shard import Shard
 
 __all__ = ["ScanConfig", "config_from"]
 
@@ -40,6 +43,20 @@ class ScanConfig:
     progress: bool
     quiet: bool
     verbose: int
+    #: --output-dir: a scan directory instead of one output (``-o`` or stdout).
+    output_dir: Path | None = None
+    resume: bool = False
+    shard: Shard | None = None
+
+    def scan_params(self) -> ScanParams:
+        """What makes two runs parts of one scan directory (a resume refuses when it differs)."""
+        filters: dict[str, Any] = dict(self.instance_filters)
+        if self.services is not None:
+            filters["services"] = sorted(set(self.services))
+        if self.service_filter is not None:
+            filters["service_filter"] = self.service_filter
+        regions = tuple(self.regions) if isinstance(self.regions, list) else None
+        return ScanParams(format=self.fmt, filters=filters, regions=regions)
 
 
 #: ListServiceInstances parameters, by the name of the flag's attribute.
@@ -71,6 +88,7 @@ def config_from(args: argparse.Namespace, *, fs: FileSystem = OS_FILE_SYSTEM) ->
         raise ConfigError(
             f"--page-size must be at most {MAX_PAGE_SIZE} (the API's cap), got {args.page_size}"
         )
+    _check_output(args)
     _check_paths(args.output, args.summary, fs)
     filters = {name: getattr(args, name) for name in _INSTANCE_FILTERS}
     return ScanConfig(
@@ -94,7 +112,25 @@ def config_from(args: argparse.Namespace, *, fs: FileSystem = OS_FILE_SYSTEM) ->
         progress=not (args.no_progress or args.quiet),
         quiet=args.quiet,
         verbose=args.verbose,
+        output_dir=args.output_dir,
+        resume=args.resume,
+        shard=None if args.shard is None else Shard.parse(args.shard),
     )
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Where the records go: -o or stdout, or a scan directory; and in which format."""
+    if args.output_dir is not None and args.output is not None:
+        raise ConfigError("give -o FILE or --output-dir DIR, not both")
+    if args.output_dir is None:
+        for flag, given in (("--resume", args.resume), ("--shard", args.shard is not None)):
+            if given:
+                raise ConfigError(f"{flag} needs --output-dir DIR (it works on a scan directory)")
+        if args.format == "parquet" and args.output is None:
+            raise ConfigError("--format parquet is not written to stdout: give -o FILE or --output-dir DIR")
+    if args.shard is not None:
+        Shard.parse(args.shard)
+    check_format(args.format)  # Parquet without pyarrow: one line naming the extra, before any request
 
 
 def _endpoints(pairs: list[tuple[str, str]]) -> dict[str, str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -16,9 +18,10 @@ from scanner.cli.args import build_parser
 from scanner.cli.config import ScanConfig, config_from
 from scanner.cli.outcome import EXIT_USAGE, Outcome, exit_code
 from scanner.cli.report import logging_to_stderr, print_error, report, stderr_console, summary_document
-from scanner.cli.scan import ScanResult, run
+from scanner.cli.scan import DirectoryTarget, ScanResult, run
 from scanner.cli.signals import Interrupts
 from scanner.output.files import OS_FILE_SYSTEM, FileSystem, RunFiles, Saved
+from scanner.scandir import ScanDirectory
 
 __all__ = ["main", "run_scan"]
 
@@ -40,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command in ("status", "diff"):
+        from scanner.cli.dirs import diff_command, status_command
+
+        command = status_command if args.command == "status" else diff_command
+        return command(args, stderr_console())
     # Installed until the last line is out: a signal while stderr is flushed is absorbed too.
     with Interrupts().installed() as interrupts:
         code = _scan_command(args, None, stderr_console(), OS_FILE_SYSTEM, interrupts)
@@ -80,7 +88,63 @@ def _scan_command(
         print_error(err, str(exc))
         return EXIT_USAGE
     with logging_to_stderr(quiet=config.quiet, verbose=config.verbose):
+        if config.output_dir is not None:
+            return _run_into_directory(config, err, fs, interrupts)
         return _run(config, stdout, err, fs, interrupts)
+
+
+def _open_directory(config: ScanConfig) -> DirectoryTarget:
+    """The scan directory of --output-dir, created or joined; with --resume, cleaned and planned.
+
+    A ``ConfigError`` (exit 2, before any request) when it holds a scan of other parameters.
+    """
+    assert config.output_dir is not None
+    params = config.scan_params()
+    directory = ScanDirectory.create_or_open(config.output_dir, params)
+    if not config.resume:
+        return DirectoryTarget(directory)
+    plan = directory.resume_plan(params)
+    log = logging.getLogger("scanner.cli")
+    log.info(
+        "resume %s: %d complete region(s) kept (%d records), %d incomplete, %d missing, "
+        "%d being written by another process, %d leftover file(s) removed",
+        directory.path,
+        len(plan.complete),
+        plan.records,
+        len(plan.incomplete),
+        len(plan.missing),
+        len(plan.busy),
+        len(plan.removed),
+    )
+    return DirectoryTarget(directory, plan)
+
+
+def _run_into_directory(config: ScanConfig, err: Console, fs: FileSystem, interrupts: Interrupts) -> int:
+    """``--output-dir``: each region's part committed as it ends; then the summary and exit code."""
+    try:
+        target = _open_directory(config)
+        # The records go to the directory's parts; this transaction only carries --summary.
+        files = RunFiles(None, config.summary, stdout=io.BytesIO(), fs=fs)
+    except ConfigError as exc:
+        print_error(err, str(exc))
+        return EXIT_USAGE
+    interrupts.track(files)
+    result = run(config, target, err, interrupts)
+    saved = Saved(written=not (result.usage_error or result.fatal))
+    interrupts.report()
+    outcome = _outcome(result, saved, interrupted=result.interrupted or bool(interrupts.received))
+    outcome = dataclasses.replace(outcome, records_lost=False)
+    code = exit_code(outcome)
+    summary_error = files.save_summary(
+        summary_document(result.summary, code, result.error), records_written=saved.written
+    )
+    final = exit_code(dataclasses.replace(outcome, summary_lost=summary_error is not None))
+    written_summary = config.summary if summary_error is None else None
+    report(err, result.summary, code, quiet=config.quiet, summary_path=written_summary)
+    for message in (result.error, summary_error):
+        if message is not None:
+            print_error(err, message)
+    return final
 
 
 def _run(

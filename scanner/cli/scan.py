@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +28,13 @@ from scanner import (
 )
 from scanner.cli.config import ScanConfig
 from scanner.cli.signals import Interrupts
+from scanner.engine.events import UnitEnded, UnitsPlanned
 from scanner.output.files import OutputFile, records_error
 from scanner.output.progress import LogProgress, TerminalProgress
-from scanner.output.sinks import encoder_for
+from scanner.scandir import PartRouter, ResumePlan, ScanDirectory, Unit
+from scanner.scandir.formats import part_encoder
 
-__all__ = ["OutputClosed", "ScanResult", "run"]
+__all__ = ["DirectoryTarget", "OutputClosed", "ScanResult", "run"]
 
 log = logging.getLogger("scanner.cli")
 
@@ -58,17 +61,36 @@ class ScanResult:
     output_closed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class DirectoryTarget:
+    """A scan directory to write (``--output-dir``), and what a resume keeps of it."""
+
+    directory: ScanDirectory
+    plan: ResumePlan | None = None
+
+    def units(self, shard: Callable[[str | None, str], bool] | None) -> Callable[[str | None, str], bool]:
+        """The units this run lists: its shard's, less the complete ones a resume keeps."""
+        plan = self.plan
+
+        def accept(account: str | None, region: str) -> bool:
+            if shard is not None and not shard(account, region):
+                return False
+            return plan is None or plan.should_scan(account, region)
+
+        return accept
+
+
 def run(
     config: ScanConfig,
-    records: OutputFile,
+    records: OutputFile | DirectoryTarget,
     stderr: Console,
     interrupts: Interrupts,
     *,
     records_on_terminal: bool = False,
 ) -> ScanResult:
-    """Scan on an event loop of its own, writing every record to ``records``; errors become results.
-
-    Anything but a ``ScannerError`` (or Ctrl-C) is a bug, and raised.
+    """Scan on an event loop of its own, writing every record to ``records`` (an output, or the parts
+    of a scan directory); errors become results. Anything but a ``ScannerError`` (or Ctrl-C) is a bug,
+    and raised.
     """
     scan = functools.partial(_scan, config, records, stderr, interrupts, records_on_terminal)
     try:
@@ -95,7 +117,7 @@ def _single_error(group: BaseExceptionGroup[Any]) -> BaseException:
 
 async def _scan(
     config: ScanConfig,
-    records: OutputFile,
+    records: OutputFile | DirectoryTarget,
     stderr: Console,
     interrupts: Interrupts,
     records_on_terminal: bool,
@@ -118,11 +140,15 @@ async def _scan(
                 regions=config.regions,
                 services=config.services,
                 service_filter=config.service_filter,
+                units=records.units(config.shard) if isinstance(records, DirectoryTarget) else None,
                 **config.instance_filters,
             )
-            summary, fatal = await _write_records(
-                config, stream, records, stderr, records_on_terminal=records_on_terminal
-            )
+            if isinstance(records, DirectoryTarget):
+                summary, fatal = await _write_parts(config, stream, records.directory, stderr)
+            else:
+                summary, fatal = await _write_records(
+                    config, stream, records, stderr, records_on_terminal=records_on_terminal
+                )
             return ScanResult(
                 summary=summary,
                 error=str(fatal) if fatal is not None else None,
@@ -185,7 +211,8 @@ async def _write_records(
     records_on_terminal: bool,
 ) -> tuple[ScanSummary, ScannerError | None]:
     """Every record of ``stream`` to ``output``, with progress; the summary and any fatal error."""
-    encoder = encoder_for(config.fmt)
+    encoder = part_encoder(config.fmt)
+    threaded = config.fmt == "parquet"  # converting a page to Arrow takes a while: off the event loop
     write = output.write
     fatal: ScannerError | None = None
     written = 0
@@ -203,8 +230,12 @@ async def _write_records(
             write(encoder.header())
             async with contextlib.aclosing(stream.batches()) as batches:
                 async for batch in batches:
-                    write(encoder.encode(batch))
+                    if threaded:
+                        write(await anyio.to_thread.run_sync(encoder.encode, batch))
+                    else:
+                        write(encoder.encode(batch))
                     written += len(batch)
+            write(encoder.finish())  # Parquet's footer: the file is whole only with it
         except ScannerError as exc:  # fatal: raised once the records before it were delivered
             fatal = exc
         except OSError as exc:  # a full disk; `eas-scan scan | head`: nobody reads any more
@@ -214,3 +245,68 @@ async def _write_records(
             tg.cancel_scope.cancel()
     # Interrupted, the pages still buffered were dropped: count what reached the output.
     return dataclasses.replace(stream.summary, records=written), fatal
+
+
+async def _write_parts(
+    config: ScanConfig, stream: ScanStream, directory: ScanDirectory, stderr: Console
+) -> tuple[ScanSummary, ScannerError | None]:
+    """Every record of ``stream`` into its region's part; each part committed when its region ends."""
+    fatal: ScannerError | None = None
+    written = 0
+    expected: set[tuple[str | None, str]] = set()
+    scanning: set[Unit] = set()
+    async with AsyncExitStack() as stack, anyio.create_task_group() as tg:
+        if config.progress and stderr.is_terminal:
+            tg.start_soon(stack.enter_context(TerminalProgress(stream.statistics, stderr)).run)
+        elif config.progress:
+            tg.start_soon(LogProgress(stream.statistics).run)
+        try:
+            async with (
+                PartRouter(directory) as router,
+                contextlib.aclosing(stream.events()) as events,
+            ):
+                async for item in events:
+                    if isinstance(item, UnitEnded):
+                        await router.commit(item.account, item.region, *_unit_outcome(item))
+                    elif isinstance(item, UnitsPlanned):
+                        expected.update((item.account, region) for region in item.regions)
+                        scanning.update(Unit(item.account, region) for region in item.scanning)
+                        # Every unit of the scan (not only this shard's), for `eas-scan status`.
+                        await anyio.to_thread.run_sync(directory.expect, sorted(expected, key=_unit_key))
+                    else:
+                        await router.write(item)
+                        written += len(item)
+        except ScannerError as exc:  # fatal: raised once the records before it were delivered
+            fatal = exc
+        except OSError as exc:  # a full disk, a folder gone: the parts committed so far stay whole
+            fatal = OutputClosed(
+                f"cannot write to the scan directory {directory.path} ({exc.strerror or exc}): the scan "
+                "was stopped; the regions committed so far are kept: free some space and run again "
+                "with --resume"
+            )
+            await stream.aclose()
+        finally:
+            tg.cancel_scope.cancel()
+    with contextlib.suppress(OSError):
+        directory.finish_run()
+    summary = dataclasses.replace(stream.summary, records=written)
+    if not summary.regions and scanning == set() and not summary.cancelled and fatal is None:
+        # Nothing left to list (a resume of a complete scan, a shard with no region): complete.
+        summary = dataclasses.replace(summary, complete=not summary.missing_services)
+    log.info("scan directory %s: %d region(s) listed by this run", directory.path, len(scanning))
+    return summary, fatal
+
+
+def _unit_outcome(event: UnitEnded) -> tuple[Any, list[dict[str, Any]]]:
+    if event.complete:
+        return "complete", []
+    failures = [failure.to_dict() for failure in event.failures]
+    if not failures:
+        failures = [
+            {"region": event.region, "service": None, "code": "Incomplete", "message": "not listed whole"}
+        ]
+    return "incomplete", failures
+
+
+def _unit_key(unit: tuple[str | None, str]) -> tuple[str, str]:
+    return (unit[0] or "", unit[1])

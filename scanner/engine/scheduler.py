@@ -38,6 +38,7 @@ from scanner.clock import Clock
 from scanner.eas.faults import service_gone
 from scanner.eas.params import Action, InstanceQuery, ServiceQuery
 from scanner.engine.config import Concurrency, Consistency, RetryPolicy
+from scanner.engine.events import ScanEvent, UnitEnded, UnitsPlanned
 from scanner.engine.gate import Gates, LimiterRegistry, RequestGate, Slots, at_once_or_wait
 from scanner.engine.listing import MAX_PLAUSIBLE_TOTAL, Deliver, FirstPass, Listing
 from scanner.engine.ports import EasApi
@@ -45,10 +46,14 @@ from scanner.engine.stats import Failure, LiveStats, ScanSummary, ServiceVerdict
 from scanner.errors import RequestError, ScanFailedError, unwrap_group
 from scanner.records import service_summary, tag_instances
 
-__all__ = ["Batch", "ScanJob", "ScanPlan"]
+__all__ = ["Batch", "ScanItem", "ScanJob", "ScanPlan", "UnitFilter"]
 
 #: What flows to the consumer: the records of one page.
 Batch = list[dict[str, Any]]
+#: Everything the stream carries: batches, and the events of units (``scanner.engine.events``).
+ScanItem = Batch | ScanEvent
+#: Which (account, region) units a scan lists, of those it finds: ``filter(account, region)``.
+UnitFilter = Callable[[str | None, str], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,8 @@ class ScanPlan:
     service_query: ServiceQuery
     instance_query: InstanceQuery
     home_region: str
+    #: Only the units this accepts are listed (a resume, a shard); regions are still all found.
+    units: UnitFilter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +107,7 @@ class ScanJob:
         self,
         api: EasApi,
         plan: ScanPlan,
-        send: MemoryObjectSendStream[Batch],
+        send: MemoryObjectSendStream[ScanItem],
         *,
         concurrency: Concurrency,
         consistency: Consistency,
@@ -158,7 +165,7 @@ class ScanJob:
             async with self._send:
                 with anyio.CancelScope() as self._scope:
                     try:
-                        regions = await self._resolve_regions()
+                        regions = await self._planned_regions()
                         async with anyio.create_task_group() as tg:
                             for region in regions:
                                 tg.start_soon(self._scan_region, region)
@@ -216,6 +223,21 @@ class ScanJob:
             ) from exc
         return tuple(region.region_id for region in found)
 
+    async def _planned_regions(self) -> tuple[str, ...]:
+        """The regions found, announced with those the unit filter keeps (the ones listed)."""
+        regions = await self._resolve_regions()
+        accept = self._plan.units
+        scanning = regions if accept is None else tuple(r for r in regions if accept(None, r))
+        await self._send_event(UnitsPlanned(None, regions, scanning))
+        return scanning
+
+    async def _send_event(self, event: ScanEvent) -> None:
+        try:
+            await at_once_or_wait(self._send.send_nowait, self._send.send, event)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.stop()  # the consumer closed the stream: stop quietly
+            await anyio.lowlevel.checkpoint()
+
     def _record_failure(self, region: str, service: str | None, exc: RequestError) -> None:
         failure = Failure(
             region=region,
@@ -240,6 +262,16 @@ class ScanJob:
             async with receive:
                 for _ in range(self._concurrency.services_per_region):
                     tg.start_soon(self._service_worker, region, receive.clone())
+        await self._unit_ended(region)
+
+    async def _unit_ended(self, region: str) -> None:
+        """Tell the consumer that the region's listing ended, after its last batch (same stream)."""
+        if self.cancelled or self.fatal is not None:
+            return  # cut short: the unit is neither complete nor proven incomplete
+        counters = self.stats.region(region)
+        complete = counters.error is None and counters.failed_services == 0 and counters.services_listed
+        failures = tuple(failure for failure in self.stats.failures if failure.region == region)
+        await self._send_event(UnitEnded(None, region, complete, failures, counters.instances_done))
 
     async def _discover_services(self, region: str, send: MemoryObjectSendStream[_ServiceTarget]) -> None:
         """The region's ListServices listing, each page's wanted services offered to the workers.
