@@ -105,8 +105,12 @@ class ScanJob:
         clock: Clock,
         rng: random.Random,
         fail_fast: bool = False,
+        account: str | None = None,
+        global_slots: Slots | None = None,
     ) -> None:
         self._api = api
+        #: The AccountId records are tagged with (a multi-account scan's ``AccountScan``), or None.
+        self.account = account
         self._plan = plan
         self._send = send
         self._concurrency = concurrency
@@ -140,6 +144,7 @@ class ScanJob:
             clock=clock,
             rng=rng,
             stats=self.stats,
+            global_slots=global_slots,
         )
         # Listings of more than a page hold their emitted names until they end: few at a time.
         self._long_slots: dict[str, Slots] = {}
@@ -219,6 +224,7 @@ class ScanJob:
             code=exc.kind,
             message=str(exc.message),
             action=exc.action,
+            account=self.account,
         )
         self.stats.fail(failure, region_level=service is None)
         if self._fail_fast:
@@ -331,6 +337,7 @@ class ScanJob:
         stats = self.stats
         gate: RequestGate = self._gates.region(region)
         api, query, name, summary = self._api, self._instance_query, target.name, target.summary
+        account = self.account
         known = target.instances_said  # this listing's share of counters.instances_known
 
         def note_total(total: int) -> None:
@@ -349,7 +356,7 @@ class ScanJob:
         async def emit(items: list[dict[str, Any]]) -> None:
             if not items:
                 return
-            batch = tag_instances(items, region, name, summary)
+            batch = tag_instances(items, region, name, summary, account)
             try:
                 await at_once_or_wait(self._send.send_nowait, self._send.send, batch)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):

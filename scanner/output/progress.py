@@ -190,7 +190,7 @@ def render_summary(summary: ScanSummary, console: Console) -> None:
         )
     )
     for failure in summary.failures[:20]:
-        where = failure.region + (f"/{failure.service}" if failure.service else "")
+        where = "/".join(part for part in (failure.account, failure.region, failure.service) if part)
         line = one_line(f"{where}: {failure.code}: {failure.message}")
         console.print(Text.assemble("  ", ("failed", "red"), f" {line}"))
     if len(summary.failures) > 20:
