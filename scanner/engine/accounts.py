@@ -290,6 +290,9 @@ class AccountScan:
                 return
             self._account_ended(account, job)
         finally:
+            job_summary = account.job.summary if account.job is not None else None
+            if job_summary is not None:  # stopped part way: what it did still counts
+                self._summaries.setdefault(plan.account_id, job_summary)
             account.done = True
             self.stats.ended(account, self._clock.monotonic())
             account.job = None

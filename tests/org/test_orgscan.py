@@ -232,3 +232,21 @@ async def test_tokens_that_live_less_than_asked_are_refreshed_before_they_expire
     scanned = spec.members - spec.non_success
     assert roles["assume_role_calls"] <= scanned + roles["token_refreshes"]
     assert sum(per_account.values()) == roles["assume_role_calls"]
+
+
+async def test_closing_the_stream_stops_every_account(org_small: Simulator) -> None:
+    async with scanner_for(org_small, Organization(), accounts_in_flight=4) as scanner:
+        stream = scanner.scan()
+        seen = 0
+        async for _ in stream:
+            seen += 1
+            if seen == 300:
+                break
+        await stream.aclose()
+        summary = stream.summary
+    assert summary.cancelled
+    assert not summary.complete
+    assert summary.accounts is not None
+    assert not all(entry.complete for entry in summary.accounts.values())
+    progress = stream.statistics()
+    assert progress.accounts_total == len(summary.accounts)
