@@ -25,7 +25,7 @@ import orjson
 
 __all__ = ["goals", "main"]
 
-SCENARIOS = ("throughput", "latency", "ratelimit", "realistic", "memory", "signing")
+SCENARIOS = ("throughput", "latency", "ratelimit", "realistic", "memory", "signing", "org")
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 
 _COLUMNS = (
@@ -108,6 +108,14 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         growth = _ratio(mem["rss_large_mb"], mem["rss_small_mb"])
         goal("rss_large_vs_small", growth, "<= 1.3", growth is not None and growth <= 1.3)
         goal("rss_large_mb", mem["rss_large_mb"], "<= 200", mem["rss_large_mb"] <= 200)
+    org = results.get("org")
+    if org:
+        ceiling = min(org["summed_limit_qps"], org["cpu_bound_qps"] or org["summed_limit_qps"])
+        achieved = _ratio(org["scanner"]["achieved_qps"], ceiling)
+        goal("org_achieved_vs_min_limit_cpu", achieved, ">= 0.85", achieved is not None and achieved >= 0.85)
+        calls, refreshes = org["scanner"]["assume_role_calls"], org["scanner"]["token_refreshes"]
+        within = calls is not None and refreshes is not None and calls <= org["accounts"] + refreshes
+        goal("org_assume_role_calls", calls, "<= accounts + refreshes", within)
     exact = [run["exact"] for _, client, run in _runs(results) if client.startswith("scanner")]
     goal("scanner_exact", all(exact), "every scanner run", all(exact))
     return out
