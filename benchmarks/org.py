@@ -28,7 +28,7 @@ TOKEN_TTL_S = 20
 
 def _shape(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"accounts": 40, "services": 12, "instances": 24_000, "limit": 1.0}
+        return {"accounts": 20, "services": 6, "instances": 6_000, "limit": 2.0}
     return {"accounts": 200, "services": 30, "instances": 240_000, "limit": 0.5}
 
 

@@ -8,15 +8,18 @@ an expired token refused and retried once, include/exclude, folders, accounts li
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from scanner import ScanFailedError, Scanner, StaticCredentials
+from scanner import ConfigError, ScanFailedError, Scanner, ScanStatistics, StaticCredentials
 from scanner.org.sources import Account, Organization
+from scanner.output.progress import describe
 from scanner.simulator import OrgSpec, Simulator, account_key_digests
 from scanner.simulator.org import ORG_PRESETS, SUCCESS_STATUSES
 from scanner.testing import FakeClock
@@ -250,3 +253,27 @@ async def test_closing_the_stream_stops_every_account(org_small: Simulator) -> N
     assert not all(entry.complete for entry in summary.accounts.values())
     progress = stream.statistics()
     assert progress.accounts_total == len(summary.accounts)
+
+
+async def test_an_accounts_file_path_and_its_errors(org_small: Simulator, tmp_path: Path) -> None:
+    ok = members_by_flag(org_small)["ok"]
+    path = tmp_path / "accounts.toml"
+    path.write_text(f'[[account]]\nid = "{ok[0]}"\nname = "one"\n')
+    async with scanner_for(org_small, str(path)) as scanner:
+        records, summary = await scan_all(scanner)
+    assert summary.complete
+    assert summary.accounts is not None
+    assert list(summary.accounts) == [ok[0]]
+    assert {r["AccountId"] for r in records} == {ok[0]}
+    path.write_text(f'[[account]]\nid = "{ok[0]}"\nrole_arn = "acs:ram::1:role/x"\n')
+    with pytest.raises(ConfigError, match=r"accounts.toml, line 3: role_arn is a role of account 1"):
+        scanner_for(org_small, path)
+
+
+async def test_progress_lines_count_accounts() -> None:
+    stats = ScanStatistics(
+        elapsed_s=1.0, requests=10, retries=0, throttled=0, bytes_received=0, records=5, failures=0,
+        regions={}, accounts_total=12, accounts_done=3,
+    )  # fmt: skip
+    assert describe(stats).startswith("accounts 3/12, regions")
+    assert not describe(dataclasses.replace(stats, accounts_total=0)).startswith("accounts")
