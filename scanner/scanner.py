@@ -222,6 +222,8 @@ class Scanner:
     - ``role_session_name``, ``role_duration``: AssumeRole's ``RoleSessionName`` and
       ``DurationSeconds``; ``sts_endpoint``, ``resourcemanager_endpoint``: base URLs (proxies,
       VPC endpoints, the simulator).
+
+    ``role_statistics()`` then counts AssumeRole calls, refreshes and expired-token retries.
     """
 
     def __init__(

@@ -226,3 +226,19 @@ def test_simulate_org_small_in_a_subprocess(portal: BlockingPortal, tmp_path: Pa
     assert summary["complete"] is True
     assert len(summary["skipped_accounts"]) == 1
     assert set(summary["accounts"]) == set(expected)
+
+
+def test_quiet_names_the_account_of_the_first_failure(
+    org: ThreadedSimulator, run_cli: Callable[..., Run]
+) -> None:
+    f = flags(org)
+    run = run_cli("scan", "--org", *org_args(org), "--quiet", "--include-accounts", f["missing_role"][0])
+    assert run.code == 1  # the only account could not be scanned
+    run = run_cli(
+        "scan", "--org", *org_args(org), "--quiet",
+        "--include-accounts", ",".join([f["ok"][0], f["missing_role"][0]]),
+    )  # fmt: skip
+    assert run.code == 3
+    line = run.stderr.strip().splitlines()[-1]
+    assert line.startswith("eas-scan: incomplete: 1 failure(s), first ")
+    assert f"{f['missing_role'][0]}/-: EntityNotExist.Role" in line
