@@ -29,7 +29,8 @@ TOKEN_TTL_S = 20
 def _shape(quick: bool) -> dict[str, Any]:
     if quick:
         return {"accounts": 20, "services": 6, "instances": 6_000, "limit": 2.0}
-    return {"accounts": 200, "services": 30, "instances": 240_000, "limit": 0.5}
+    # 1 qps: the scanner's adaptive floor is 0.5 qps (RateLimit.min_rate), a scope must be above it.
+    return {"accounts": 200, "services": 30, "instances": 240_000, "limit": 1.0}
 
 
 def _ok_requests(run: dict[str, Any]) -> int | None:

@@ -7,6 +7,7 @@ simulator's ``/_simulator/org/digests``; it also reports its AssumeRole calls an
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any, BinaryIO
 
 import anyio
@@ -36,6 +37,7 @@ async def _scan(job: dict[str, Any], out: BinaryIO) -> dict[str, Any]:
         "retries": summary.retries,
         "throttled": summary.throttled,
         "failures": len(summary.failures),
+        "failure_codes": dict(Counter(failure.code for failure in summary.failures)),
         **roles,
     }
 
