@@ -35,6 +35,7 @@ SCENARIOS = (
     "formats",
     "resume",
     "diff",
+    "org",
 )
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 
@@ -133,6 +134,14 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if diff:
         goal("diff_peak_rss_mb", diff["peak_rss_mb"], "<= 400", diff["peak_rss_mb"] <= 400)
         goal("diff_exact", diff["exact"], "yes", diff["exact"] is True)
+    org = results.get("org")
+    if org:
+        ceiling = min(org["summed_limit_qps"], org["cpu_bound_qps"] or org["summed_limit_qps"])
+        achieved = _ratio(org["scanner"]["achieved_qps"], ceiling)
+        goal("org_achieved_vs_min_limit_cpu", achieved, ">= 0.85", achieved is not None and achieved >= 0.85)
+        calls, refreshes = org["scanner"]["assume_role_calls"], org["scanner"]["token_refreshes"]
+        within = calls is not None and refreshes is not None and calls <= org["accounts"] + refreshes
+        goal("org_assume_role_calls", calls, "<= accounts + refreshes", within)
     exact = [run["exact"] for _, client, run in _runs(results) if client.startswith("scanner")]
     goal("scanner_exact", all(exact), "every scanner run", all(exact))
     return out

@@ -9,7 +9,8 @@
         stream.summary
 
 The names here are what a library user needs: the scanner and its stream and summary, every
-configuration type ``Scanner`` and ``scan()`` accept, the credential types, and the error base
+configuration type ``Scanner`` and ``scan()`` accept (``Organization`` and ``Account`` for
+scans of several accounts), the credential types, and the error base
 classes worth catching. Everything else lives in its module (``scanner.errors`` for the whole
 exception tree, ``scanner.testing`` for ``FakeClock`` and ``MockTransport``,
 ``scanner.client`` for the transport seam and ``EasClient``).
@@ -39,6 +40,7 @@ from scanner.errors import (
     UsageError,
 )
 from scanner.gctuning import batch_gc
+from scanner.org.sources import Account, Organization
 from scanner.scanner import Scanner, ScanStream
 
 try:
@@ -47,6 +49,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that was ne
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Account",
     "ApiError",
     "Concurrency",
     "ConfigError",
@@ -57,6 +60,7 @@ __all__ = [
     "CredentialsProvider",
     "DefaultCredentials",
     "InstanceQuery",
+    "Organization",
     "RateLimit",
     "RequestError",
     "RetryPolicy",

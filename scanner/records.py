@@ -2,7 +2,8 @@
 
 A record is the instance's own JSON object (every field, untouched) plus three keys:
 ``ClusterId`` (the region), ``ServiceName``, and ``Service``, an object with the service's
-identifying and state fields (``SERVICE_SUMMARY_FIELDS``). Tagging happens in place on the dict
+identifying and state fields (``SERVICE_SUMMARY_FIELDS``); in a multi-account scan, a fourth:
+``AccountId`` (a string). Tagging happens in place on the dict
 orjson decoded, so no record is copied; every record of a service shares one ``Service`` object.
 """
 
@@ -43,9 +44,17 @@ def service_summary(service: dict[str, Any]) -> dict[str, Any]:
 
 
 def tag_instances(
-    items: list[dict[str, Any]], cluster_id: str, service_name: str, summary: dict[str, Any]
+    items: list[dict[str, Any]],
+    cluster_id: str,
+    service_name: str,
+    summary: dict[str, Any],
+    account_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Turn a page's instances into records, in place, and return them."""
+    """Turn a page's instances into records, in place, and return them. ``account_id`` (a
+    multi-account scan) adds ``AccountId`` too; single-account records do not have it."""
+    if account_id is not None:
+        for item in items:
+            item["AccountId"] = account_id
     for item in items:
         item["ClusterId"] = cluster_id
         item["ServiceName"] = service_name

@@ -13,11 +13,17 @@ A Scanner owns one HTTP session and one task group. ``scan()`` does not block: i
 in that task group and returns a ``ScanStream`` to read records from. Leaving the ``async with``
 block stops any scan still running; so does closing its stream (``await stream.aclose()`` or
 ``async with s.scan(...) as stream``).
+
+Given ``accounts=`` (an ``Organization``, an accounts file, or a list of ``Account``), a Scanner
+scans several accounts in one run (issue 13): ``credentials`` are then the management account's
+(or whoever may assume the accounts' roles), each account is entered with STS ``AssumeRole``,
+its records carry ``AccountId`` and ``stream.summary`` has ``accounts`` and ``skipped_accounts``.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import random
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -31,10 +37,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from scanner.client.api import EasClient
 from scanner.client.credentials import CredentialsProvider, DefaultCredentials
 from scanner.client.http import AsyncTransport
-from scanner.client.transport import ConnectionLimits, Timeouts
+from scanner.client.transport import AiohttpTransport, ConnectionLimits, Timeouts
 from scanner.clock import Clock, SystemClock
 from scanner.eas.endpoints import EndpointResolver, EndpointType, validate_region
 from scanner.eas.params import InstanceQuery, ServiceQuery
+from scanner.engine.accounts import DEFAULT_ACCOUNTS_IN_FLIGHT, AccountScan
 from scanner.engine.config import Concurrency, Consistency, RateLimit, RetryPolicy
 from scanner.engine.pacing import ClientRateLimiters
 from scanner.engine.ports import EasApi
@@ -42,13 +49,21 @@ from scanner.engine.scheduler import Batch, ScanItem, ScanJob, ScanPlan, UnitFil
 from scanner.engine.stats import ScanStatistics, ScanSummary
 from scanner.errors import ConfigError, UsageError
 from scanner.lifecycle import Lifecycle
+from scanner.org.cache import RoleCredentialsCache, SimpleRetry
+from scanner.org.resourcemanager import ResourceManagerClient
+from scanner.org.rpc import RESOURCE_MANAGER, STS, RpcClient
+from scanner.org.sources import Account, Organization, resolve_accounts
+from scanner.org.sts import DEFAULT_DURATION_SECONDS, DEFAULT_ROLE_SESSION_NAME, StsClient
+from scanner.orgsession import OrgSession
 from scanner.records import encode_jsonl
 from scanner.validation import require_positive
 
-__all__ = ["DEFAULT_HOME_REGION", "BinarySink", "ScanStream", "Scanner"]
+__all__ = ["DEFAULT_CONCURRENCY_PER_ACCOUNT", "DEFAULT_HOME_REGION", "BinarySink", "ScanStream", "Scanner"]
 
 #: Where DescribeRegions is asked when no endpoint override says otherwise.
 DEFAULT_HOME_REGION = "cn-shanghai"
+#: Requests in flight for one account of a multi-account scan (``concurrency_per_account``).
+DEFAULT_CONCURRENCY_PER_ACCOUNT = 16
 
 
 class BinarySink(Protocol):
@@ -66,7 +81,9 @@ class ScanStream:
     raised from the iteration once the records before it have been delivered.
     """
 
-    def __init__(self, job: ScanJob, receive: MemoryObjectReceiveStream[ScanItem], clock: Clock) -> None:
+    def __init__(
+        self, job: ScanJob | AccountScan, receive: MemoryObjectReceiveStream[ScanItem], clock: Clock
+    ) -> None:
         self._job = job
         self._receive = receive
         self._clock = clock
@@ -215,6 +232,18 @@ class Scanner:
       ``scanner.testing.MockTransport``); default: aiohttp, configured by ``timeouts`` and
       ``connection_limits`` (which cannot be given with a transport).
     - ``clock``, ``rng``, ``api``: injection points for tests.
+
+    Several accounts in one run (``scanner.org.sources``):
+
+    - ``accounts``: an ``Organization(role_name=..., folder=..., include=..., exclude=...)``, an
+      accounts file path (``accounts.toml``), or a list of ``Account(id=..., role_arn=...)``.
+    - ``accounts_in_flight`` (default 32): accounts scanned at once; ``concurrency_per_account``
+      (default 16): one account's requests in flight (``concurrency.total`` bounds them all).
+    - ``role_session_name``, ``role_duration``: AssumeRole's ``RoleSessionName`` and
+      ``DurationSeconds``; ``sts_endpoint``, ``resourcemanager_endpoint``: base URLs (proxies,
+      VPC endpoints, the simulator).
+
+    ``role_statistics()`` then counts AssumeRole calls, refreshes and expired-token retries.
     """
 
     def __init__(
@@ -240,6 +269,13 @@ class Scanner:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         api: EasApi | None = None,
+        accounts: Organization | str | os.PathLike[str] | Sequence[Account] | None = None,
+        accounts_in_flight: int = DEFAULT_ACCOUNTS_IN_FLIGHT,
+        concurrency_per_account: int = DEFAULT_CONCURRENCY_PER_ACCOUNT,
+        role_session_name: str = DEFAULT_ROLE_SESSION_NAME,
+        role_duration: int = DEFAULT_DURATION_SECONDS,
+        sts_endpoint: str | None = None,
+        resourcemanager_endpoint: str | None = None,
     ) -> None:
         self._endpoints = EndpointResolver(
             endpoints, endpoint_type=endpoint_type, allow_insecure_http=allow_insecure_http
@@ -269,6 +305,20 @@ class Scanner:
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._api = api
+        self._accounts: Organization | tuple[Account, ...] | None = (
+            resolve_accounts(accounts) if accounts is not None else None
+        )
+        if self._accounts is not None and api is not None:
+            raise ConfigError("give accounts or api, not both (each account gets its own client)")
+        require_positive("accounts_in_flight", accounts_in_flight, integer=True)
+        require_positive("concurrency_per_account", concurrency_per_account, integer=True)
+        self._accounts_in_flight = accounts_in_flight
+        self._concurrency_per_account = concurrency_per_account
+        self._role_session_name = role_session_name
+        self._role_duration = role_duration
+        self._allow_insecure_http = allow_insecure_http
+        self._rpc_endpoints = (sts_endpoint, resourcemanager_endpoint)
+        self._org: OrgSession | None = None
         self._lifecycle = Lifecycle("Scanner")
         self._stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
@@ -296,11 +346,59 @@ class Scanner:
             clock=self._clock,
         )
 
+    def _build_org(self, transport: AsyncTransport) -> OrgSession:
+        """STS, ResourceManager and every account's EAS calls over ``transport``."""
+        assert self._accounts is not None
+        source = self._credentials if self._credentials is not None else DefaultCredentials(self._profile)
+        sts_endpoint, rm_endpoint = self._rpc_endpoints
+        insecure = self._allow_insecure_http
+        sts = StsClient(
+            RpcClient(STS, transport, endpoint=sts_endpoint, clock=self._clock, allow_insecure_http=insecure),
+            source=source,
+        )
+        resource_manager = None
+        if isinstance(self._accounts, Organization):
+            rpc = RpcClient(
+                RESOURCE_MANAGER,
+                transport,
+                endpoint=rm_endpoint,
+                clock=self._clock,
+                allow_insecure_http=insecure,
+            )
+            resource_manager = ResourceManagerClient(rpc, source=source)
+        cache = RoleCredentialsCache(
+            sts,
+            clock=self._clock,
+            role_session_name=self._role_session_name,
+            duration_seconds=self._role_duration,
+            # One adaptive limiter for every AssumeRole: its quota is the calling account's.
+            limiter=ClientRateLimiters(RateLimit(), self._clock).get("sts", "AssumeRole"),
+            retrier=SimpleRetry(clock=self._clock, rng=self._rng),
+        )
+        return OrgSession(
+            self._accounts,
+            cache=cache,
+            resource_manager=resource_manager,
+            transport=transport,
+            endpoints=self._endpoints,
+            clock=self._clock,
+        )
+
     async def __aenter__(self) -> Self:
         self._lifecycle.check_openable()
         stack = AsyncExitStack()
         try:
-            if self._api is None:
+            if self._accounts is not None:
+                transport = self._transport
+                if transport is None:
+                    total = self._concurrency.total
+                    limits = (self._connection_limits or ConnectionLimits()).sized(
+                        total=total, per_host=total
+                    )
+                    transport = AiohttpTransport(timeouts=self._timeouts, limits=limits)
+                await stack.enter_async_context(transport)
+                self._org = self._build_org(transport)
+            elif self._api is None:
                 self._api = await stack.enter_async_context(self._build_client())
             self._rate_limiters = ClientRateLimiters(self._rate_limit, self._clock)
             self._task_group = await stack.enter_async_context(anyio.create_task_group())
@@ -348,7 +446,11 @@ class Scanner:
         - ``units``: ``units(account, region) -> bool``, the (account, region) units to list of those
           found (a resume, a shard); regions are still all found, and ``events()`` names them.
         """
-        if not self._lifecycle.is_open or self._task_group is None or self._api is None:
+        if (
+            not self._lifecycle.is_open
+            or self._task_group is None
+            or (self._api is None and self._org is None)
+        ):
             raise UsageError("scan() needs an open Scanner: use it inside `async with Scanner(...) as s:`")
         assert self._rate_limiters is not None
         plan = ScanPlan(
@@ -360,23 +462,49 @@ class Scanner:
             units=units,
         )
         send, receive = anyio.create_memory_object_stream[ScanItem](self._buffer_pages)
-        job = ScanJob(
-            self._api,
-            plan,
-            send,
-            concurrency=self._concurrency,
-            consistency=self._consistency,
-            retry_policy=self._retry,
-            rate_limiters=self._rate_limiters,
-            clock=self._clock,
-            rng=self._rng,
-            fail_fast=self._fail_fast,
-        )
+        job: ScanJob | AccountScan
+        if self._org is not None:
+            rate_limit, clock = self._rate_limit, self._clock
+            job = AccountScan(
+                self._org,
+                plan,
+                send,
+                concurrency=self._concurrency,
+                per_account=self._concurrency_per_account,
+                accounts_in_flight=self._accounts_in_flight,
+                consistency=self._consistency,
+                retry_policy=self._retry,
+                limiters=lambda: ClientRateLimiters(rate_limit, clock),
+                clock=self._clock,
+                rng=self._rng,
+                fail_fast=self._fail_fast,
+            )
+        else:
+            assert self._api is not None
+            job = ScanJob(
+                self._api,
+                plan,
+                send,
+                concurrency=self._concurrency,
+                consistency=self._consistency,
+                retry_policy=self._retry,
+                rate_limiters=self._rate_limiters,
+                clock=self._clock,
+                rng=self._rng,
+                fail_fast=self._fail_fast,
+            )
         self._task_group.start_soon(job.run)
         stream = ScanStream(job, receive, self._clock)
         self._streams = [s for s in self._streams if not s.finished]
         self._streams.append(stream)
         return stream
+
+    def role_statistics(self) -> dict[str, int]:
+        """A multi-account scan's ``assume_role_calls``, ``token_refreshes`` (AssumeRole beyond
+        each account's first) and ``token_retries`` (requests retried after an expired token)."""
+        if self._org is None:
+            return {"assume_role_calls": 0, "token_refreshes": 0, "token_retries": 0}
+        return self._org.statistics()
 
     def _plan_regions(self, regions: Sequence[str] | str | None) -> tuple[str, ...] | None:
         if regions is None:

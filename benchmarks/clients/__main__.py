@@ -10,6 +10,7 @@ import orjson
 
 CLIENTS = {
     "scanner": "benchmarks.clients.scanner_client",
+    "scanner_org": "benchmarks.clients.scanner_org",
     "sdk_async": "benchmarks.clients.sdk_async",
     "sdk_sync": "benchmarks.clients.sdk_sync",
     "floor_aiohttp": "benchmarks.clients.floor_aiohttp",

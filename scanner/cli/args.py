@@ -16,9 +16,11 @@ from scanner.cli.outcome import EXIT_USAGE
 from scanner.eas.endpoints import validate_region
 from scanner.eas.params import MAX_PAGE_SIZE, InstanceSort, Order, ResourceType, Role
 
-__all__ = ["PRESETS", "build_parser"]
+__all__ = ["ORG_PRESETS", "PRESETS", "build_parser"]
 
-PRESETS = ("small", "medium", "large")
+#: Simulated fleets of one account; ``ORG_PRESETS``: simulated organisations (scanned as --org).
+ORG_PRESETS = ("org-small", "org-large")
+PRESETS = ("small", "medium", "large", *ORG_PRESETS)
 
 SCAN_EXAMPLES = """\
 examples:
@@ -31,6 +33,9 @@ examples:
   eas-scan scan --output-dir scan/ --format parquet   one part per region, resumable
   eas-scan scan --output-dir scan/ --resume          finish an interrupted scan
   eas-scan scan --output-dir scan/ --shard 0/4       a quarter of the regions (run 0/4..3/4)
+  eas-scan scan --org --role-name EasInventoryReader -o org.jsonl   every member account
+  eas-scan scan --accounts accounts.toml --summary run.json          the accounts of a file
+  eas-scan scan --simulate org-small              a simulated organisation, scanned as --org
 
 credentials come from the Alibaba Cloud default chain: ALIBABA_CLOUD_ACCESS_KEY_ID,
 ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN), the aliyun CLI profile in
@@ -119,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _what_to_scan(scan.add_argument_group("what to scan"))
+    _several_accounts(scan.add_argument_group("several accounts (a Resource Directory, or an accounts file)"))
     _instance_filters(scan.add_argument_group("instance filters (ListServiceInstances parameters)"))
     _speed_and_resilience(scan.add_argument_group("speed and resilience"))
     _output(scan.add_argument_group("output"))
@@ -178,8 +184,72 @@ def _what_to_scan(where: argparse._ArgumentGroup) -> None:
         nargs="?",
         const="small",
         choices=PRESETS,
-        metavar="small|medium|large",
-        help="scan the embedded simulator instead of an account (default preset: small)",
+        metavar="small|medium|large|org-small|org-large",
+        help="scan the embedded simulator instead of an account (default preset: small; "
+        "org-*: an organisation, scanned as --org)",
+    )
+
+
+def _several_accounts(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--org",
+        action="store_true",
+        help="scan every member account of the Resource Directory (the credentials: its management account)",
+    )
+    group.add_argument(
+        "--org-folder", metavar="FOLDER_ID", help="only the members of this folder (with --org)"
+    )
+    group.add_argument(
+        "--include-accounts",
+        metavar="ID,..",
+        type=_csv_list("--include-accounts"),
+        help="only these member accounts (with --org)",
+    )
+    group.add_argument(
+        "--exclude-accounts",
+        metavar="ID,..",
+        type=_csv_list("--exclude-accounts"),
+        help="not these member accounts (with --org)",
+    )
+    group.add_argument("--accounts", metavar="FILE", type=Path, help="scan the accounts of an accounts.toml")
+    group.add_argument(
+        "--role-name",
+        metavar="NAME",
+        help="the role assumed in each account (default: ResourceDirectoryAccountAccessRole)",
+    )
+    group.add_argument(
+        "--external-id", metavar="VALUE", help="AssumeRole's ExternalId, if the role requires one"
+    )
+    group.add_argument(
+        "--role-session-name",
+        metavar="NAME",
+        help="AssumeRole's RoleSessionName (default: eas-fleet-scanner)",
+    )
+    group.add_argument(
+        "--role-duration",
+        type=_positive(int, "--role-duration"),
+        metavar="SECONDS",
+        help="the credentials' lifetime asked for, 900-43200 (default: 3600); refreshed before they expire",
+    )
+    group.add_argument(
+        "--sts-endpoint", metavar="URL", help="STS base URL (default: https://sts.aliyuncs.com)"
+    )
+    group.add_argument(
+        "--resourcemanager-endpoint",
+        metavar="URL",
+        help="ResourceManager base URL (default: https://resourcemanager.aliyuncs.com)",
+    )
+    group.add_argument(
+        "--concurrency-per-account",
+        type=_positive(int, "--concurrency-per-account"),
+        metavar="N",
+        help="one account's requests in flight (default: 16)",
+    )
+    group.add_argument(
+        "--accounts-in-flight",
+        type=_positive(int, "--accounts-in-flight"),
+        metavar="N",
+        help="accounts scanned at once (default: 32)",
     )
 
 

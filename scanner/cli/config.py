@@ -4,11 +4,21 @@ config objects (``Concurrency``, ``Timeouts``, ``RetryPolicy``, ``RateLimit``) b
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scanner import Concurrency, ConfigError, ConnectionLimits, RateLimit, RetryPolicy, Timeouts
+from scanner import (
+    Account,
+    Concurrency,
+    ConfigError,
+    ConnectionLimits,
+    Organization,
+    RateLimit,
+    RetryPolicy,
+    Timeouts,
+)
+from scanner.cli.args import ORG_PRESETS
 from scanner.eas.endpoints import EndpointResolver
 from scanner.eas.params import MAX_PAGE_SIZE
 from scanner.output.files import OS_FILE_SYSTEM, FileSystem, check_writable
@@ -43,6 +53,15 @@ class ScanConfig:
     progress: bool
     quiet: bool
     verbose: int
+    #: Several accounts (--org, --accounts, --simulate org-*): what to scan, or None for one account.
+    accounts: Organization | tuple[Account, ...] | None = None
+    #: Scanner keywords of a multi-account scan given on the command line (role_duration, ...).
+    account_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def multi_account(self) -> bool:
+        return self.accounts is not None
+
     #: --output-dir: a scan directory instead of one output (``-o`` or stdout).
     output_dir: Path | None = None
     resume: bool = False
@@ -56,7 +75,17 @@ class ScanConfig:
         if self.service_filter is not None:
             filters["service_filter"] = self.service_filter
         regions = tuple(self.regions) if isinstance(self.regions, list) else None
-        return ScanParams(format=self.fmt, filters=filters, regions=regions)
+        accounts: tuple[str, ...] | str | None = None
+        if isinstance(self.accounts, Organization):
+            # Every member the directory lists (its folder, and who is in or out, are filters).
+            accounts = "organization"
+            for name in ("folder", "include", "exclude"):
+                value = getattr(self.accounts, name)
+                if value:
+                    filters[f"org_{name}"] = value if isinstance(value, str) else sorted(value)
+        elif self.accounts is not None:
+            accounts = tuple(account.id for account in self.accounts)
+        return ScanParams(format=self.fmt, filters=filters, regions=regions, accounts=accounts)
 
 
 #: ListServiceInstances parameters, by the name of the flag's attribute.
@@ -91,6 +120,7 @@ def config_from(args: argparse.Namespace, *, fs: FileSystem = OS_FILE_SYSTEM) ->
     _check_output(args)
     _check_paths(args.output, args.summary, fs)
     filters = {name: getattr(args, name) for name in _INSTANCE_FILTERS}
+    accounts, account_options = _accounts(args)
     return ScanConfig(
         regions=args.regions,
         services=args.services,
@@ -115,6 +145,8 @@ def config_from(args: argparse.Namespace, *, fs: FileSystem = OS_FILE_SYSTEM) ->
         output_dir=args.output_dir,
         resume=args.resume,
         shard=None if args.shard is None else Shard.parse(args.shard),
+        accounts=accounts,
+        account_options=account_options,
     )
 
 
@@ -131,6 +163,89 @@ def _check_output(args: argparse.Namespace) -> None:
     if args.shard is not None:
         Shard.parse(args.shard)
     check_format(args.format)  # Parquet without pyarrow: one line naming the extra, before any request
+
+
+#: Flags of --org only, and flags of any multi-account scan, by their attribute.
+_ORG_FLAGS = (("org_folder", "--org-folder"), ("include_accounts", "--include-accounts"),
+              ("exclude_accounts", "--exclude-accounts"))  # fmt: skip
+_ACCOUNT_FLAGS = (
+    ("role_name", "--role-name"),
+    ("external_id", "--external-id"),
+    ("role_session_name", "--role-session-name"),
+    ("role_duration", "--role-duration"),
+    ("sts_endpoint", "--sts-endpoint"),
+    ("resourcemanager_endpoint", "--resourcemanager-endpoint"),
+    ("concurrency_per_account", "--concurrency-per-account"),
+    ("accounts_in_flight", "--accounts-in-flight"),
+)
+_MIN_DURATION, _MAX_DURATION = 900, 43200
+
+
+def _accounts(args: argparse.Namespace) -> tuple[Organization | tuple[Account, ...] | None, dict[str, Any]]:
+    """--org / --accounts / --simulate org-* and their flags: what to scan, and the Scanner options."""
+    simulated_org = args.simulate in ORG_PRESETS
+    if args.org and args.accounts is not None:
+        raise ConfigError(
+            "--org and --accounts cannot be combined: scan the directory, or the file's accounts"
+        )
+    if args.simulate and not simulated_org and (args.org or args.accounts is not None):
+        raise ConfigError(
+            f"--simulate {args.simulate} is one account: use --simulate org-small for an organisation"
+        )
+    if simulated_org and args.accounts is not None:
+        raise ConfigError(
+            f"--simulate {args.simulate} scans the simulated organisation as --org does: drop --accounts"
+        )
+    org = args.org or simulated_org
+    if not org:
+        for name, flag in _ORG_FLAGS:
+            if getattr(args, name) is not None:
+                raise ConfigError(f"{flag} needs --org (it selects members of the Resource Directory)")
+    if not org and args.accounts is None:
+        for name, flag in _ACCOUNT_FLAGS:
+            if getattr(args, name) is not None:
+                raise ConfigError(f"{flag} needs --org or --accounts (it is about scans of several accounts)")
+        return None, {}
+    if simulated_org and (args.sts_endpoint or args.resourcemanager_endpoint):
+        raise ConfigError(
+            "--simulate and --sts-endpoint/--resourcemanager-endpoint cannot be combined: "
+            "the simulator brings its own endpoints"
+        )
+    duration = args.role_duration
+    if duration is not None and not _MIN_DURATION <= duration <= _MAX_DURATION:
+        raise ConfigError(
+            f"--role-duration must be from {_MIN_DURATION} to {_MAX_DURATION} seconds "
+            f"(and at most the role's maximum session duration), got {duration}"
+        )
+    accounts: Organization | tuple[Account, ...]
+    try:
+        if org:
+            accounts = Organization(
+                role_name=args.role_name or Organization().role_name,
+                folder=args.org_folder,
+                include=args.include_accounts,
+                exclude=args.exclude_accounts or (),
+                external_id=args.external_id,
+            )
+        else:
+            accounts = Account.load(args.accounts, role_name=args.role_name, external_id=args.external_id)
+    except ConfigError as exc:
+        if not org:
+            raise  # it names the file, the line and the fix
+        raise ConfigError(f"{exc} (check --role-name, --external-id and the account ids given)") from None
+    options = {
+        name: getattr(args, name)
+        for name in (
+            "role_session_name",
+            "role_duration",
+            "sts_endpoint",
+            "resourcemanager_endpoint",
+            "concurrency_per_account",
+            "accounts_in_flight",
+        )
+        if getattr(args, name) is not None
+    }
+    return accounts, options
 
 
 def _endpoints(pairs: list[tuple[str, str]]) -> dict[str, str]:

@@ -70,12 +70,18 @@ def report(
             first = failures[0] if failures else None
             console.print(
                 f"eas-scan: incomplete: {len(failures)} failure(s)"
-                + (one_line(f", first {first.region}/{first.service or '-'}: {first.code}") if first else "")
+                + (one_line(f", first {_where(first)}: {first.code}") if first else "")
                 + (f" (see {summary_path})" if summary_path else ""),
                 highlight=False,
                 markup=False,
                 soft_wrap=True,
             )
+
+
+def _where(failure: Any) -> str:
+    """``region/service`` (``-`` for a region's own), after the account in multi-account scans."""
+    where = f"{failure.region}/{failure.service or '-'}" if failure.region is not None else "-"
+    return f"{failure.account}/{where}" if failure.account is not None else where
 
 
 def summary_document(summary: ScanSummary | None, code: int, error: str | None) -> bytes:

@@ -18,6 +18,7 @@ from rich.console import Console
 from scanner import (
     ConfigError,
     DefaultCredentials,
+    Organization,
     ScanFailedError,
     Scanner,
     ScannerError,
@@ -26,6 +27,7 @@ from scanner import (
     StaticCredentials,
     batch_gc,
 )
+from scanner.cli.args import ORG_PRESETS
 from scanner.cli.config import ScanConfig
 from scanner.cli.signals import Interrupts
 from scanner.engine.events import UnitEnded, UnitsPlanned
@@ -160,6 +162,9 @@ async def _scan(
 
 
 async def _open_scanner(config: ScanConfig, stack: AsyncExitStack) -> Scanner:
+    accounts: dict[str, Any] = {}
+    if config.accounts is not None:
+        accounts = {"accounts": config.accounts, **config.account_options}
     if config.simulate:
         from scanner.simulator import Simulator
 
@@ -182,6 +187,14 @@ async def _open_scanner(config: ScanConfig, stack: AsyncExitStack) -> Scanner:
             )
         credentials: Any = StaticCredentials(simulator.access_key_id, simulator.access_key_secret)
         log.info("simulator (%s) listening: %s", config.simulate, ", ".join(endpoints.values()))
+        if config.simulate in ORG_PRESETS:
+            # The management account's RAM user: scanned as --org does.
+            accounts = {
+                "accounts": config.accounts or Organization(),
+                **config.account_options,
+                "sts_endpoint": simulator.sts_endpoint,
+                "resourcemanager_endpoint": simulator.resourcemanager_endpoint,
+            }
     else:
         endpoints = config.endpoints
         credentials = DefaultCredentials(config.profile)
@@ -198,6 +211,7 @@ async def _open_scanner(config: ScanConfig, stack: AsyncExitStack) -> Scanner:
             timeouts=config.timeouts,
             connection_limits=config.connection_limits,
             page_size=config.page_size,
+            **accounts,
         )
     )
 
@@ -211,14 +225,16 @@ async def _write_records(
     records_on_terminal: bool,
 ) -> tuple[ScanSummary, ScannerError | None]:
     """Every record of ``stream`` to ``output``, with progress; the summary and any fatal error."""
-    encoder = part_encoder(config.fmt)
+    encoder = part_encoder(config.fmt, account_column=config.multi_account)
     threaded = config.fmt == "parquet"  # converting a page to Arrow takes a while: off the event loop
     write = output.write
     fatal: ScannerError | None = None
     written = 0
     async with AsyncExitStack() as stack, anyio.create_task_group() as tg:
         if config.progress and stderr.is_terminal:
-            display = stack.enter_context(TerminalProgress(stream.statistics, stderr))
+            display = stack.enter_context(
+                TerminalProgress(stream.statistics, stderr, accounts=config.multi_account)
+            )
             if records_on_terminal:
                 # Written straight to the screen, records would be overwritten by the next
                 # redraw of the display; printed through it, they scroll above it.

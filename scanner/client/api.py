@@ -47,7 +47,7 @@ from scanner.eas.signing import canonical_query, format_date
 from scanner.errors import ApiError, ClockSkewError, ConfigError, DecodeError, RequestError
 from scanner.lifecycle import Lifecycle
 
-__all__ = ["EasClient", "random_nonce"]
+__all__ = ["EasClient", "clock_skew_message", "first_str", "non_json_message", "random_nonce"]
 
 _Query = TypeVar("_Query", InstanceQuery, ServiceQuery)
 _P = ParamSpec("_P")
@@ -104,7 +104,7 @@ class EasClient:
             )
         self._transport: AsyncTransport = transport
         self._lifecycle = Lifecycle("client")
-        self._signers: dict[tuple[str, str], RequestSigner] = {}
+        self._signers: dict[tuple[str, str, str], RequestSigner] = {}
         self._instance_paths: dict[tuple[str, str], str] = {}
         self._query_parts: dict[int, tuple[object, str, str]] = {}
         self._redactor: tuple[Credentials | None, Redactor] = (None, Redactor())
@@ -229,12 +229,16 @@ class EasClient:
         self, endpoint: Endpoint, action: str, path: str, query: str, credentials: Credentials
     ) -> tuple[str, dict[str, str]]:
         """The URL and headers of one signed request: the hot path, kept lean."""
-        key = (endpoint.base_url, action)
+        # Keyed by the key id too: a client whose credentials change (a refresh, another account)
+        # does not rebuild one signer over and over.
+        key = (endpoint.base_url, action, credentials.access_key_id)
         signer = self._signers.get(key)
         if signer is None or (signer.credentials is not credentials and signer.credentials != credentials):
             signer = RequestSigner(
                 host=endpoint.host, action=action, user_agent=self.user_agent, credentials=credentials
             )
+            if len(self._signers) >= _CACHE_LIMIT:
+                self._signers.clear()
             self._signers[key] = signer
         headers = signer.sign(path, query, format_date(self._clock.wall()), self._nonce())
         url = f"{endpoint.base_url}{path}?{query}" if query else f"{endpoint.base_url}{path}"
@@ -311,7 +315,7 @@ def _build_query(cls: type[_Query], query: _Query | None, filters: dict[str, Any
 # --- decoding --------------------------------------------------------------------------------
 
 
-def _first_str(data: dict[str, Any], *keys: str) -> str | None:
+def first_str(data: dict[str, Any], *keys: str) -> str | None:
     for key in keys:
         value = data.get(key)
         if isinstance(value, str) and value:
@@ -335,13 +339,13 @@ def _snippet(body: bytes, redact: Redactor, limit: int = SNIPPET_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _non_json_message(raw: Response, redact: Redactor) -> str:
+def non_json_message(raw: Response, redact: Redactor) -> str:
     media_type = (raw.content_type or "").partition(";")[0].strip()[:60]
     kind = f" ({redact(media_type)})" if media_type else ""
     return f'HTTP {raw.status} with a non-JSON body{kind}: "{_snippet(raw.body, redact)}"'
 
 
-def _clock_skew_message(code: str | None, server_date: str | None, now: datetime) -> str | None:
+def clock_skew_message(code: str | None, server_date: str | None, now: datetime) -> str | None:
     """What to tell the user when the server refused our timestamp; None when it is not that.
 
     ``InvalidTimeStamp.Expired`` always means the clock. A signature or other timestamp error
@@ -387,13 +391,13 @@ def _api_error(
     except orjson.JSONDecodeError:
         data = None
     if isinstance(data, dict):
-        code = redact.optional(_first_str(data, "Code", "code"))
-        message = redact.optional(_first_str(data, "Message", "message"))
-        request_id = redact.optional(_first_str(data, "RequestId", "requestId", "requestid"))
+        code = redact.optional(first_str(data, "Code", "code"))
+        message = redact.optional(first_str(data, "Message", "message"))
+        request_id = redact.optional(first_str(data, "RequestId", "requestId", "requestid"))
     elif raw.body.strip():
-        message = _non_json_message(raw, redact)
+        message = non_json_message(raw, redact)
     request_id = request_id or redact.optional(raw.request_id)
-    skew = _clock_skew_message(code, raw.date, now)
+    skew = clock_skew_message(code, raw.date, now)
     if skew is not None:
         return ClockSkewError(
             redact(skew),
@@ -432,7 +436,7 @@ def _decode_error(
     action: str,
     service: str | None,
 ) -> DecodeError:
-    request_id = _first_str(data, "RequestId") if data is not None else None
+    request_id = first_str(data, "RequestId") if data is not None else None
     return DecodeError(
         f"unexpected response: {problem}",
         region=region,

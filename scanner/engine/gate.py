@@ -158,6 +158,7 @@ class Gates:
         clock: Clock,
         rng: random.Random,
         stats: LiveStats,
+        global_slots: Slots | None = None,
     ) -> None:
         self._concurrency = concurrency
         self._limiters = limiters
@@ -165,7 +166,8 @@ class Gates:
         self._clock = clock
         self._rng = rng
         self._stats = stats
-        self._global_slots = Slots(concurrency.total)
+        # A multi-account scan shares one set of global slots between its accounts' gates.
+        self._global_slots = global_slots if global_slots is not None else Slots(concurrency.total)
         self._gates: dict[str, RequestGate] = {}
 
     def region(self, name: str) -> RequestGate:

@@ -116,8 +116,12 @@ class ScanJob:
         clock: Clock,
         rng: random.Random,
         fail_fast: bool = False,
+        account: str | None = None,
+        global_slots: Slots | None = None,
     ) -> None:
         self._api = api
+        #: The AccountId records are tagged with (a multi-account scan's ``AccountScan``), or None.
+        self.account = account
         self._plan = plan
         self._send = send
         self._concurrency = concurrency
@@ -151,6 +155,7 @@ class ScanJob:
             clock=clock,
             rng=rng,
             stats=self.stats,
+            global_slots=global_slots,
         )
         # Listings of more than a page hold their emitted names until they end: few at a time.
         self._long_slots: dict[str, Slots] = {}
@@ -227,8 +232,9 @@ class ScanJob:
         """The regions found, announced with those the unit filter keeps (the ones listed)."""
         regions = await self._resolve_regions()
         accept = self._plan.units
-        scanning = regions if accept is None else tuple(r for r in regions if accept(None, r))
-        await self._send_event(UnitsPlanned(None, regions, scanning))
+        account = self.account
+        scanning = regions if accept is None else tuple(r for r in regions if accept(account, r))
+        await self._send_event(UnitsPlanned(account, regions, scanning))
         return scanning
 
     async def _send_event(self, event: ScanEvent) -> None:
@@ -245,6 +251,7 @@ class ScanJob:
             code=exc.kind,
             message=str(exc.message),
             action=exc.action,
+            account=self.account,
         )
         self.stats.fail(failure, region_level=service is None)
         if self._fail_fast:
@@ -271,7 +278,7 @@ class ScanJob:
         counters = self.stats.region(region)
         complete = counters.error is None and counters.failed_services == 0 and counters.services_listed
         failures = tuple(failure for failure in self.stats.failures if failure.region == region)
-        await self._send_event(UnitEnded(None, region, complete, failures, counters.instances_done))
+        await self._send_event(UnitEnded(self.account, region, complete, failures, counters.instances_done))
 
     async def _discover_services(self, region: str, send: MemoryObjectSendStream[_ServiceTarget]) -> None:
         """The region's ListServices listing, each page's wanted services offered to the workers.
@@ -370,6 +377,7 @@ class ScanJob:
         stats = self.stats
         gate: RequestGate = self._gates.region(region)
         api, query, name, summary = self._api, self._instance_query, target.name, target.summary
+        account = self.account
         known = target.instances_said  # this listing's share of counters.instances_known
 
         def note_total(total: int) -> None:
@@ -388,7 +396,7 @@ class ScanJob:
         async def emit(items: list[dict[str, Any]]) -> None:
             if not items:
                 return
-            batch = tag_instances(items, region, name, summary)
+            batch = tag_instances(items, region, name, summary, account)
             try:
                 await at_once_or_wait(self._send.send_nowait, self._send.send, batch)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):

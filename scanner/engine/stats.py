@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "AccountSummary",
     "Failure",
     "LiveStats",
     "RegionStatistics",
@@ -38,16 +39,27 @@ class ServiceVerdict(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """Something that could not be listed after retries. ``service`` is None for a region's own."""
+    """Something that could not be listed after retries. ``service`` is None for a region's own;
+    ``region`` is None too for an account's own (its role could not be assumed). ``account`` is
+    set in multi-account scans (and then written in ``to_dict``)."""
 
-    region: str
+    region: str | None
     service: str | None
     code: str
     message: str
     action: str | None = None
+    account: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"region": self.region, "service": self.service, "code": self.code, "message": self.message}
+        data: dict[str, Any] = {
+            "region": self.region,
+            "service": self.service,
+            "code": self.code,
+            "message": self.message,
+        }
+        if self.account is not None:
+            data["account"] = self.account
+        return data
 
 
 @dataclass(slots=True)
@@ -84,6 +96,9 @@ class ScanStatistics:
     records: int
     failures: int
     regions: dict[str, RegionStatistics]
+    #: Multi-account scans: the accounts to scan, and those finished (0 and 0 otherwise).
+    accounts_total: int = 0
+    accounts_done: int = 0
 
     @property
     def services_known(self) -> int:
@@ -119,6 +134,28 @@ class RegionSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountSummary:
+    """How one account of a multi-account scan ended. ``error`` names why it is incomplete."""
+
+    name: str | None
+    complete: bool
+    error: str | None
+    services: int
+    instances: int
+    regions: dict[str, RegionSummary]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "complete": self.complete,
+            "error": self.error,
+            "services": self.services,
+            "instances": self.instances,
+            "regions": {name: region.to_dict() for name, region in self.regions.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ScanSummary:
     """How a scan ended. ``complete`` is True only if every region and service was fully listed."""
 
@@ -137,10 +174,14 @@ class ScanSummary:
     missing_services: tuple[str, ...] = ()
     cancelled: bool = False
     bytes_received: int = 0
+    #: Multi-account scans only (None otherwise): each scanned account, by AccountId.
+    accounts: dict[str, AccountSummary] | None = None
+    #: Multi-account scans: members not scanned because of their status, as (id, status).
+    skipped_accounts: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written by ``eas-scan --summary``."""
-        return {
+        data: dict[str, Any] = {
             "complete": self.complete,
             "records": self.records,
             "duration_s": round(self.duration_s, 3),
@@ -158,6 +199,12 @@ class ScanSummary:
             "cancelled": self.cancelled,
             "bytes_received": self.bytes_received,
         }
+        if self.accounts is not None:
+            data["accounts"] = {account: entry.to_dict() for account, entry in self.accounts.items()}
+            data["skipped_accounts"] = [
+                {"id": account, "status": status} for account, status in self.skipped_accounts
+            ]
+        return data
 
 
 class LiveStats:
@@ -183,6 +230,7 @@ class LiveStats:
 
     def fail(self, failure: Failure, *, region_level: bool) -> None:
         self.failures.append(failure)
+        assert failure.region is not None  # an account's own failures are not a region's
         counters = self.region(failure.region)
         if region_level:
             if counters.error is None:

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import orjson
 
-from scanner.client.api import _clock_skew_message, _first_str, _non_json_message
+from scanner.client.api import clock_skew_message, first_str, non_json_message
 from scanner.client.credentials import Credentials
 from scanner.client.http import AsyncTransport, Request, Response
 from scanner.client.redact import Redactor
@@ -272,13 +272,13 @@ def _rpc_error(action: str, response: Response, redact: Redactor, now: datetime)
     except orjson.JSONDecodeError:
         data = None
     if isinstance(data, dict):
-        code = redact.optional(_first_str(data, "Code", "code"))
-        message = redact.optional(_first_str(data, "Message", "message"))
-        request_id = redact.optional(_first_str(data, "RequestId", "requestId", "requestid"))
+        code = redact.optional(first_str(data, "Code", "code"))
+        message = redact.optional(first_str(data, "Message", "message"))
+        request_id = redact.optional(first_str(data, "RequestId", "requestId", "requestid"))
     elif response.body.strip():
-        message = _non_json_message(response, redact)
+        message = non_json_message(response, redact)
     request_id = request_id or redact.optional(response.request_id)
-    skew = _clock_skew_message(code, response.date, now)
+    skew = clock_skew_message(code, response.date, now)
     if skew is not None:
         return ClockSkewError(
             redact(skew), action=action, status=response.status, code=code, request_id=request_id

@@ -41,7 +41,8 @@ def describe(stats: ScanStatistics) -> str:
     regions_done = sum(
         1 for r in stats.regions.values() if r.services_known and r.services_done >= r.services_known
     )
-    return (
+    accounts = f"accounts {stats.accounts_done:,}/{stats.accounts_total:,}, " if stats.accounts_total else ""
+    return accounts + (
         f"regions {regions_done}/{len(stats.regions)}, services {stats.services_done:,}/"
         f"{stats.services_known:,}, instances {stats.instances_done:,}/{stats.instances_known:,}, "
         f"{_rate(stats):,.0f} req/s, {stats.retries:,} retries, {stats.throttled:,} throttled, "
@@ -92,8 +93,12 @@ class TerminalProgress:
     Kept within 80 columns: the bars and counts on three rows, the rates and times on a fourth.
     """
 
-    def __init__(self, source: StatisticsSource, console: Console, *, interval: float = 0.2) -> None:
+    def __init__(
+        self, source: StatisticsSource, console: Console, *, interval: float = 0.2, accounts: bool = False
+    ) -> None:
+        """``accounts``: a multi-account scan (a line for the accounts, done / total, on top)."""
         self._source = source
+        self._accounts = accounts
         self._interval = interval
         self._progress = _Progress(
             TextColumn("[bold]{task.description:<9}"),
@@ -107,6 +112,8 @@ class TerminalProgress:
 
     def __enter__(self) -> TerminalProgress:
         self._progress.start()
+        if self._source().accounts_total or self._accounts:
+            self._tasks["accounts"] = self._progress.add_task("accounts", total=None)
         for name in ("regions", "services", "instances"):
             self._tasks[name] = self._progress.add_task(name, total=None)
         return self
@@ -126,6 +133,10 @@ class TerminalProgress:
             1 for r in stats.regions.values() if r.services_known and r.services_done >= r.services_known
         )
         progress = self._progress
+        if "accounts" in self._tasks:
+            progress.update(
+                self._tasks["accounts"], completed=stats.accounts_done, total=stats.accounts_total or None
+            )
         progress.update(self._tasks["regions"], completed=regions_done, total=len(stats.regions) or None)
         progress.update(
             self._tasks["services"], completed=stats.services_done, total=stats.services_known or None
@@ -189,8 +200,21 @@ def render_summary(summary: ScanSummary, console: Console) -> None:
             f"requests, {summary.retries:,} retries, {summary.throttled:,} throttled)",
         )
     )
+    if summary.accounts is not None:
+        incomplete = [(a, e) for a, e in summary.accounts.items() if not e.complete]
+        complete = len(summary.accounts) - len(incomplete)
+        console.print(
+            f"  accounts: {complete:,} complete, {len(incomplete):,} incomplete"
+            + (f", {len(summary.skipped_accounts):,} skipped (status)" if summary.skipped_accounts else ""),
+            markup=False,
+            highlight=False,
+        )
+        for account, entry in incomplete[:20]:
+            name = f" ({entry.name})" if entry.name else ""
+            line = one_line(f"{account}{name}: {entry.error}")
+            console.print(Text.assemble("  ", ("incomplete", "red"), f" account {line}"))
     for failure in summary.failures[:20]:
-        where = failure.region + (f"/{failure.service}" if failure.service else "")
+        where = "/".join(part for part in (failure.account, failure.region, failure.service) if part)
         line = one_line(f"{where}: {failure.code}: {failure.message}")
         console.print(Text.assemble("  ", ("failed", "red"), f" {line}"))
     if len(summary.failures) > 20:

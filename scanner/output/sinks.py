@@ -18,6 +18,7 @@ from scanner.errors import ConfigError
 from scanner.records import encode_jsonl
 
 __all__ = [
+    "ACCOUNT_CSV_COLUMNS",
     "CSV_COLUMNS",
     "CsvEncoder",
     "JsonlEncoder",
@@ -27,6 +28,8 @@ __all__ = [
 
 #: CSV columns: where the instance lives, then every Instance field of the API.
 CSV_COLUMNS: Final[tuple[str, ...]] = ("ClusterId", "ServiceName", *INSTANCE_FIELDS)
+#: The columns of a multi-account scan: the account first.
+ACCOUNT_CSV_COLUMNS: Final[tuple[str, ...]] = ("AccountId", *CSV_COLUMNS)
 
 Format = Literal["jsonl", "csv"]
 
@@ -81,9 +84,10 @@ class CsvEncoder:
         return self._flush()
 
 
-def encoder_for(fmt: str) -> RecordEncoder:
+def encoder_for(fmt: str, *, account_column: bool = False) -> RecordEncoder:
+    """The encoder of ``fmt``; ``account_column``: a multi-account scan (CSV gets ``AccountId``)."""
     if fmt == "jsonl":
         return JsonlEncoder()
     if fmt == "csv":
-        return CsvEncoder()
+        return CsvEncoder(ACCOUNT_CSV_COLUMNS if account_column else CSV_COLUMNS)
     raise ConfigError(f"unknown output format {fmt!r}: use jsonl or csv")

@@ -664,7 +664,9 @@ class PartWriter:
         self._final = folder / name
         self._temp = folder / temp_name(name)
         self._fd = fs.create(self._temp)
-        self._encoder = part_encoder(directory.params.format)
+        self._encoder = part_encoder(
+            directory.params.format, account_column=directory.params.accounts is not None
+        )
         self._started_at = _iso(directory._clock.wall())
         self._emit(self._encoder.header())
         self._state = "open"

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, Protocol
 import orjson
 
 from scanner.errors import ConfigError
-from scanner.output.sinks import CsvEncoder, JsonlEncoder, RecordEncoder
+from scanner.output.sinks import ACCOUNT_CSV_COLUMNS, CSV_COLUMNS, CsvEncoder, JsonlEncoder, RecordEncoder
 
 __all__ = [
     "FORMATS",
@@ -70,11 +70,12 @@ def check_format(fmt: str) -> Format:
     raise ConfigError(f"unknown output format {fmt!r}: use jsonl, csv or parquet")
 
 
-def part_encoder(fmt: str) -> PartEncoder:
+def part_encoder(fmt: str, *, account_column: bool = False) -> PartEncoder:
+    """The encoder of ``fmt``; ``account_column``: a multi-account scan (CSV gets ``AccountId``)."""
     if fmt == "jsonl":
         return _Finished(JsonlEncoder())
     if fmt == "csv":
-        return _Finished(CsvEncoder())
+        return _Finished(CsvEncoder(ACCOUNT_CSV_COLUMNS if account_column else CSV_COLUMNS))
     if fmt == "parquet":
         from scanner.output.parquet import ParquetEncoder
 

@@ -1,0 +1,465 @@
+"""A scan of several accounts (issue 13): one ``ScanJob`` per account, a bounded number at once.
+
+Shape (every task lives in a task group owned by the one above it)::
+
+    AccountScan.run
+    ├── roster()                      the accounts to scan, and the members skipped (their status)
+    └── at most accounts_in_flight × _scan_account
+        └── open(account)             its credentials (AssumeRole), its EasApi
+            └── ScanJob.run           regions → services → listings, as a single-account scan,
+                                      its records tagged with AccountId
+
+- **Fairness and memory**: ``accounts_in_flight`` accounts run at once (a semaphore taken before
+  an account's task is spawned, so a 10,000-account organisation never has more tasks than
+  that); each account's requests are capped by its own ``Concurrency`` (``per_account``), and
+  all of them by one set of global slots (``Concurrency.total``).
+- **Rate limits**: each account gets a fresh registry (``limiters()``), so the scopes are
+  (account, region, action); an account's limiters are dropped when it ends.
+- **Failures**: an account whose ``open`` fails (its role cannot be assumed) or whose regions all
+  refuse is incomplete, named with its error code; the others go on. Fatal, only: the roster
+  cannot be read, no account could be scanned, or fail-fast.
+
+The engine knows nothing of STS or HTTP: ``AccountsPort`` (``scanner.org.session``) does.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from scanner.clock import Clock
+from scanner.engine.config import Concurrency, Consistency, RetryPolicy
+from scanner.engine.gate import LimiterRegistry, Slots
+from scanner.engine.ports import EasApi
+from scanner.engine.scheduler import ScanItem, ScanJob, ScanPlan
+from scanner.engine.stats import (
+    AccountSummary,
+    Failure,
+    RegionStatistics,
+    RegionSummary,
+    ScanStatistics,
+    ScanSummary,
+)
+from scanner.errors import RequestError, ScanFailedError, ScannerError, unwrap_group
+
+__all__ = [
+    "DEFAULT_ACCOUNTS_IN_FLIGHT",
+    "AccountPlan",
+    "AccountRoster",
+    "AccountScan",
+    "AccountsPort",
+    "per_account_concurrency",
+]
+
+DEFAULT_ACCOUNTS_IN_FLIGHT = 32
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPlan:
+    """One account to scan. ``regions`` None: the scan's regions."""
+
+    account_id: str
+    name: str | None = None
+    regions: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRoster:
+    """The accounts to scan, and the members left out for their status, as (id, status)."""
+
+    accounts: tuple[AccountPlan, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+class AccountsPort(Protocol):
+    """What the engine needs to scan several accounts (``scanner.org.session.OrgSession``)."""
+
+    async def roster(self) -> AccountRoster:
+        """The accounts; a ``ScannerError`` when they cannot be listed."""
+        ...
+
+    def open(self, account: AccountPlan) -> AbstractAsyncContextManager[EasApi]:
+        """The account's API, its credentials obtained on entry (a ``ScannerError`` if they
+        cannot be), released on exit."""
+        ...
+
+
+def per_account_concurrency(concurrency: Concurrency, per_account: int) -> Concurrency:
+    """``concurrency`` with no bound above ``per_account`` (one account's share)."""
+    return replace(
+        concurrency,
+        total=min(concurrency.total, per_account),
+        per_region=min(concurrency.per_region, per_account),
+        pages_per_listing=min(concurrency.pages_per_listing, per_account),
+    )
+
+
+class _Account:
+    __slots__ = ("done", "error", "failure", "job", "plan")
+
+    def __init__(self, plan: AccountPlan) -> None:
+        self.plan = plan
+        self.job: ScanJob | None = None
+        self.error: str | None = None
+        self.failure: Failure | None = None
+        self.done = False
+
+
+def _code_of(exc: BaseException) -> str:
+    if isinstance(exc, RequestError):
+        return exc.kind
+    cause = exc.__cause__
+    if isinstance(cause, RequestError):
+        return cause.kind
+    return type(exc).__name__
+
+
+def _message_of(exc: BaseException) -> str:
+    return str(exc.message) if isinstance(exc, RequestError) else str(exc)
+
+
+class AccountStats:
+    """The live view of an ``AccountScan``: its accounts' jobs' counters, summed on demand."""
+
+    def __init__(self, started_at: float) -> None:
+        self.started_at = started_at
+        self.accounts: dict[str, _Account] = {}
+        self.skipped: tuple[tuple[str, str], ...] = ()
+        # Counters of accounts already ended (their jobs are dropped, so memory stays bounded).
+        self._ended = _Totals()
+
+    def snapshot(self, now: float) -> ScanStatistics:
+        totals = _Totals()
+        totals.add_totals(self._ended)
+        for account in self.accounts.values():
+            if account.job is not None and not account.done:
+                totals.add(account.job.stats.snapshot(now))
+        return ScanStatistics(
+            elapsed_s=now - self.started_at,
+            requests=totals.requests,
+            retries=totals.retries,
+            throttled=totals.throttled,
+            bytes_received=totals.bytes_received,
+            records=totals.records,
+            failures=totals.failures + sum(1 for a in self.accounts.values() if a.failure is not None),
+            regions=dict(totals.regions),
+            accounts_total=len(self.accounts),
+            accounts_done=sum(1 for a in self.accounts.values() if a.done),
+        )
+
+    def ended(self, account: _Account, now: float) -> None:
+        if account.job is not None:
+            self._ended.add(account.job.stats.snapshot(now))
+
+
+class _Totals:
+    def __init__(self) -> None:
+        self.requests = self.retries = self.throttled = self.bytes_received = 0
+        self.records = self.failures = 0
+        self.regions: dict[str, RegionStatistics] = {}
+
+    def add(self, stats: ScanStatistics) -> None:
+        self.requests += stats.requests
+        self.retries += stats.retries
+        self.throttled += stats.throttled
+        self.bytes_received += stats.bytes_received
+        self.records += stats.records
+        self.failures += stats.failures
+        for name, region in stats.regions.items():
+            self._add_region(name, region)
+
+    def add_totals(self, other: _Totals) -> None:
+        self.requests += other.requests
+        self.retries += other.retries
+        self.throttled += other.throttled
+        self.bytes_received += other.bytes_received
+        self.records += other.records
+        self.failures += other.failures
+        for name, region in other.regions.items():
+            self._add_region(name, region)
+
+    def _add_region(self, name: str, region: RegionStatistics) -> None:
+        held = self.regions.get(name)
+        if held is None:
+            self.regions[name] = region
+            return
+        self.regions[name] = RegionStatistics(
+            services_known=held.services_known + region.services_known,
+            services_done=held.services_done + region.services_done,
+            instances_known=held.instances_known + region.instances_known,
+            instances_done=held.instances_done + region.instances_done,
+            requests=held.requests + region.requests,
+            error=held.error or region.error,
+        )
+
+
+class AccountScan:
+    """A scan of several accounts: produces batches into ``send`` and closes it when done.
+
+    It has what ``ScanStream`` reads of a ``ScanJob``: ``run``, ``stop``, ``stats``, ``fatal``,
+    ``summary``, ``finished``. See the module docstring.
+    """
+
+    def __init__(
+        self,
+        accounts: AccountsPort,
+        plan: ScanPlan,
+        send: MemoryObjectSendStream[ScanItem],
+        *,
+        concurrency: Concurrency,
+        per_account: int,
+        accounts_in_flight: int = DEFAULT_ACCOUNTS_IN_FLIGHT,
+        consistency: Consistency,
+        retry_policy: RetryPolicy,
+        limiters: Callable[[], LimiterRegistry],
+        clock: Clock,
+        rng: random.Random,
+        fail_fast: bool = False,
+    ) -> None:
+        self._accounts = accounts
+        self._plan = plan
+        self._send = send
+        self._concurrency = per_account_concurrency(concurrency, per_account)
+        self._global_slots = Slots(concurrency.total)
+        self._in_flight = accounts_in_flight
+        self._consistency = consistency
+        self._retry_policy = retry_policy
+        self._limiters = limiters
+        self._clock = clock
+        self._rng = rng
+        self._fail_fast = fail_fast
+        self.stats = AccountStats(clock.monotonic())
+        self.fatal: BaseException | None = None
+        self.cancelled = False
+        self.summary: ScanSummary | None = None
+        self.finished = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        # Summaries of the accounts that ended, in the order they were listed.
+        self._summaries: dict[str, ScanSummary] = {}
+
+    # --- the run -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the scan to its end. Raises only cancellation from outside; all else is recorded."""
+        try:
+            async with self._send:
+                with anyio.CancelScope() as self._scope:
+                    try:
+                        await self._scan_accounts()
+                    except Exception as exc:
+                        self._abort(unwrap_group(exc))
+                self._check_some_account_scanned()
+        except anyio.get_cancelled_exc_class():
+            self.cancelled = True
+            raise
+        finally:
+            self._finish()
+
+    async def _scan_accounts(self) -> None:
+        try:
+            roster = await self._accounts.roster()
+        except ScannerError as exc:
+            raise ScanFailedError(f"could not list the accounts to scan: {exc}") from exc
+        self.stats.skipped = roster.skipped
+        for plan in roster.accounts:
+            self.stats.accounts[plan.account_id] = _Account(plan)
+        if not roster.accounts:
+            skipped = f" ({len(roster.skipped)} member(s) skipped for their status)" if roster.skipped else ""
+            raise ScanFailedError(f"no account to scan{skipped}")
+        slots = anyio.Semaphore(self._in_flight)
+        async with anyio.create_task_group() as tg:
+            for account in self.stats.accounts.values():
+                await slots.acquire()  # spawned only when it may run: tasks stay bounded
+                tg.start_soon(self._scan_account, account, slots)
+
+    async def _scan_account(self, account: _Account, slots: anyio.Semaphore) -> None:
+        plan = account.plan
+        try:
+            try:
+                async with self._accounts.open(plan) as api:
+                    job = account.job = self._job(api, plan)
+                    await job.run()
+            except ScannerError as exc:  # its role cannot be assumed, or it cannot be reached
+                self._account_failed(account, exc)
+                return
+            self._account_ended(account, job)
+        finally:
+            job_summary = account.job.summary if account.job is not None else None
+            if job_summary is not None:  # stopped part way: what it did still counts
+                self._summaries.setdefault(plan.account_id, job_summary)
+            account.done = True
+            self.stats.ended(account, self._clock.monotonic())
+            account.job = None
+            slots.release()
+
+    def _job(self, api: EasApi, plan: AccountPlan) -> ScanJob:
+        scan_plan = self._plan if plan.regions is None else replace(self._plan, regions=plan.regions)
+        return ScanJob(
+            api,
+            scan_plan,
+            self._send.clone(),
+            concurrency=self._concurrency,
+            consistency=self._consistency,
+            retry_policy=self._retry_policy,
+            rate_limiters=self._limiters(),  # scopes (account, region, action)
+            clock=self._clock,
+            rng=self._rng,
+            fail_fast=self._fail_fast,
+            account=plan.account_id,
+            global_slots=self._global_slots,
+        )
+
+    def _account_failed(self, account: _Account, exc: BaseException) -> None:
+        code = _code_of(exc)
+        message = _message_of(exc)
+        account.error = f"{code}: {message}"
+        action = exc.action if isinstance(exc, RequestError) else None
+        account.failure = Failure(
+            region=None,
+            service=None,
+            code=code,
+            message=message,
+            action=action,
+            account=account.plan.account_id,
+        )
+        if self._fail_fast:
+            self._abort(exc)
+
+    def _account_ended(self, account: _Account, job: ScanJob) -> None:
+        summary = job.summary
+        assert summary is not None
+        self._summaries[account.plan.account_id] = summary
+        fatal = job.fatal
+        if fatal is not None:
+            if isinstance(fatal, ScanFailedError) and not self._fail_fast:
+                # Every region refused, or its regions could not be listed: this account only.
+                first = next((f for f in summary.failures if f.service is None), None)
+                code = first.code if first is not None else _code_of(fatal)
+                account.error = f"{code}: {fatal}"
+                if not summary.failures:
+                    account.failure = Failure(
+                        region=None,
+                        service=None,
+                        code=code,
+                        message=str(fatal),
+                        account=account.plan.account_id,
+                    )
+            else:
+                self._abort(fatal)
+        elif job.cancelled and not self.cancelled:
+            self.stop()  # the consumer closed the stream
+
+    def _abort(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def stop(self) -> None:
+        """Stop producing (the consumer is gone or asked to stop). The summary says cancelled."""
+        self.cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _check_some_account_scanned(self) -> None:
+        if self.fatal is not None or self.cancelled:
+            return
+        accounts = self.stats.accounts
+        if accounts and all(a.error is not None for a in accounts.values()):
+            reasons = "; ".join(f"{a.plan.account_id}: {a.error}" for a in list(accounts.values())[:5])
+            more = f" (and {len(accounts) - 5} more)" if len(accounts) > 5 else ""
+            self.fatal = ScanFailedError(f"no account could be scanned ({reasons}{more})")
+
+    # --- the summary ---------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        self.summary = self._merge(self._clock.monotonic())
+        self.finished.set()
+
+    def _merge(self, now: float) -> ScanSummary:
+        cancelled = self.cancelled or self.fatal is not None
+        accounts: dict[str, AccountSummary] = {}
+        regions: dict[str, RegionSummary] = {}
+        failures: list[Failure] = []
+        verdicts: dict[str, int] = {}
+        notable: list[tuple[str, str, str]] = []
+        missing: set[str] | None = None
+        records = requests = retries = throttled = bytes_received = 0
+        for account_id, account in self.stats.accounts.items():
+            summary = self._summaries.get(account_id)
+            if account.failure is not None:
+                failures.append(account.failure)
+            if summary is None:
+                accounts[account_id] = AccountSummary(
+                    name=account.plan.name,
+                    complete=False,
+                    error=account.error or ("cancelled" if cancelled else "not scanned"),
+                    services=0,
+                    instances=0,
+                    regions={},
+                )
+                continue
+            accounts[account_id] = AccountSummary(
+                name=account.plan.name,
+                complete=summary.complete and account.error is None,
+                error=account.error or _first_error(summary),
+                services=sum(r.services for r in summary.regions.values()),
+                instances=summary.records,
+                regions=summary.regions,
+            )
+            records += summary.records
+            requests += summary.requests
+            retries += summary.retries
+            throttled += summary.throttled
+            bytes_received += summary.bytes_received
+            failures.extend(summary.failures)
+            for verdict, count in summary.verdicts.items():
+                verdicts[verdict] = verdicts.get(verdict, 0) + count
+            notable.extend(summary.notable_services)
+            if self._plan.services is not None:
+                gone = set(summary.missing_services)
+                missing = gone if missing is None else missing & gone
+            for name, region in summary.regions.items():
+                held = regions.get(name)
+                regions[name] = (
+                    region
+                    if held is None
+                    else RegionSummary(
+                        services=held.services + region.services,
+                        instances=held.instances + region.instances,
+                        complete=held.complete and region.complete,
+                        error=held.error or region.error,
+                    )
+                )
+        return ScanSummary(
+            complete=not cancelled and bool(accounts) and all(a.complete for a in accounts.values()),
+            records=records,
+            duration_s=now - self.stats.started_at,
+            requests=requests,
+            retries=retries,
+            throttled=throttled,
+            regions=regions,
+            failures=tuple(failures),
+            verdicts=verdicts,
+            notable_services=tuple(notable),
+            missing_services=tuple(sorted(missing or ())),
+            cancelled=cancelled,
+            bytes_received=bytes_received,
+            accounts=accounts,
+            skipped_accounts=self.stats.skipped,
+        )
+
+
+def _first_error(summary: ScanSummary) -> str | None:
+    if summary.complete:
+        return None
+    for name, region in summary.regions.items():
+        if region.error is not None:
+            return f"{name}: {region.error}"
+    return "cancelled" if summary.cancelled else "incomplete"
