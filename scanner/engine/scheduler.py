@@ -258,6 +258,7 @@ class ScanJob:
                 await gate.request(
                     Action.LIST_SERVICES,
                     lambda: api.list_services(region, query, page_number=number, page_size=size),
+                    priority=MAX_PLAUSIBLE_TOTAL + 1,  # before any listing's: it names the work
                 )
             )
 
@@ -355,6 +356,7 @@ class ScanJob:
                 Action.LIST_SERVICE_INSTANCES,
                 lambda: api.list_service_instances(region, name, query, page_number=number, page_size=size),
                 deliver,
+                priority=known,  # the longest listings' round trips first: they make the tail
             )
 
         async def emit(items: list[dict[str, Any]]) -> None:
