@@ -16,9 +16,10 @@ Failed attempts are retried by the region's ``Retrier`` (its budget is the regio
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import anyio
 
@@ -52,19 +53,61 @@ async def at_once_or_wait(
 
 
 class Slots:
-    """``async with`` a token of an ``anyio.CapacityLimiter``, taken at once when one is free."""
+    """A pool of ``tokens`` slots, handed to waiters by priority (the highest first; FIFO within one).
 
-    __slots__ = ("_limiter",)
+    ``take`` returns at once, without an await, when a slot is free and nobody waits (the path of
+    almost every request of a scan that is not saturated). ``async with slots`` takes one at
+    priority 0. A waiter cancelled after its slot was handed to it passes the slot on.
+    """
+
+    __slots__ = ("_free", "_order", "_waiters")
 
     def __init__(self, tokens: int) -> None:
-        self._limiter = anyio.CapacityLimiter(tokens)
+        self._free = tokens
+        #: Heap of [-priority, order, event, state]: state 0 waits, 1 was handed a slot, 2 left.
+        self._waiters: list[list[Any]] = []
+        self._order = 0
+
+    def take_nowait(self) -> bool:
+        """Take a slot if one is free and nobody waits for one (fair); False if not."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self, priority: int = 0) -> None:
+        """Take a slot, waiting behind the waiters of a higher or equal priority."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        self._order += 1
+        entry: list[Any] = [-priority, self._order, anyio.Event(), 0]
+        heapq.heappush(self._waiters, entry)
+        try:
+            await entry[2].wait()
+        except BaseException:
+            if entry[3] == 1:
+                self.release()  # handed a slot as it was cancelled: pass it on
+            else:
+                entry[3] = 2
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the first waiter by priority, else to the pool."""
+        waiters = self._waiters
+        while waiters:
+            entry = heapq.heappop(waiters)
+            if entry[3] == 0:
+                entry[3] = 1
+                entry[2].set()
+                return
+        self._free += 1
 
     async def __aenter__(self) -> None:
-        limiter = self._limiter
-        await at_once_or_wait(limiter.acquire_nowait, limiter.acquire)
+        await self.take()
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter.release()
+        self.release()
 
 
 class Limiter(Protocol):
@@ -112,8 +155,13 @@ class RequestGate:
         action: str,
         call: Callable[[], Awaitable[T]],
         deliver: Callable[[T], Awaitable[None]] | None = None,
+        priority: int = 0,
     ) -> T:
-        """``call()`` through the gate, retried; ``deliver(answer)`` runs inside the global slot."""
+        """``call()`` through the gate, retried; ``deliver(answer)`` runs inside the global slot.
+
+        Where requests wait for slots, those of a higher ``priority`` go first (a scheduler gives
+        the requests on its longest chains of round trips the highest, so they do not end last).
+        """
         limiter = self._limiters.get(self._region, action)
         region_slots = self._slots
         global_slots = self._global_slots
@@ -121,9 +169,11 @@ class RequestGate:
         counters = stats.region(self._region)
 
         async def attempt() -> T:
-            async with region_slots:
+            await region_slots.take(priority)
+            try:
                 sent_at = await limiter.acquire()
-                async with global_slots:
+                await global_slots.take(priority)
+                try:
                     stats.requests += 1
                     counters.requests += 1
                     try:
@@ -140,6 +190,10 @@ class RequestGate:
                         stats.bytes_received += answer.body_bytes
                     if deliver is not None:
                         await deliver(answer)  # handed over before the global slot is given back
+                finally:
+                    global_slots.release()
+            finally:
+                region_slots.release()
             return answer
 
         return await self._retrier.call(attempt)

@@ -160,6 +160,7 @@ class ScanJob:
         # Listings of more than a page hold their emitted names until they end: few at a time.
         self._long_slots: dict[str, Slots] = {}
         self._global_long_slots = Slots(concurrency.long_listings)
+        self._long_above = self._page_size * (concurrency.pages_per_listing + 1)
         self._found_services: set[str] = set()
 
     # --- the run -------------------------------------------------------------------------------
@@ -296,6 +297,7 @@ class ScanJob:
                 await gate.request(
                     Action.LIST_SERVICES,
                     lambda: api.list_services(region, query, page_number=number, page_size=size),
+                    priority=MAX_PLAUSIBLE_TOTAL + 1,  # before any listing's: it names the work
                 )
             )
 
@@ -362,9 +364,12 @@ class ScanJob:
                     target = await at_once_or_wait(receive.receive_nowait, receive.receive)
                 except anyio.EndOfStream:
                     return
-                if target.instances_said > self._page_size:
+                if target.instances_said > self._long_above:
                     # A long listing holds its emitted names until it ends: few at a time, each
                     # read to its end quickly (``pages_per_listing`` at once), bounds memory.
+                    # One whose pages after the first are read in one batch (at most
+                    # ``pages_per_listing`` + 1 pages) is not held back: it is a chain of three
+                    # round trips however many run, and holding it back makes the scan's tail.
                     async with long_slots, self._global_long_slots:
                         await self._list_instances(region, target)
                 else:
@@ -391,6 +396,7 @@ class ScanJob:
                 Action.LIST_SERVICE_INSTANCES,
                 lambda: api.list_service_instances(region, name, query, page_number=number, page_size=size),
                 deliver,
+                priority=known,  # the longest listings' round trips first: they make the tail
             )
 
         async def emit(items: list[dict[str, Any]]) -> None:
