@@ -47,17 +47,13 @@ class Concurrency:
     ``total`` bounds the whole scan; ``per_region`` bounds one region, so a slow or throttled region
     cannot take every slot; ``pages_per_listing`` bounds how many pages of one listing are fetched
     at once, so one huge service cannot starve the others in its region; ``services_per_region``
-    bounds how many service listings of a region are open at once (each holds its dedup keys);
-    ``long_listings_per_region`` bounds how many of those may be listings of more than one page
-    (by ListServices' count), which hold thousands of keys until they end: without it, a fleet of
-    big services keeps ``services_per_region`` half-read big listings open in every region, and
-    memory grows with the fleet instead of staying flat. ``long_listings`` bounds them across all
-    regions, so that memory does not grow with the number of regions either. Fewer costs time
-    when every request is slow: a long listing spends two round trips with one request in
-    flight (its last page, read first, and the closing look at its end), so few open listings
-    leave slots idle. 8 per region keeps a 50 ms-latency scan of 4 regions as fast as no bound at
-    all (4 makes it ~1.5x slower); 32 in all (8 x 4 regions, 4 x 8 pages of ``total`` in the
-    closing phases) cuts a 10-region, 1,000,000-instance scan's peak RSS by ~5 MB at no cost.
+    bounds how many service listings of a region are open at once (each holds its dedup keys).
+    ``long_listings_per_region`` bounds how many of those may be long listings: more pages (by
+    ListServices' count) than one batch of ``pages_per_listing`` plus its first page. A long
+    listing holds thousands of names until it ends; without the bound a fleet of big services
+    keeps every worker on a half-read big listing, and memory grows with the fleet instead of
+    staying flat. ``long_listings`` bounds them across all regions, so memory does not grow with
+    the number of regions either. Shorter listings are read in one batch and need no such bound.
     """
 
     total: int = 64
