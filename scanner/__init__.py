@@ -29,7 +29,7 @@ from scanner.client.credentials import (
 from scanner.client.transport import ConnectionLimits, Timeouts
 from scanner.eas.params import InstanceQuery, ServiceQuery
 from scanner.engine.config import Concurrency, Consistency, RateLimit, RetryPolicy
-from scanner.engine.stats import ScanStatistics, ScanSummary
+from scanner.engine.stats import ScanSummary
 from scanner.errors import (
     ApiError,
     ConfigError,
@@ -37,7 +37,6 @@ from scanner.errors import (
     RequestError,
     ScanFailedError,
     ScannerError,
-    UsageError,
 )
 from scanner.gctuning import batch_gc
 from scanner.org.sources import Account, Organization
@@ -65,7 +64,6 @@ __all__ = [
     "RequestError",
     "RetryPolicy",
     "ScanFailedError",
-    "ScanStatistics",
     "ScanStream",
     "ScanSummary",
     "Scanner",
@@ -73,7 +71,6 @@ __all__ = [
     "ServiceQuery",
     "StaticCredentials",
     "Timeouts",
-    "UsageError",
     "__version__",
     "batch_gc",
 ]

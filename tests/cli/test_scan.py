@@ -22,9 +22,9 @@ import orjson
 import pytest
 from rich.console import Console
 
-from scanner import ScanStatistics, cli
+from scanner import cli
 from scanner.eas.params import INSTANCE_FIELDS
-from scanner.engine.stats import RegionStatistics
+from scanner.engine.stats import RegionStatistics, ScanStatistics
 from scanner.gctuning import BATCH_GC_THRESHOLD
 from scanner.output.progress import LogProgress
 from scanner.simulator import FaultConfig, Fleet

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from scanner import ConfigError, ScanFailedError, Scanner, ScanStatistics, StaticCredentials
+from scanner import ConfigError, ScanFailedError, Scanner, StaticCredentials
+from scanner.engine.stats import ScanStatistics
 from scanner.org.sources import Account, Organization
 from scanner.output.progress import describe
 from scanner.simulator import OrgSpec, Simulator, account_key_digests
