@@ -43,6 +43,7 @@ from scanner.eas.endpoints import EndpointResolver, EndpointType, validate_regio
 from scanner.eas.params import InstanceQuery, ServiceQuery
 from scanner.engine.accounts import DEFAULT_ACCOUNTS_IN_FLIGHT, AccountScan
 from scanner.engine.config import Concurrency, Consistency, RateLimit, RetryPolicy
+from scanner.engine.gate import at_once_or_wait
 from scanner.engine.pacing import ClientRateLimiters
 from scanner.engine.ports import EasApi
 from scanner.engine.scheduler import Batch, ScanItem, ScanJob, ScanPlan, UnitFilter
@@ -113,11 +114,7 @@ class ScanStream:
 
     async def _next_item(self) -> ScanItem:
         try:
-            # receive() always yields first; only wait when no page is buffered.
-            try:
-                return self._receive.receive_nowait()
-            except anyio.WouldBlock:
-                return await self._receive.receive()
+            return await at_once_or_wait(self._receive.receive_nowait, self._receive.receive)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._receive.close()
             await self._end()

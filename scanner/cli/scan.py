@@ -31,6 +31,7 @@ from scanner.cli.args import ORG_PRESETS
 from scanner.cli.config import ScanConfig
 from scanner.cli.signals import Interrupts
 from scanner.engine.events import UnitEnded, UnitsPlanned
+from scanner.errors import unwrap_group
 from scanner.output.files import OutputFile, records_error
 from scanner.output.progress import LogProgress, TerminalProgress
 from scanner.scandir import PartRouter, ResumePlan, ScanDirectory, Unit
@@ -100,21 +101,13 @@ def run(
             with batch_gc():  # this process is the scan: less CPU in the garbage collector
                 return anyio.run(scan)
         except BaseExceptionGroup as group:
-            raise _single_error(group) from None
+            raise unwrap_group(group) from None
     except ConfigError as exc:
         return ScanResult(error=str(exc), usage_error=True)
     except ScannerError as exc:  # no credentials, the simulator cannot start, ...
         return ScanResult(error=str(exc), fatal=True)
     except KeyboardInterrupt:
         return ScanResult(error="interrupted", interrupted=True)
-
-
-def _single_error(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The one error a task group wrapped (several: the first), so it is reported as itself."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error
 
 
 async def _scan(
