@@ -4,11 +4,12 @@ config objects (``Concurrency``, ``Timeouts``, ``RetryPolicy``, ``RateLimit``) b
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scanner import Concurrency, ConfigError, ConnectionLimits, RateLimit, RetryPolicy, Timeouts
+from scanner.cli.engine import EngineOptions, engine_options
 from scanner.eas.endpoints import EndpointResolver
 from scanner.eas.params import MAX_PAGE_SIZE
 from scanner.output.files import OS_FILE_SYSTEM, FileSystem, check_writable
@@ -47,6 +48,8 @@ class ScanConfig:
     output_dir: Path | None = None
     resume: bool = False
     shard: Shard | None = None
+    #: --engine (local, or ray with --ray-address and --workers).
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
     def scan_params(self) -> ScanParams:
         """What makes two runs parts of one scan directory (a resume refuses when it differs)."""
@@ -89,6 +92,7 @@ def config_from(args: argparse.Namespace, *, fs: FileSystem = OS_FILE_SYSTEM) ->
             f"--page-size must be at most {MAX_PAGE_SIZE} (the API's cap), got {args.page_size}"
         )
     _check_output(args)
+    engine = engine_options(args)
     _check_paths(args.output, args.summary, fs)
     filters = {name: getattr(args, name) for name in _INSTANCE_FILTERS}
     return ScanConfig(
@@ -115,6 +119,7 @@ def config_from(args: argparse.Namespace, *, fs: FileSystem = OS_FILE_SYSTEM) ->
         output_dir=args.output_dir,
         resume=args.resume,
         shard=None if args.shard is None else Shard.parse(args.shard),
+        engine=engine,
     )
 
 
