@@ -264,8 +264,14 @@ def _start_ray(address: str | None) -> bool:
         from scanner.distributed.ray_engine import init_ray
     except ImportError as exc:
         raise ConfigError(f"{RAY_EXTRA_HINT} ({exc})") from None
+    started = time.monotonic()
     with _keeping_signal_handlers():
-        return init_ray(address)
+        owned = init_ray(address)
+    where = "started on this machine (loopback only)" if address is None else f"joined at {address}"
+    log.info(
+        "Ray %s in %.1fs", where if owned else "already running in this process", time.monotonic() - started
+    )
+    return owned
 
 
 def _stop_ray() -> None:
