@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from scanner import Concurrency, ConfigError, ConnectionLimits, RetryPolicy, Timeouts, __version__
+from scanner.cli.engine import add_engine_flags
 from scanner.cli.outcome import EXIT_USAGE
 from scanner.eas.endpoints import validate_region
 from scanner.eas.params import MAX_PAGE_SIZE, InstanceSort, Order, ResourceType, Role
@@ -36,6 +37,7 @@ examples:
   eas-scan scan --org --role-name EasInventoryReader -o org.jsonl   every member account
   eas-scan scan --accounts accounts.toml --summary run.json          the accounts of a file
   eas-scan scan --simulate org-small              a simulated organisation, scanned as --org
+  eas-scan scan --output-dir scan/ --engine ray --workers 4   on Ray (eas-fleet-scanner[ray])
 
 credentials come from the Alibaba Cloud default chain: ALIBABA_CLOUD_ACCESS_KEY_ID,
 ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN), the aliyun CLI profile in
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _instance_filters(scan.add_argument_group("instance filters (ListServiceInstances parameters)"))
     _speed_and_resilience(scan.add_argument_group("speed and resilience"))
     _output(scan.add_argument_group("output"))
+    add_engine_flags(scan.add_argument_group("engine (with --output-dir)"))
     status = commands.add_parser(
         "status",
         help="what a scan directory holds: complete, incomplete, missing parts (exit 0 if complete)",

@@ -19,6 +19,7 @@ from scanner import (
     Timeouts,
 )
 from scanner.cli.args import ORG_PRESETS
+from scanner.cli.engine import EngineOptions, engine_options
 from scanner.eas.endpoints import EndpointResolver
 from scanner.eas.params import MAX_PAGE_SIZE
 from scanner.output.files import OS_FILE_SYSTEM, FileSystem, check_writable
@@ -66,6 +67,8 @@ class ScanConfig:
     output_dir: Path | None = None
     resume: bool = False
     shard: Shard | None = None
+    #: --engine (local, or ray with --ray-address and --workers).
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
     def scan_params(self) -> ScanParams:
         """What makes two runs parts of one scan directory (a resume refuses when it differs)."""
@@ -118,9 +121,15 @@ def config_from(args: argparse.Namespace, *, fs: FileSystem = OS_FILE_SYSTEM) ->
             f"--page-size must be at most {MAX_PAGE_SIZE} (the API's cap), got {args.page_size}"
         )
     _check_output(args)
+    engine = engine_options(args)
     _check_paths(args.output, args.summary, fs)
     filters = {name: getattr(args, name) for name in _INSTANCE_FILTERS}
     accounts, account_options = _accounts(args)
+    if engine.name == "ray" and accounts is not None:
+        raise ConfigError(
+            "--engine ray does not take --org, --accounts or an org simulation yet: "
+            "scan the organisation with the local engine, or spread it with --shard I/N"
+        )
     return ScanConfig(
         regions=args.regions,
         services=args.services,
@@ -147,6 +156,7 @@ def config_from(args: argparse.Namespace, *, fs: FileSystem = OS_FILE_SYSTEM) ->
         shard=None if args.shard is None else Shard.parse(args.shard),
         accounts=accounts,
         account_options=account_options,
+        engine=engine,
     )
 
 

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -95,7 +95,13 @@ def run(
     of a scan directory); errors become results. Anything but a ``ScannerError`` (or Ctrl-C) is a bug,
     and raised.
     """
-    scan = functools.partial(_scan, config, records, stderr, interrupts, records_on_terminal)
+    scan: Callable[[], Awaitable[ScanResult]]
+    if config.engine.name == "ray" and isinstance(records, DirectoryTarget):
+        from scanner.cli.ray_scan import scan_with_ray  # imports ray only when it runs
+
+        scan = functools.partial(scan_with_ray, config, records, stderr, interrupts)
+    else:
+        scan = functools.partial(_scan, config, records, stderr, interrupts, records_on_terminal)
     try:
         try:
             with batch_gc():  # this process is the scan: less CPU in the garbage collector

@@ -1,0 +1,101 @@
+"""``--engine local|ray`` and the Ray engine's flags (``--ray-address``, ``--workers``), checked
+before any request. The Ray engine's scan itself is ``scanner.cli.ray_scan`` (imported only when
+``--engine ray`` is given)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from dataclasses import dataclass
+
+from scanner import ConfigError
+
+__all__ = [
+    "ENGINES",
+    "RAY_EXTRA_HINT",
+    "EngineOptions",
+    "add_engine_flags",
+    "engine_options",
+    "ray_installed",
+]
+
+ENGINES = ("local", "ray")
+#: Ray workers when --workers is not given (``scan_with_ray``'s default).
+DEFAULT_WORKERS = 2
+RAY_EXTRA_HINT = "--engine ray needs the optional extra: pip install 'eas-fleet-scanner[ray]'"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """``--engine``, and the Ray engine's ``--ray-address`` and ``--workers``."""
+
+    name: str = "local"
+    #: None: start Ray on this machine (loopback only); ``auto`` or ``ray://host:10001``: join.
+    ray_address: str | None = None
+    workers: int = DEFAULT_WORKERS
+
+
+def add_engine_flags(group: argparse._ArgumentGroup) -> None:
+    """The engine's flags, in ``group``."""
+    group.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this process (default); ray: Ray workers, with --output-dir "
+        "(needs the extra eas-fleet-scanner[ray])",
+    )
+    group.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --engine ray: join this Ray cluster (auto, ray://host:10001); default: start Ray "
+        "on this machine. On a cluster, DIR must be a shared file system mounted at the same path",
+    )
+    group.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help=f"with --engine ray: Ray workers (default {DEFAULT_WORKERS})",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers must be a positive number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be positive, got {text!r}")
+    return value
+
+
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    """The engine ``args`` asks for; a ``ConfigError`` (exit 2, before any request) when it cannot work."""
+    name = getattr(args, "engine", None) or "local"
+    address: str | None = getattr(args, "ray_address", None)
+    workers: int | None = getattr(args, "workers", None)
+    if name != "ray":
+        for flag, given in (("--ray-address", address is not None), ("--workers", workers is not None)):
+            if given:
+                raise ConfigError(f"{flag} needs --engine ray")
+        return EngineOptions()
+    if getattr(args, "output_dir", None) is None:
+        raise ConfigError(
+            "--engine ray needs --output-dir DIR (the workers write the scan directory's parts)"
+        )
+    if getattr(args, "shard", None) is not None:
+        raise ConfigError(
+            "--shard and --engine ray cannot be combined: Ray hands the regions out to its workers itself"
+        )
+    if address is not None and not address.strip():
+        raise ConfigError("--ray-address is empty: give auto, or ray://host:10001")
+    if not ray_installed():
+        raise ConfigError(RAY_EXTRA_HINT)
+    return EngineOptions(name="ray", ray_address=address, workers=workers or DEFAULT_WORKERS)
+
+
+def ray_installed() -> bool:
+    """Whether ``ray`` can be imported (found without importing it)."""
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):
+        return False
