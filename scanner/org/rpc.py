@@ -161,21 +161,9 @@ ORG_CODE_RULES: Final[tuple[tuple[str, type[ApiError]], ...]] = (
 )
 
 
-def _matches(pattern: str, code: str) -> bool:
-    if pattern.endswith("*"):
-        return code.startswith(pattern[:-1])
-    if pattern.startswith("*"):
-        return code.endswith(pattern[1:])
-    return code == pattern
-
-
 def classify(status: int, code: str | None, *, retry_after: bool = False) -> type[ApiError]:
     """The error class of an STS / ResourceManager error answer."""
-    if code and not retry_after:
-        for pattern, cls in ORG_CODE_RULES:
-            if _matches(pattern, code):
-                return cls
-    return faults.classify(status, code, retry_after=retry_after)
+    return faults.classify(status, code, retry_after=retry_after, extra_rules=ORG_CODE_RULES)
 
 
 # --- one call ----------------------------------------------------------------------------------
