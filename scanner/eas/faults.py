@@ -125,9 +125,10 @@ def api_error(
     region: str | None = None,
     action: str | None = None,
     service: str | None = None,
+    extra_rules: Sequence[tuple[str, type[ApiError]]] = (),
 ) -> ApiError:
-    """Build the right ``ApiError`` subclass for an error response."""
-    cls = classify(status, code, retry_after=retry_after_ms is not None)
+    """Build the right ``ApiError`` subclass for an error response (``extra_rules``: see ``classify``)."""
+    cls = classify(status, code, retry_after=retry_after_ms is not None, extra_rules=extra_rules)
     return cls(
         message or f"HTTP {status} with no error message",
         region=region,
