@@ -17,7 +17,7 @@ import dataclasses
 import html
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -47,7 +47,14 @@ from scanner.eas.signing import canonical_query, format_date
 from scanner.errors import ApiError, ClockSkewError, ConfigError, DecodeError, RequestError
 from scanner.lifecycle import Lifecycle
 
-__all__ = ["EasClient", "clock_skew_message", "first_str", "non_json_message", "random_nonce"]
+__all__ = [
+    "EasClient",
+    "clock_skew_message",
+    "first_str",
+    "non_json_message",
+    "random_nonce",
+    "response_error",
+]
 
 _Query = TypeVar("_Query", InstanceQuery, ServiceQuery)
 _P = ParamSpec("_P")
@@ -202,7 +209,9 @@ class EasClient:
             _redact_error(exc, redact)
             raise
         if not 200 <= raw.status < 300:
-            raise _api_error(raw, region, action, service, redact, self._clock.wall())
+            raise response_error(
+                raw, redact, self._clock.wall(), action=action, region=region, service=service
+            )
         body = redact.scrub(raw.body)
         if body is not raw.body:
             raw = dataclasses.replace(raw, body=body)
@@ -378,12 +387,21 @@ def _parse_http_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _api_error(
-    raw: Response, region: str, action: str, service: str | None, redact: Redactor, now: datetime
+def response_error(
+    raw: Response,
+    redact: Redactor,
+    now: datetime,
+    *,
+    action: str,
+    region: str | None = None,
+    service: str | None = None,
+    extra_rules: Sequence[tuple[str, type[ApiError]]] = (),
 ) -> ApiError:
     """The error for a non-2xx response; tolerates lower-case keys and a non-JSON body.
 
-    Everything taken from the response is redacted before it goes into the error.
+    Everything taken from the response is redacted before it goes into the error. A refused
+    timestamp is a ``ClockSkewError``; otherwise the class comes from ``faults.classify``, with
+    ``extra_rules`` (another product's codes, e.g. ``scanner.org.rpc.ORG_CODE_RULES``) tried first.
     """
     code = message = request_id = None
     try:
@@ -417,6 +435,7 @@ def _api_error(
         region=region,
         action=action,
         service=service,
+        extra_rules=extra_rules,
     )
 
 

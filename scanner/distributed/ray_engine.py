@@ -30,7 +30,6 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 
 from scanner.distributed.driver import STOP_GRACE_S, DriverEvent, WorkerLost, drive
 from scanner.distributed.runner import (
-    DEFAULT_ASSUME_ROLE_RATE,
     DirectoryRunnerFactory,
     RunnerFactory,
     WorkerScanConfig,
@@ -138,22 +137,24 @@ async def scan_with_ray_async(
     config: WorkerScanConfig,
     output_dir: str | os.PathLike[str],
     *,
-    regions: Sequence[str] | None = None,
-    units: Sequence[WorkUnit] | None = None,
-    format: str = "jsonl",
-    accounts: Sequence[str] | str | None = None,
-    params: ScanParams | None = None,
-    workers: int = 2,
-    ray_address: str | None = None,
-    ray_options: Mapping[str, Any] | None = None,
-    resume: bool = False,
-    max_attempts: int = 3,
-    worker_cpus: float = 0.25,
-    assume_role_rate: float = DEFAULT_ASSUME_ROLE_RATE,
-    runner_factory: Callable[[str], RunnerFactory] | None = None,
-    on_event: Callable[[DriverEvent], None] | None = None,
+    regions: Sequence[str] | None,
+    units: Sequence[WorkUnit] | None,
+    format: str,
+    accounts: Sequence[str] | str | None,
+    params: ScanParams | None,
+    workers: int,
+    ray_address: str | None,
+    ray_options: Mapping[str, Any] | None,
+    resume: bool,
+    max_attempts: int,
+    worker_cpus: float,
+    assume_role_rate: float,
+    runner_factory: Callable[[str], RunnerFactory] | None,
+    on_event: Callable[[DriverEvent], None] | None,
 ) -> DistributedSummary:
-    """The async form of ``scanner.distributed.scan_with_ray`` (same arguments)."""
+    """The body of ``scanner.distributed.scan_with_ray_async``, its only caller: that front (which
+    imports this module only when called, as Ray is an optional extra) holds the defaults and the
+    documentation and passes every argument; here they are all required, so there is one set."""
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     if not worker_cpus > 0:

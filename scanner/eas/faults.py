@@ -7,6 +7,7 @@ the wire agree. Rules are tried in order; the first that matches wins.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -67,16 +68,23 @@ def _matches(pattern: str, code: str) -> bool:
     return code == pattern
 
 
-def classify(status: int, code: str | None, *, retry_after: bool = False) -> type[ApiError]:
+def classify(
+    status: int,
+    code: str | None,
+    *,
+    retry_after: bool = False,
+    extra_rules: Sequence[tuple[str, type[ApiError]]] = (),
+) -> type[ApiError]:
     """The error class for an error response.
 
     ``retry_after`` is whether the response carried ``x-acs-retry-after``: the SDK treats any such
-    response as throttling, whatever its code, and so do we.
+    response as throttling, whatever its code, and so do we. ``extra_rules``: code rules of another
+    product (STS, ResourceManager), tried before ``CODE_RULES``.
     """
     if retry_after:
         return ThrottledError
     if code:
-        for pattern, cls in CODE_RULES:
+        for pattern, cls in (*extra_rules, *CODE_RULES):
             if _matches(pattern, code):
                 return cls
     for low, high, cls in STATUS_RULES:
@@ -117,9 +125,10 @@ def api_error(
     region: str | None = None,
     action: str | None = None,
     service: str | None = None,
+    extra_rules: Sequence[tuple[str, type[ApiError]]] = (),
 ) -> ApiError:
-    """Build the right ``ApiError`` subclass for an error response."""
-    cls = classify(status, code, retry_after=retry_after_ms is not None)
+    """Build the right ``ApiError`` subclass for an error response (``extra_rules``: see ``classify``)."""
+    cls = classify(status, code, retry_after=retry_after_ms is not None, extra_rules=extra_rules)
     return cls(
         message or f"HTTP {status} with no error message",
         region=region,

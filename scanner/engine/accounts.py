@@ -37,7 +37,7 @@ from scanner.clock import Clock
 from scanner.engine.config import Concurrency, Consistency, RetryPolicy
 from scanner.engine.gate import LimiterRegistry, Slots
 from scanner.engine.ports import EasApi
-from scanner.engine.scheduler import ScanItem, ScanJob, ScanPlan
+from scanner.engine.scheduler import ScanItem, ScanJob, ScanPlan, ScanRun
 from scanner.engine.stats import (
     AccountSummary,
     Failure,
@@ -46,7 +46,7 @@ from scanner.engine.stats import (
     ScanStatistics,
     ScanSummary,
 )
-from scanner.errors import RequestError, ScanFailedError, ScannerError, unwrap_group
+from scanner.errors import RequestError, ScanFailedError, ScannerError
 
 __all__ = [
     "DEFAULT_ACCOUNTS_IN_FLIGHT",
@@ -199,11 +199,11 @@ class _Totals:
         )
 
 
-class AccountScan:
+class AccountScan(ScanRun):
     """A scan of several accounts: produces batches into ``send`` and closes it when done.
 
-    It has what ``ScanStream`` reads of a ``ScanJob``: ``run``, ``stop``, ``stats``, ``fatal``,
-    ``summary``, ``finished``. See the module docstring.
+    Its lifecycle (``run``, ``stop``, ``fatal``, ``summary``, ``finished``) is ``ScanRun``'s, as
+    ``ScanJob``'s is; ``stats`` is its own. See the module docstring.
     """
 
     def __init__(
@@ -222,9 +222,9 @@ class AccountScan:
         rng: random.Random,
         fail_fast: bool = False,
     ) -> None:
+        super().__init__(send)
         self._accounts = accounts
         self._plan = plan
-        self._send = send
         self._concurrency = per_account_concurrency(concurrency, per_account)
         self._global_slots = Slots(concurrency.total)
         self._in_flight = accounts_in_flight
@@ -235,33 +235,12 @@ class AccountScan:
         self._rng = rng
         self._fail_fast = fail_fast
         self.stats = AccountStats(clock.monotonic())
-        self.fatal: BaseException | None = None
-        self.cancelled = False
-        self.summary: ScanSummary | None = None
-        self.finished = anyio.Event()
-        self._scope: anyio.CancelScope | None = None
         # Summaries of the accounts that ended, in the order they were listed.
         self._summaries: dict[str, ScanSummary] = {}
 
     # --- the run -------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Run the scan to its end. Raises only cancellation from outside; all else is recorded."""
-        try:
-            async with self._send:
-                with anyio.CancelScope() as self._scope:
-                    try:
-                        await self._scan_accounts()
-                    except Exception as exc:
-                        self._abort(unwrap_group(exc))
-                self._check_some_account_scanned()
-        except anyio.get_cancelled_exc_class():
-            self.cancelled = True
-            raise
-        finally:
-            self._finish()
-
-    async def _scan_accounts(self) -> None:
+    async def _produce(self) -> None:
         try:
             roster = await self._accounts.roster()
         except ScannerError as exc:
@@ -355,19 +334,8 @@ class AccountScan:
         elif job.cancelled and not self.cancelled:
             self.stop()  # the consumer closed the stream
 
-    def _abort(self, exc: BaseException) -> None:
-        if self.fatal is None:
-            self.fatal = exc
-        if self._scope is not None:
-            self._scope.cancel()
-
-    def stop(self) -> None:
-        """Stop producing (the consumer is gone or asked to stop). The summary says cancelled."""
-        self.cancelled = True
-        if self._scope is not None:
-            self._scope.cancel()
-
-    def _check_some_account_scanned(self) -> None:
+    def _check_ended(self) -> None:
+        """No account could be scanned: every one ended in an error."""
         if self.fatal is not None or self.cancelled:
             return
         accounts = self.stats.accounts
@@ -378,9 +346,8 @@ class AccountScan:
 
     # --- the summary ---------------------------------------------------------------------------
 
-    def _finish(self) -> None:
-        self.summary = self._merge(self._clock.monotonic())
-        self.finished.set()
+    def _summarize(self) -> ScanSummary:
+        return self._merge(self._clock.monotonic())
 
     def _merge(self, now: float) -> ScanSummary:
         cancelled = self.cancelled or self.fatal is not None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,7 @@ from scanner.engine.stats import Failure, LiveStats, ScanSummary, ServiceVerdict
 from scanner.errors import RequestError, ScanFailedError, unwrap_group
 from scanner.records import service_summary, tag_instances
 
-__all__ = ["Batch", "ScanItem", "ScanJob", "ScanPlan", "UnitFilter"]
+__all__ = ["Batch", "ScanItem", "ScanJob", "ScanPlan", "ScanRun", "UnitFilter"]
 
 #: What flows to the consumer: the records of one page.
 Batch = list[dict[str, Any]]
@@ -100,7 +101,66 @@ async def _in_parallel(count: int, worker: Callable[[], Awaitable[None]]) -> Non
         raise failures[0]
 
 
-class ScanJob:
+class ScanRun(ABC):
+    """What ``ScanStream`` drives: a run that produces into ``send``, closes it when done, and keeps
+    what ended it early in ``fatal`` (never raised) and its ``summary`` once ``finished``.
+
+    One lifecycle for the single-account ``ScanJob`` and the multi-account ``AccountScan``; they
+    give the work (``_produce``), the check once it ended on its own (``_check_ended``) and the
+    summary (``_summarize``).
+    """
+
+    def __init__(self, send: MemoryObjectSendStream[ScanItem]) -> None:
+        self._send = send
+        self.fatal: BaseException | None = None
+        self.cancelled = False
+        self.summary: ScanSummary | None = None
+        self.finished = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+
+    async def run(self) -> None:
+        """Run the scan to its end. Raises only cancellation from outside; all else is recorded."""
+        try:
+            async with self._send:
+                with anyio.CancelScope() as self._scope:
+                    try:
+                        await self._produce()
+                    except Exception as exc:
+                        self._abort(unwrap_group(exc))
+                self._check_ended()
+        except anyio.get_cancelled_exc_class():
+            self.cancelled = True  # stopped from outside (the Scanner closed, the caller cancelled)
+            raise
+        finally:
+            self.summary = self._summarize()
+            self.finished.set()
+
+    def stop(self) -> None:
+        """Stop producing (the consumer is gone or asked to stop). The summary says cancelled."""
+        self.cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _abort(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        if self._scope is not None:
+            self._scope.cancel()
+
+    @abstractmethod
+    async def _produce(self) -> None:
+        """The work, inside the run's cancel scope; an exception it raises becomes ``fatal``."""
+
+    @abstractmethod
+    def _check_ended(self) -> None:
+        """Once the work ended without being cancelled: set ``fatal`` if the scan came to nothing."""
+
+    @abstractmethod
+    def _summarize(self) -> ScanSummary:
+        """The summary, whatever ended the run (``cancelled`` and ``fatal`` are set by then)."""
+
+
+class ScanJob(ScanRun):
     """One scan: produces batches into ``send`` and closes it when done. See the module docstring."""
 
     def __init__(
@@ -119,11 +179,11 @@ class ScanJob:
         account: str | None = None,
         global_slots: Slots | None = None,
     ) -> None:
+        super().__init__(send)
         self._api = api
         #: The AccountId records are tagged with (a multi-account scan's ``AccountScan``), or None.
         self.account = account
         self._plan = plan
-        self._send = send
         self._concurrency = concurrency
         self._page_size = consistency.page_size
         self._max_passes = consistency.max_passes
@@ -143,11 +203,6 @@ class ScanJob:
         self._service_query = services
 
         self.stats = LiveStats(clock.monotonic())
-        self.fatal: BaseException | None = None
-        self.cancelled = False
-        self.summary: ScanSummary | None = None
-        self.finished = anyio.Event()
-        self._scope: anyio.CancelScope | None = None
         self._gates = Gates(
             concurrency=concurrency,
             limiters=rate_limiters,
@@ -165,49 +220,24 @@ class ScanJob:
 
     # --- the run -------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Run the scan to its end. Raises only cancellation from outside; all else is recorded."""
-        try:
-            async with self._send:
-                with anyio.CancelScope() as self._scope:
-                    try:
-                        regions = await self._planned_regions()
-                        async with anyio.create_task_group() as tg:
-                            for region in regions:
-                                tg.start_soon(self._scan_region, region)
-                    except Exception as exc:
-                        self._abort(unwrap_group(exc))
-                self._check_every_region_refused()
-        except anyio.get_cancelled_exc_class():
-            self.cancelled = True  # stopped from outside (the Scanner closed, the caller cancelled)
-            raise
-        finally:
-            self._finish()
+    async def _produce(self) -> None:
+        regions = await self._planned_regions()
+        async with anyio.create_task_group() as tg:
+            for region in regions:
+                tg.start_soon(self._scan_region, region)
 
-    def _finish(self) -> None:
+    def _summarize(self) -> ScanSummary:
         missing: tuple[str, ...] = ()
         if self._plan.services is not None:
             missing = tuple(sorted(self._plan.services - self._found_services))
-        self.summary = self.stats.summary(
+        return self.stats.summary(
             self._clock.monotonic(),
             cancelled=self.cancelled or self.fatal is not None,
             missing_services=missing,
         )
-        self.finished.set()
 
-    def _abort(self, exc: BaseException) -> None:
-        if self.fatal is None:
-            self.fatal = exc
-        if self._scope is not None:
-            self._scope.cancel()
-
-    def stop(self) -> None:
-        """Stop producing (the consumer is gone or asked to stop). The summary says cancelled."""
-        self.cancelled = True
-        if self._scope is not None:
-            self._scope.cancel()
-
-    def _check_every_region_refused(self) -> None:
+    def _check_ended(self) -> None:
+        """Every region refused us: nothing could be listed."""
         if self.fatal is not None or self.cancelled or not self.stats.regions:
             return
         regions = self.stats.regions

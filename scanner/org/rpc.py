@@ -13,10 +13,11 @@ through the client's transport seam (``scanner.client.http.AsyncTransport``), so
 can share one connection pool between STS, ResourceManager and EAS, and tests can script the
 answers with ``scanner.testing.MockTransport``.
 
-Errors are built as ``EasClient`` builds them (issue 11): every server-derived text is redacted
-(``scanner.client.redact.Redactor``: the secret and token in use removed, access key ids masked),
-a non-JSON answer is described in one line, a refused timestamp is a ``ClockSkewError`` naming
-the skew; only the code table differs (``ORG_CODE_RULES`` first, then ``scanner.eas.faults``).
+Errors are built by ``EasClient``'s own function, ``scanner.client.api.response_error`` (issue
+11): every server-derived text is redacted (``scanner.client.redact.Redactor``: the secret and
+token in use removed, access key ids masked), a non-JSON answer is described in one line, a refused
+timestamp is a ``ClockSkewError`` naming the skew; only the code table differs (``ORG_CODE_RULES``
+first, then ``scanner.eas.faults``).
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final
 
 import orjson
 
-from scanner.client.api import clock_skew_message, first_str, non_json_message
+from scanner.client.api import response_error
 from scanner.client.credentials import Credentials
-from scanner.client.http import AsyncTransport, Request, Response
+from scanner.client.http import AsyncTransport, Request
 from scanner.client.redact import Redactor
 from scanner.client.transport import default_user_agent
 from scanner.clock import Clock, SystemClock
@@ -42,7 +42,6 @@ from scanner.errors import (
     ApiError,
     AuthError,
     BadRequestError,
-    ClockSkewError,
     ConfigError,
     DecodeError,
     RequestError,
@@ -161,21 +160,9 @@ ORG_CODE_RULES: Final[tuple[tuple[str, type[ApiError]], ...]] = (
 )
 
 
-def _matches(pattern: str, code: str) -> bool:
-    if pattern.endswith("*"):
-        return code.startswith(pattern[:-1])
-    if pattern.startswith("*"):
-        return code.endswith(pattern[1:])
-    return code == pattern
-
-
 def classify(status: int, code: str | None, *, retry_after: bool = False) -> type[ApiError]:
     """The error class of an STS / ResourceManager error answer."""
-    if code and not retry_after:
-        for pattern, cls in ORG_CODE_RULES:
-            if _matches(pattern, code):
-                return cls
-    return faults.classify(status, code, retry_after=retry_after)
+    return faults.classify(status, code, retry_after=retry_after, extra_rules=ORG_CODE_RULES)
 
 
 # --- one call ----------------------------------------------------------------------------------
@@ -244,7 +231,9 @@ class RpcClient:
             exc.args = (exc.message, *exc.args[1:])
             raise
         if not 200 <= response.status < 300:
-            raise _rpc_error(action, response, redact, self._clock.wall())
+            raise response_error(
+                response, redact, self._clock.wall(), action=action, extra_rules=ORG_CODE_RULES
+            )
         try:
             data = orjson.loads(response.body)
         except orjson.JSONDecodeError:
@@ -262,33 +251,3 @@ class RpcClient:
 
     def __repr__(self) -> str:
         return f"RpcClient({self.api.name} {self.api.version} at {self.endpoint.base_url})"
-
-
-def _rpc_error(action: str, response: Response, redact: Redactor, now: datetime) -> ApiError:
-    """The error of a non-2xx answer: ``EasClient``'s recipe with the org code table."""
-    code = message = request_id = None
-    try:
-        data = orjson.loads(redact.scrub(response.body))
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        code = redact.optional(first_str(data, "Code", "code"))
-        message = redact.optional(first_str(data, "Message", "message"))
-        request_id = redact.optional(first_str(data, "RequestId", "requestId", "requestid"))
-    elif response.body.strip():
-        message = non_json_message(response, redact)
-    request_id = request_id or redact.optional(response.request_id)
-    skew = clock_skew_message(code, response.date, now)
-    if skew is not None:
-        return ClockSkewError(
-            redact(skew), action=action, status=response.status, code=code, request_id=request_id
-        )
-    cls = classify(response.status, code, retry_after=response.retry_after_ms is not None)
-    return cls(
-        message or f"HTTP {response.status} with no error message",
-        action=action,
-        status=response.status,
-        code=code,
-        request_id=request_id,
-        retry_after_ms=response.retry_after_ms,
-    )
