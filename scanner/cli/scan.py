@@ -96,6 +96,10 @@ def run(
     and raised.
     """
     scan: Callable[[], Awaitable[ScanResult]]
+    if config.fmt == "parquet":
+        from scanner.output.parquet import use_system_memory_pool  # pyarrow only when it is used
+
+        use_system_memory_pool()
     if config.engine.name == "ray" and isinstance(records, DirectoryTarget):
         from scanner.cli.ray_scan import scan_with_ray  # imports ray only when it runs
 

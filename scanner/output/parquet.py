@@ -80,6 +80,7 @@ __all__ = [
     "records_from_table",
     "row_count",
     "to_record_batch",
+    "use_system_memory_pool",
     "write_records",
 ]
 
@@ -352,6 +353,16 @@ class _Drain:
         data = b"".join(self.chunks)
         self.chunks.clear()
         return data
+
+
+def use_system_memory_pool() -> None:
+    """Let pyarrow allocate with the C library's ``malloc`` for the rest of the process.
+
+    pyarrow's default pool (jemalloc) keeps the pages it freed for reuse, so a long scan that
+    converts one row group after another holds more memory than it uses at any moment. It is
+    process-wide: the CLI, which owns its process, calls it; the library never does it unasked.
+    """
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 class ParquetEncoder:

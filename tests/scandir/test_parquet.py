@@ -13,7 +13,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from scanner.output.parquet import SCHEMA, ParquetEncoder, read_records, records_from_table, to_record_batch
+from scanner.output.parquet import (
+    SCHEMA,
+    ParquetEncoder,
+    read_records,
+    records_from_table,
+    to_record_batch,
+    use_system_memory_pool,
+)
 from scanner.output.sinks import JsonlEncoder
 from scanner.scandir import ScanDirectory, ScanParams
 from scanner.scandir.formats import iter_records
@@ -229,3 +236,15 @@ def test_without_pyarrow_the_error_names_the_extra() -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert "eas-fleet-scanner[parquet]" in result.stdout
+
+
+def test_use_system_memory_pool_makes_malloc_pyarrow_s_default_and_records_still_round_trip() -> None:
+    previous = pa.default_memory_pool()
+    try:
+        use_system_memory_pool()
+        assert pa.default_memory_pool().backend_name == "system"
+        records = [{"InstanceName": "a", "RestartCount": 3, "ClusterId": "cn-hangzhou", "ServiceName": "s"}]
+        table = pa.Table.from_batches([to_record_batch(records)])
+        assert records_from_table(table) == records
+    finally:
+        pa.set_memory_pool(previous)
