@@ -29,6 +29,7 @@ from rich.console import Console
 
 from scanner import (
     ConfigError,
+    Consistency,
     CredentialsProvider,
     DefaultCredentials,
     ScanFailedError,
@@ -37,6 +38,7 @@ from scanner import (
     StaticCredentials,
 )
 from scanner.cli.engine import RAY_EXTRA_HINT
+from scanner.cli.simulated import start_simulator
 from scanner.distributed import (
     DistributedSummary,
     DriverEvent,
@@ -49,7 +51,6 @@ from scanner.distributed import (
     scan_with_ray_async,
     summarize,
 )
-from scanner.eas.params import MAX_PAGE_SIZE
 from scanner.engine.events import UnitsPlanned
 from scanner.engine.stats import Failure, RegionSummary
 
@@ -58,32 +59,9 @@ if TYPE_CHECKING:
     from scanner.cli.scan import DirectoryTarget, ScanResult
     from scanner.cli.signals import Interrupts
 
-__all__ = ["CliWorkerConfig", "RaySummary", "scan_with_ray", "worker_config"]
+__all__ = ["RaySummary", "scan_with_ray", "worker_config"]
 
 log = logging.getLogger("scanner.cli")
-
-
-@dataclass(frozen=True, kw_only=True)
-class CliWorkerConfig(WorkerScanConfig):
-    """``WorkerScanConfig`` with ``--page-size`` (the CLI's one Scanner argument it does not carry)."""
-
-    page_size: int = MAX_PAGE_SIZE
-
-    def scanner(self, credentials: CredentialsProvider) -> Scanner:
-        return Scanner(
-            credentials=credentials,
-            endpoints=self.endpoints,
-            endpoint_type=self.endpoint_type,
-            allow_insecure_http=self.allow_insecure_http,
-            concurrency=self.concurrency,
-            rate_limit=self.rate_limit,
-            retry=self.retry,
-            timeouts=self.timeouts,
-            connection_limits=self.connection_limits,
-            consistency=self.consistency,
-            home_region=self.home_region,
-            page_size=self.page_size,
-        )
 
 
 def worker_config(
@@ -91,9 +69,9 @@ def worker_config(
     *,
     endpoints: Mapping[str, str] | None = None,
     credentials: Callable[[], CredentialsProvider] | None = None,
-) -> CliWorkerConfig:
+) -> WorkerScanConfig:
     """What each worker needs to scan as ``config`` asks (``endpoints``/``credentials``: the simulator's)."""
-    return CliWorkerConfig(
+    return WorkerScanConfig(
         credentials=credentials,
         profile=config.profile,
         endpoints=dict(config.endpoints if endpoints is None else endpoints),
@@ -106,7 +84,7 @@ def worker_config(
         services=config.services,
         service_filter=config.service_filter,
         instance_filters=dict(config.instance_filters),
-        page_size=config.page_size,
+        consistency=Consistency(page_size=config.page_size),
     )
 
 
@@ -206,31 +184,14 @@ async def scan_with_ray(
     return ScanResult(summary=RaySummary.of(run.stopped()), interrupted=True)
 
 
-async def _plan(config: ScanConfig, stack: AsyncExitStack) -> tuple[CliWorkerConfig, list[str]]:
+async def _plan(config: ScanConfig, stack: AsyncExitStack) -> tuple[WorkerScanConfig, list[str]]:
     """The workers' configuration, and the regions, found as a local scan finds them."""
     if config.simulate:
-        from scanner.simulator import Simulator
-
-        try:
-            simulator = await stack.enter_async_context(Simulator(preset=config.simulate))
-        except OSError as exc:
-            raise ScanFailedError(
-                f"cannot start the embedded simulator on 127.0.0.1 ({exc.strerror or exc}): "
-                "check that the loopback interface is up, or scan a real account without --simulate"
-            ) from exc
+        simulator = await start_simulator(config.simulate, config.regions, stack)
         endpoints: dict[str, str] = dict(simulator.endpoints)
-        outside = (
-            [r for r in config.regions if r not in endpoints] if isinstance(config.regions, list) else []
-        )
-        if outside:
-            raise ConfigError(
-                f"--regions: the simulated fleet ({config.simulate}) has no {', '.join(outside)}; "
-                f"it has {', '.join(endpoints)}"
-            )
         keys = functools.partial(StaticCredentials, simulator.access_key_id, simulator.access_key_secret)
         workers = worker_config(config, endpoints=endpoints, credentials=keys)
         credentials: CredentialsProvider = keys()
-        log.info("simulator (%s) listening: %s", config.simulate, ", ".join(endpoints.values()))
     else:
         workers = worker_config(config)
         credentials = DefaultCredentials(config.profile)

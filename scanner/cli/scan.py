@@ -19,7 +19,6 @@ from scanner import (
     ConfigError,
     DefaultCredentials,
     Organization,
-    ScanFailedError,
     Scanner,
     ScannerError,
     ScanStream,
@@ -30,6 +29,7 @@ from scanner import (
 from scanner.cli.args import ORG_PRESETS
 from scanner.cli.config import ScanConfig
 from scanner.cli.signals import Interrupts
+from scanner.cli.simulated import start_simulator
 from scanner.engine.events import UnitEnded, UnitsPlanned
 from scanner.errors import unwrap_group
 from scanner.output.files import OutputFile, records_error
@@ -169,27 +169,9 @@ async def _open_scanner(config: ScanConfig, stack: AsyncExitStack) -> Scanner:
     if config.accounts is not None:
         accounts = {"accounts": config.accounts, **config.account_options}
     if config.simulate:
-        from scanner.simulator import Simulator
-
-        try:
-            simulator = await stack.enter_async_context(Simulator(preset=config.simulate))
-        except OSError as exc:  # no loopback interface, or no free port on it
-            raise ScanFailedError(
-                f"cannot start the embedded simulator on 127.0.0.1 ({exc.strerror or exc}): "
-                "check that the loopback interface is up, or scan a real account without --simulate"
-            ) from exc
+        simulator = await start_simulator(config.simulate, config.regions, stack)
         endpoints: dict[str, str] = dict(simulator.endpoints)
-        outside = (
-            [r for r in config.regions if r not in endpoints] if isinstance(config.regions, list) else []
-        )
-        if outside:
-            # Unknown to the simulator, they would go to the real endpoints with its keys.
-            raise ConfigError(
-                f"--regions: the simulated fleet ({config.simulate}) has no {', '.join(outside)}; "
-                f"it has {', '.join(endpoints)}"
-            )
         credentials: Any = StaticCredentials(simulator.access_key_id, simulator.access_key_secret)
-        log.info("simulator (%s) listening: %s", config.simulate, ", ".join(endpoints.values()))
         if config.simulate in ORG_PRESETS:
             # The management account's RAM user: scanned as --org does.
             accounts = {
