@@ -11,9 +11,18 @@
 The names here are what a library user needs: the scanner and its stream and summary, every
 configuration type ``Scanner`` and ``scan()`` accept (``Organization`` and ``Account`` for
 scans of several accounts), the credential types, and the error base
-classes worth catching. Everything else lives in its module (``scanner.errors`` for the whole
-exception tree, ``scanner.testing`` for ``FakeClock`` and ``MockTransport``,
-``scanner.client`` for the transport seam and ``EasClient``).
+classes worth catching. The rest of the public API is in these modules, each with its own
+``__all__``; everything else in the package is internal and may change:
+
+- ``scanner.events``: what ``ScanStream.events()`` yields (``UnitsPlanned``, ``UnitEnded``, batches)
+- ``scanner.summary``: ``ScanSummary`` and its parts (``RegionSummary``, ``Failure``...) and the
+  live ``ScanStatistics``
+- ``scanner.query``: the listing filters and their allowed values (``Role``, ``Order``...),
+  ``MAX_PAGE_SIZE``
+- ``scanner.endpoints``: region ids and endpoint URLs (``validate_region``, ``EndpointResolver``)
+- ``scanner.errors``: the whole exception tree, and ``unwrap_group``
+- ``scanner.testing``: ``FakeClock`` and ``MockTransport``
+- ``scanner.client``: the transport seam and ``EasClient``
 """
 
 from __future__ import annotations

@@ -27,6 +27,10 @@ Which code or status becomes which class is decided in one table, ``scanner.eas.
 class is worth retrying is decided by the retry policy. Errors carry data, not just strings, and no
 error ever carries a secret: whatever came from a server is redacted before it gets here
 (``scanner.client.redact``).
+
+``unwrap_group(exc)`` is the package's one policy for exception groups (task groups wrap errors in
+them): the error itself when every leaf is of one type, else the group. The scanner applies it to
+what it raises; a caller running scans in its own task group can apply it too.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from typing import Any, NoReturn
 from scanner import Concurrency, ConfigError, ConnectionLimits, RetryPolicy, Timeouts, __version__
 from scanner.cli.engine import add_engine_flags
 from scanner.cli.outcome import EXIT_USAGE
-from scanner.eas.endpoints import validate_region
-from scanner.eas.params import MAX_PAGE_SIZE, InstanceSort, Order, ResourceType, Role
+from scanner.endpoints import validate_region
+from scanner.query import MAX_PAGE_SIZE, InstanceSort, Order, ResourceType, Role
 
 __all__ = ["ORG_PRESETS", "PRESETS", "build_parser"]
 

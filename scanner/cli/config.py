@@ -20,9 +20,9 @@ from scanner import (
 )
 from scanner.cli.args import ORG_PRESETS
 from scanner.cli.engine import EngineOptions, engine_options
-from scanner.eas.endpoints import EndpointResolver
-from scanner.eas.params import MAX_PAGE_SIZE
+from scanner.endpoints import EndpointResolver
 from scanner.output.files import OS_FILE_SYSTEM, FileSystem, check_writable
+from scanner.query import MAX_PAGE_SIZE
 from scanner.scandir.formats import check_format
 from scanner.scandir.params import ScanParams
 from scanner.scandir.shard import Shard

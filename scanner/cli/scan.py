@@ -30,8 +30,8 @@ from scanner.cli.args import ORG_PRESETS
 from scanner.cli.config import ScanConfig
 from scanner.cli.signals import Interrupts
 from scanner.cli.simulated import start_simulator
-from scanner.engine.events import UnitEnded, UnitsPlanned
 from scanner.errors import unwrap_group
+from scanner.events import UnitEnded, UnitsPlanned
 from scanner.output.files import OutputFile, records_error
 from scanner.output.progress import LogProgress, TerminalProgress
 from scanner.scandir import PartRouter, ResumePlan, ScanDirectory, Unit
