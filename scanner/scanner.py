@@ -121,7 +121,7 @@ class ScanStream:
             raise StopAsyncIteration from None
 
     async def events(self) -> AsyncGenerator[ScanItem, None]:
-        """Batches and the events of units, in the order they happened (``scanner.engine.events``).
+        """Batches and the events of units, in the order they happened (``scanner.events``).
 
         ``UnitsPlanned`` comes before the batches of its account; a unit's ``UnitEnded`` after its
         last batch, so a consumer can commit each (account, region) as soon as its listing ends.

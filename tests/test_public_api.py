@@ -121,12 +121,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "scanner" / "cli"
 
 #: Internal imports of the command line still to be switched to the public modules, as
-#: (file, module). The lead empties this list when ray_scan.py (another branch's file) is switched;
-#: the test fails if an entry is stale, so the list can only shrink to empty.
-PENDING: set[tuple[str, str]] = {
-    ("ray_scan.py", "scanner.engine.events"),  # -> scanner.events
-    ("ray_scan.py", "scanner.engine.stats"),  # -> scanner.summary
-}
+#: (file, module); the test fails if an entry is stale, so the list can only shrink. Empty now.
+PENDING: set[tuple[str, str]] = set()
 
 
 def _isort_key(name: str) -> tuple[int, str]:

@@ -51,8 +51,8 @@ from scanner.distributed import (
     scan_with_ray_async,
     summarize,
 )
-from scanner.engine.events import UnitsPlanned
-from scanner.engine.stats import Failure, RegionSummary
+from scanner.events import UnitsPlanned
+from scanner.summary import Failure, RegionSummary
 
 if TYPE_CHECKING:
     from scanner.cli.config import ScanConfig
