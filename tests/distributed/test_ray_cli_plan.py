@@ -37,9 +37,9 @@ async def test_the_driver_plans_an_organisation_as_the_local_engine_finds_it(tmp
         config = ray_config(
             "--org",
             "--sts-endpoint",
-            sim.sts_endpoint,
+            str(sim.sts_endpoint),
             "--resourcemanager-endpoint",
-            sim.resourcemanager_endpoint,
+            str(sim.resourcemanager_endpoint),
             *endpoints,
             out=tmp_path / "scan",
         )
