@@ -16,8 +16,12 @@
 The unit of work is one (account, region): its own API quota and its own part in the scan
 directory. The driver (this process) hands units to Ray async actors one at a time, biggest first;
 each actor scans its unit with its own ``Scanner`` and commits the unit's part into DIR, as a local
-scan with ``--output-dir`` would. See ``driver`` (hand-out, retries, cancellation), ``runner``
-(what runs in a worker, and why AssumeRole gets a per-worker share of its quota) and ``ray_engine``.
+scan with ``--output-dir`` would. See ``driver`` (hand-out, retries, progress, cancellation),
+``runner`` (what runs in a worker, and why AssumeRole gets a per-worker share of its quota),
+``summary`` (the summary, and ``Progress``: a local scan's live statistics from the workers'
+reports) and ``ray_engine``. An organisation scan planned by the caller (``OrgRoster``: accounts,
+their regions, the accounts refused and the members skipped) gets a local organisation scan's
+summary (``accounts``, ``skipped_accounts``); ``eas-scan scan --org ... --engine ray`` does that.
 
 Nothing here imports ``ray`` until ``scan_with_ray`` is called: the base install never needs it.
 """

@@ -215,8 +215,9 @@ async def drive(
             report = await give_up(item.unit, item.attempt, [failure])
         emit(UnitFinished(report))
 
-    async def watch(handle: WorkerHandle, item: _Pending, info: WorkerInfo) -> None:
-        progress: Callable[[], Awaitable[UnitLive | None]] = getattr(handle, "progress")  # noqa: B009
+    async def watch(
+        progress: Callable[[], Awaitable[UnitLive | None]], item: _Pending, info: WorkerInfo
+    ) -> None:
         while True:
             await anyio.sleep(progress_interval)
             try:
@@ -227,11 +228,12 @@ async def drive(
                 emit(UnitProgress(live, info))
 
     async def run_watched(handle: WorkerHandle, item: _Pending, info: WorkerInfo) -> UnitReport:
-        if not hasattr(handle, "progress"):
+        progress: Callable[[], Awaitable[UnitLive | None]] | None = getattr(handle, "progress", None)
+        if progress is None:
             return await handle.run(item.unit, item.attempt)
         outcome: UnitReport | Exception
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch, handle, item, info)
+            tg.start_soon(watch, progress, item, info)
             try:
                 outcome = await handle.run(item.unit, item.attempt)
             except Exception as exc:  # raised below, outside the task group (not in a group)
