@@ -209,6 +209,7 @@ async def scan_with_ray(
             summary: DistributedSummary | None = None
             with anyio.CancelScope() as scanning:
                 owned = _start_ray(engine.ray_address) if run.planned else False
+                run.begin()  # the rates and elapsed time count from here, not from Ray's start
                 try:
                     async with anyio.create_task_group() as tg:
                         if config.progress and run.planned:
@@ -492,6 +493,9 @@ class _Run:
         self._enabled = enabled
         self._started = time.monotonic()
         self._reports: list[UnitReport] = []
+
+    def begin(self) -> None:
+        self._started = time.monotonic()
 
     def statistics(self) -> ScanStatistics:
         """The scan's live counters, as a local scan's ``statistics()`` (for its progress displays)."""

@@ -12,12 +12,14 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 
 from scanner.cli import ray_scan
 from scanner.cli.main import main
 from scanner.distributed import DriverEvent, UnitFinished, UnitStarted
+from scanner.engine.stats import ScanStatistics
 from scanner.scandir import ScanDirectory
 from scanner.scandir.shard import shard_of
 
@@ -46,11 +48,25 @@ def local_org(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
 
 def test_two_ray_workers_scan_the_organisation_as_the_local_engine(
-    local_org: tuple[Path, dict[str, Any]], tmp_path: Path
+    local_org: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     local_dir, local_summary = local_org
     out, summary_path = tmp_path / "scan", tmp_path / "summary.json"
-    assert main([*ORG_ON_RAY, "--output-dir", str(out), "--summary", str(summary_path)]) == 0
+    shown: list[ScanStatistics] = []
+
+    async def display(run: Any, stderr: Any, accounts: bool) -> None:  # what the terminal would show
+        assert accounts
+        while True:
+            shown.append(run.statistics())
+            await anyio.sleep(0.05)
+
+    monkeypatch.setattr(ray_scan, "_show_progress", display)
+    argv = [*ORG_ON_RAY, "--output-dir", str(out), "--summary", str(summary_path)]
+    assert main([arg for arg in argv if arg != "--quiet"]) == 0
+    assert {s.accounts_total for s in shown} == {11}
+    assert [s.instances_done for s in shown] == sorted(s.instances_done for s in shown)
+    assert [s.accounts_done for s in shown] == sorted(s.accounts_done for s in shown)
+    assert any(s.instances_done > 0 for s in shown)
     expected = records_by_account(local_dir)
     assert len(expected) == 11  # org-small: 12 members, one not in a success status
     assert records_by_account(out) == expected
