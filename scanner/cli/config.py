@@ -125,11 +125,6 @@ def config_from(args: argparse.Namespace, *, fs: FileSystem = OS_FILE_SYSTEM) ->
     _check_paths(args.output, args.summary, fs)
     filters = {name: getattr(args, name) for name in _INSTANCE_FILTERS}
     accounts, account_options = _accounts(args)
-    if engine.name == "ray" and accounts is not None:
-        raise ConfigError(
-            "--engine ray does not take --org, --accounts or an org simulation yet: "
-            "scan the organisation with the local engine, or spread it with --shard I/N"
-        )
     return ScanConfig(
         regions=args.regions,
         services=args.services,

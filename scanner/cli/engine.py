@@ -82,10 +82,6 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
         raise ConfigError(
             "--engine ray needs --output-dir DIR (the workers write the scan directory's parts)"
         )
-    if getattr(args, "shard", None) is not None:
-        raise ConfigError(
-            "--shard and --engine ray cannot be combined: Ray hands the regions out to its workers itself"
-        )
     if address is not None and not address.strip():
         raise ConfigError("--ray-address is empty: give auto, or ray://host:10001")
     if not ray_installed():

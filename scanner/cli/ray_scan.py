@@ -1,11 +1,16 @@
 """``eas-scan scan --output-dir DIR --engine ray``: the scan spread over Ray workers.
 
-The driver (this process) finds the regions as a local scan does (``--regions``, the ``--endpoint``
-ones, or DescribeRegions), then hands one unit per region to Ray async actors
-(``scanner.distributed``), each writing its parts into DIR. The scan directory, its parameters
-(``ScanConfig.scan_params()``, so that ``--resume`` works across engines), the summary and the exit
-codes are a local ``--output-dir`` scan's. With ``--simulate`` the simulator runs in the driver and
-the workers (local Ray) reach it on loopback.
+The driver (this process) finds the units as a local scan does: the regions (``--regions``, the
+``--endpoint`` ones, or DescribeRegions), and in an organisation scan (``--org``, ``--accounts``,
+``--simulate org-*``) the accounts too (ListAccounts or the accounts file, members not in a success
+status skipped) and each account's regions (``_org_roster``). It hands the (account, region) units
+(biggest first when an earlier scan in DIR gave their sizes; ``--shard`` keeps its own) to Ray async
+actors (``scanner.distributed``), which assume the accounts' roles and write their parts into DIR.
+The scan directory, its parameters (``ScanConfig.scan_params()``, so that ``--resume`` works across
+engines), the records, the summary (``accounts``, ``skipped_accounts``, ``failures[].account``) and
+the exit codes are a local ``--output-dir`` scan's. Progress is a local scan's display too, fed by the
+workers' live counters (``scanner.distributed.driver``). With ``--simulate`` the simulator runs in
+the driver and the workers (local Ray) reach it on loopback.
 
 Only ``scanner.cli.scan``'s ``--engine ray`` branch imports this module, and only its scan imports
 ``ray`` (``scanner.distributed.ray_engine``): a local ``eas-scan scan`` never does.
@@ -32,16 +37,20 @@ from scanner import (
     Consistency,
     CredentialsProvider,
     DefaultCredentials,
+    Organization,
     ScanFailedError,
     Scanner,
+    ScannerError,
     ScanSummary,
     StaticCredentials,
 )
 from scanner.cli.engine import RAY_EXTRA_HINT
 from scanner.cli.simulated import start_simulator
 from scanner.distributed import (
+    AssumedRoleSource,
     DistributedSummary,
     DriverEvent,
+    OrgRoster,
     Progress,
     UnitFinished,
     UnitReport,
@@ -49,10 +58,12 @@ from scanner.distributed import (
     WorkUnit,
     keep_ray_on_loopback,
     scan_with_ray_async,
+    sizes_from,
     summarize,
 )
 from scanner.events import UnitsPlanned
-from scanner.summary import Failure, RegionSummary
+from scanner.output.progress import LogProgress, TerminalProgress
+from scanner.summary import AccountSummary, Failure, RegionSummary, ScanStatistics
 
 if TYPE_CHECKING:
     from scanner.cli.config import ScanConfig
@@ -69,14 +80,20 @@ def worker_config(
     *,
     endpoints: Mapping[str, str] | None = None,
     credentials: Callable[[], CredentialsProvider] | None = None,
+    accounts: AssumedRoleSource | None = None,
+    per_account: int | None = None,
 ) -> WorkerScanConfig:
-    """What each worker needs to scan as ``config`` asks (``endpoints``/``credentials``: the simulator's)."""
+    """What each worker needs to scan as ``config`` asks (``endpoints``/``credentials``: the simulator's;
+    ``accounts``: how member accounts' roles are assumed, ``per_account``: one account's requests
+    in flight, ``--concurrency-per-account``)."""
     return WorkerScanConfig(
         credentials=credentials,
         profile=config.profile,
+        account_credentials=accounts,
         endpoints=dict(config.endpoints if endpoints is None else endpoints),
         endpoint_type=config.endpoint_type,
         concurrency=config.concurrency,
+        concurrency_per_account=per_account,
         rate_limit=config.rate_limit,
         retry=config.retry,
         timeouts=config.timeouts,
@@ -106,21 +123,14 @@ class RaySummary(ScanSummary):
             requests=int(document.get("requests", 0)),
             retries=int(document.get("retries", 0)),
             throttled=int(document.get("throttled", 0)),
-            regions={
-                name: RegionSummary(
-                    services=int(region.get("services", 0)),
-                    instances=int(region.get("instances", 0)),
-                    complete=bool(region.get("complete")),
-                    error=region.get("error"),
-                )
-                for name, region in document.get("regions", {}).items()
-            },
+            regions={name: _region_summary(region) for name, region in document.get("regions", {}).items()},
             failures=tuple(
                 Failure(
                     region=str(failure.get("region")),
                     service=failure.get("service"),
                     code=str(failure.get("code")),
                     message=str(failure.get("message")),
+                    account=failure.get("account"),
                 )
                 for failure in document.get("failures", ())
             ),
@@ -132,11 +142,38 @@ class RaySummary(ScanSummary):
             missing_services=tuple(document.get("missing_services", ())),
             cancelled=summary.cancelled,
             bytes_received=int(document.get("bytes_received", 0)),
+            accounts=None if "accounts" not in document else _account_summaries(document["accounts"]),
+            skipped_accounts=tuple(
+                (str(item["id"]), str(item["status"])) for item in document.get("skipped_accounts", ())
+            ),
             document=document,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.document, "complete": self.complete}
+
+
+def _region_summary(region: Mapping[str, Any]) -> RegionSummary:
+    return RegionSummary(
+        services=int(region.get("services", 0)),
+        instances=int(region.get("instances", 0)),
+        complete=bool(region.get("complete")),
+        error=region.get("error"),
+    )
+
+
+def _account_summaries(accounts: Mapping[str, Any]) -> dict[str, AccountSummary]:
+    return {
+        account: AccountSummary(
+            name=entry.get("name"),
+            complete=bool(entry.get("complete")),
+            error=entry.get("error"),
+            services=int(entry.get("services", 0)),
+            instances=int(entry.get("instances", 0)),
+            regions={name: _region_summary(region) for name, region in entry.get("regions", {}).items()},
+        )
+        for account, entry in accounts.items()
+    }
 
 
 async def scan_with_ray(
@@ -147,58 +184,220 @@ async def scan_with_ray(
 
     engine = config.engine
     interrupted = False
-    run: _Run | None = None
+    scanning: anyio.CancelScope | None = None
 
     def stop() -> None:
         nonlocal interrupted
         interrupted = True
-        scope.cancel()  # the driver stops every worker; uncommitted units keep their previous entry
+        # Scanning: the driver stops every worker, and the units not committed keep their previous
+        # entry; the simulator (if any) is still closed normally. Before: nothing written yet.
+        (scanning or scope).cancel()
 
     with anyio.CancelScope() as scope, interrupts.stopping(stop):
         async with AsyncExitStack() as stack:
-            workers_config, regions = await _plan(config, stack)
-            run = _Run(target, regions, enabled=config.progress)
-            owned = _start_ray(engine.ray_address) if run.planned else False
-            try:
-                summary = await scan_with_ray_async(
-                    workers_config,
-                    target.directory.path,
-                    regions=regions,
-                    format=config.fmt,
-                    params=config.scan_params(),
-                    workers=engine.workers,
-                    ray_address=engine.ray_address,
-                    resume=config.resume,
-                    on_event=run.on_event,
-                )
-            finally:
-                if owned:
-                    _stop_ray()
+            plan = await _plan(config, stack)
+            if plan.fatal is not None:  # the organisation cannot be listed, or no account planned
+                return ScanResult(summary=plan.summary, error=str(plan.fatal), fatal=True)
+            units = sizes_from(plan.units, target.directory)  # biggest first, if scanned before
+            run = _Run(target, units, config.shard, plan.roster, enabled=config.progress)
+            summary: DistributedSummary | None = None
+            with anyio.CancelScope() as scanning:
+                owned = _start_ray(engine.ray_address) if run.planned else False
+                run.begin()  # the rates and elapsed time count from here, not from Ray's start
+                try:
+                    async with anyio.create_task_group() as tg:
+                        if config.progress and run.planned:
+                            tg.start_soon(_show_progress, run, stderr, plan.roster is not None)
+                        summary = await scan_with_ray_async(
+                            plan.workers,
+                            target.directory.path,
+                            units=units,
+                            format=config.fmt,
+                            params=config.scan_params(),
+                            workers=engine.workers,
+                            ray_address=engine.ray_address,
+                            resume=config.resume,
+                            on_event=run.on_event,
+                            shard=config.shard,
+                            roster=plan.roster,
+                        )
+                        tg.cancel_scope.cancel()
+                finally:
+                    if owned:
+                        _stop_ray()
+            scanning = None
             log.info(
                 "scan directory %s: %d region(s) listed by this run", target.directory.path, len(run.planned)
             )
+            if summary is None:
+                # Stopped: the units the workers committed stay, the others keep their previous
+                # entry (--resume).
+                return ScanResult(summary=RaySummary.of(run.stopped()), interrupted=True)
             return ScanResult(summary=RaySummary.of(summary), interrupted=interrupted)
-    if run is None:
-        return ScanResult(interrupted=True)  # stopped before the scan began
-    # Stopped: the units the workers committed stay, the others keep their previous entry (--resume).
-    return ScanResult(summary=RaySummary.of(run.stopped()), interrupted=True)
+    return ScanResult(interrupted=True)  # stopped before the scan began
 
 
-async def _plan(config: ScanConfig, stack: AsyncExitStack) -> tuple[WorkerScanConfig, list[str]]:
-    """The workers' configuration, and the regions, found as a local scan finds them."""
+async def _show_progress(run: _Run, stderr: Console, accounts: bool) -> None:
+    """A local scan's progress display (or its log line, off a terminal), fed by the workers'
+    live counters: the driver asks each busy worker for them every 0.2 s."""
+    if stderr.is_terminal:
+        with TerminalProgress(run.statistics, stderr, accounts=accounts) as display:
+            await display.run()
+    else:
+        await LogProgress(run.statistics).run()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the driver found before handing units out: the workers' configuration, the units, and
+    in an organisation scan its roster (or, when even that failed, the summary and the error)."""
+
+    workers: WorkerScanConfig
+    units: list[WorkUnit]
+    roster: OrgRoster | None = None
+    summary: ScanSummary | None = None
+    fatal: BaseException | None = None
+
+
+async def _plan(config: ScanConfig, stack: AsyncExitStack) -> _Plan:
+    """The workers' configuration, and the units, found as a local scan finds them."""
+    org: dict[str, Any] = {}
     if config.simulate:
         simulator = await start_simulator(config.simulate, config.regions, stack)
         endpoints: dict[str, str] = dict(simulator.endpoints)
         keys = functools.partial(StaticCredentials, simulator.access_key_id, simulator.access_key_secret)
-        workers = worker_config(config, endpoints=endpoints, credentials=keys)
+        source: Callable[[], CredentialsProvider] | None = keys
         credentials: CredentialsProvider = keys()
+        if config.accounts is not None:  # an org preset: scanned as --org does
+            org = {
+                "sts_endpoint": simulator.sts_endpoint,
+                "resourcemanager_endpoint": simulator.resourcemanager_endpoint,
+            }
     else:
-        workers = worker_config(config)
+        endpoints = dict(config.endpoints)
+        source = None
         credentials = DefaultCredentials(config.profile)
         log.debug("using %r", await credentials.get_credentials())  # fail now, before any request
-    async with workers.scanner(credentials) as scanner:
-        regions = await _regions(scanner, config)
-    return workers, regions
+    if config.accounts is None:
+        workers = worker_config(config, endpoints=endpoints, credentials=source)
+        async with workers.scanner(credentials) as scanner:
+            regions = await _regions(scanner, config)
+        return _Plan(workers, [WorkUnit(None, region) for region in regions])
+    options = {**config.account_options, **org}
+    roster, summary, fatal = await _org_roster(config, credentials, endpoints, options)
+    if fatal is not None:
+        return _Plan(worker_config(config), [], summary=summary, fatal=fatal)
+    assert roster is not None
+    workers = worker_config(
+        config,
+        endpoints=endpoints,
+        credentials=source,
+        accounts=_assumed_roles(config, roster, source, options),
+        per_account=options.get("concurrency_per_account"),
+    )
+    return _Plan(workers, roster.units(), roster=roster)
+
+
+async def _org_roster(
+    config: ScanConfig,
+    credentials: CredentialsProvider,
+    endpoints: Mapping[str, str],
+    options: dict[str, Any],
+) -> tuple[OrgRoster | None, ScanSummary | None, BaseException | None]:
+    """The organisation's accounts and each one's regions, as a local scan finds them: the same
+    ``Scanner`` lists the organisation (ListAccounts, or the accounts file; members not in a success
+    status skipped), assumes each account's role and lists its regions, and lists no unit.
+
+    So the driver assumes each role once, paced by the local engine's AssumeRole limiter, before
+    any worker starts; the workers then assume the roles of the accounts they take, each within
+    its share of ``DEFAULT_ASSUME_ROLE_RATE`` (``scanner.distributed.runner``): the two never
+    overlap in time, so the management account's one AssumeRole quota sees one limit at a time.
+    An account whose role cannot be assumed (or whose regions cannot be listed) is known here: it
+    gets no unit, and the summary names it as a local scan does.
+    """
+    scanner = Scanner(
+        credentials=credentials,
+        endpoints=dict(endpoints) or None,
+        endpoint_type=config.endpoint_type,
+        concurrency=config.concurrency,
+        rate_limit=config.rate_limit,
+        retry=config.retry,
+        timeouts=config.timeouts,
+        connection_limits=config.connection_limits,
+        page_size=config.page_size,
+        accounts=config.accounts,
+        **options,
+    )
+    regions: dict[str, tuple[str, ...]] = {}
+    fatal: BaseException | None = None
+    async with scanner:
+        stream = scanner.scan(regions=config.regions, units=lambda account, region: False)
+        try:
+            async with contextlib.aclosing(stream.events()) as events:
+                async for item in events:
+                    if isinstance(item, UnitsPlanned) and item.account is not None:
+                        regions[item.account] = item.regions
+        except ScannerError as exc:
+            fatal = exc
+        fatal = fatal or stream.fatal
+        summary = stream.summary
+    if fatal is not None:
+        return None, summary, fatal
+    accounts: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+    failed: dict[str, str] = {}
+    for account, entry in (summary.accounts or {}).items():
+        accounts[account] = (entry.name, regions.get(account, ()))
+        if account not in regions:
+            failed[account] = entry.error or "not scanned"
+    roster = OrgRoster(
+        accounts=accounts,
+        failed=failed,
+        failures=tuple(failure.to_dict() for failure in summary.failures),
+        skipped=summary.skipped_accounts,
+    )
+    log.info(
+        "organisation: %d account(s) to scan (%d unit(s)), %d could not be planned, %d skipped (status)",
+        len(accounts) - len(failed),
+        sum(len(r) for _, r in accounts.values()),
+        len(failed),
+        len(roster.skipped),
+    )
+    return roster, summary, None
+
+
+def _assumed_roles(
+    config: ScanConfig,
+    roster: OrgRoster,
+    source: Callable[[], CredentialsProvider] | None,
+    options: Mapping[str, Any],
+) -> AssumedRoleSource:
+    """How the workers assume each account's role: as the local scan would (role name or ARN,
+    ExternalId, session name and duration, STS endpoint)."""
+    accounts = config.accounts
+    role_arns: dict[str, str] = {}
+    external_ids: dict[str, str] = {}
+    # What is not given keeps AssumedRoleSource's defaults, the local scan's.
+    given: dict[str, Any] = {
+        key: options[key] for key in ("role_session_name", "role_duration") if key in options
+    }
+    if isinstance(accounts, Organization):
+        given.update(role_name=accounts.role_name, external_id=accounts.external_id)
+    elif accounts is not None:
+        for account in accounts:
+            if account.id in roster.accounts:
+                target = account.target()
+                role_arns[account.id] = target.role_arn
+                if target.external_id is not None:
+                    external_ids[account.id] = target.external_id
+    return AssumedRoleSource(
+        source=source,
+        profile=config.profile,
+        role_arns=role_arns,
+        external_ids=external_ids,
+        sts_endpoint=options.get("sts_endpoint"),
+        **given,
+        timeouts=config.timeouts,
+    )
 
 
 async def _regions(scanner: Scanner, config: ScanConfig) -> list[str]:
@@ -257,18 +456,43 @@ def _keeping_signal_handlers() -> Iterator[None]:
 
 
 class _Run:
-    """The units of this run, and its progress: a units line as each unit ends."""
+    """The units of this run, and its progress: the live counters, and a units line as each unit ends."""
 
-    def __init__(self, target: DirectoryTarget, regions: list[str], *, enabled: bool) -> None:
+    def __init__(
+        self,
+        target: DirectoryTarget,
+        units: list[WorkUnit],
+        shard: Callable[[str | None, str], bool] | None,
+        roster: OrgRoster | None,
+        *,
+        enabled: bool,
+    ) -> None:
         plan = target.plan
-        self.planned = [WorkUnit(None, r) for r in regions if plan is None or plan.should_scan(None, r)]
+        accept = target.units(shard)
+        mine = [unit for unit in units if shard is None or shard(unit.account, unit.region)]
+        self.planned = [unit for unit in units if accept(unit.account, unit.region)]
         kept = plan.complete if plan is not None else set()
-        self._kept = sum(1 for region in regions if WorkUnit(None, region).unit in kept)
+        self._kept = sum(1 for unit in mine if unit.unit in kept)
         self._kept_records = plan.records if plan is not None else 0
-        self._progress = Progress(len(self.planned))
+        self._roster = roster
+        accounts = done = 0
+        if roster is not None:
+            accounts = len(roster.accounts)
+            busy = {unit.account for unit in self.planned}
+            done = sum(1 for account in roster.accounts if account not in busy)
+        self._progress = Progress(
+            len(self.planned), units=self.planned, accounts=accounts, accounts_done=done
+        )
         self._enabled = enabled
         self._started = time.monotonic()
         self._reports: list[UnitReport] = []
+
+    def begin(self) -> None:
+        self._started = time.monotonic()
+
+    def statistics(self) -> ScanStatistics:
+        """The scan's live counters, as a local scan's ``statistics()`` (for its progress displays)."""
+        return self._progress.statistics(time.monotonic() - self._started)
 
     def on_event(self, event: DriverEvent) -> None:
         self._progress.on_event(event)
@@ -299,4 +523,5 @@ class _Run:
             cancelled=True,
             kept=self._kept,
             kept_records=self._kept_records,
+            roster=self._roster,
         )

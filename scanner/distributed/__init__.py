@@ -16,8 +16,12 @@
 The unit of work is one (account, region): its own API quota and its own part in the scan
 directory. The driver (this process) hands units to Ray async actors one at a time, biggest first;
 each actor scans its unit with its own ``Scanner`` and commits the unit's part into DIR, as a local
-scan with ``--output-dir`` would. See ``driver`` (hand-out, retries, cancellation), ``runner``
-(what runs in a worker, and why AssumeRole gets a per-worker share of its quota) and ``ray_engine``.
+scan with ``--output-dir`` would. See ``driver`` (hand-out, retries, progress, cancellation),
+``runner`` (what runs in a worker, and why AssumeRole gets a per-worker share of its quota),
+``summary`` (the summary, and ``Progress``: a local scan's live statistics from the workers'
+reports) and ``ray_engine``. An organisation scan planned by the caller (``OrgRoster``: accounts,
+their regions, the accounts refused and the members skipped) gets a local organisation scan's
+summary (``accounts``, ``skipped_accounts``); ``eas-scan scan --org ... --engine ray`` does that.
 
 Nothing here imports ``ray`` until ``scan_with_ray`` is called: the base install never needs it.
 """
@@ -34,6 +38,7 @@ import anyio
 from scanner.distributed.driver import (
     DriverEvent,
     UnitFinished,
+    UnitProgress,
     UnitRetried,
     UnitStarted,
     WorkerGone,
@@ -51,9 +56,10 @@ from scanner.distributed.runner import (
     WorkerScanConfig,
     WorkerSlot,
     assume_role_share,
+    live_unit,
 )
-from scanner.distributed.summary import DistributedSummary, Progress, summarize
-from scanner.distributed.units import UnitReport, WorkerInfo, WorkUnit, order_units, sizes_from
+from scanner.distributed.summary import DistributedSummary, OrgRoster, Progress, summarize
+from scanner.distributed.units import UnitLive, UnitReport, WorkerInfo, WorkUnit, order_units, sizes_from
 
 if TYPE_CHECKING:
     from scanner.scandir import ScanParams
@@ -65,9 +71,12 @@ __all__ = [
     "DirectoryRunnerFactory",
     "DistributedSummary",
     "DriverEvent",
+    "OrgRoster",
     "Progress",
     "RunnerFactory",
     "UnitFinished",
+    "UnitLive",
+    "UnitProgress",
     "UnitReport",
     "UnitRetried",
     "UnitRunner",
@@ -82,6 +91,7 @@ __all__ = [
     "assume_role_share",
     "drive",
     "keep_ray_on_loopback",
+    "live_unit",
     "order_units",
     "scan_with_ray",
     "scan_with_ray_async",
@@ -108,6 +118,8 @@ async def scan_with_ray_async(
     assume_role_rate: float = DEFAULT_ASSUME_ROLE_RATE,
     runner_factory: Callable[[str], RunnerFactory] | None = None,
     on_event: Callable[[DriverEvent], None] | None = None,
+    shard: Callable[[str | None, str], bool] | None = None,
+    roster: OrgRoster | None = None,
 ) -> DistributedSummary:
     """The async form of ``scan_with_ray`` (asyncio only: it awaits Ray's object refs)."""
     if ray_address is None:
@@ -137,6 +149,8 @@ async def scan_with_ray_async(
         assume_role_rate=assume_role_rate,
         runner_factory=runner_factory,
         on_event=on_event,
+        shard=shard,
+        roster=roster,
     )
 
 
@@ -178,7 +192,12 @@ def scan_with_ray(
       ``incomplete`` (code ``WorkerLost``).
     - ``format``, ``accounts`` or ``params``: the scan directory's parameters (``ScanParams``).
     - ``assume_role_rate``: AssumeRole calls per second for the whole scan, shared evenly.
-    - ``on_event``: progress (``UnitStarted``, ``UnitFinished``, ``UnitRetried``, ``WorkerGone``).
+    - ``on_event``: progress (``UnitStarted``, ``UnitFinished``, ``UnitRetried``, ``WorkerGone``,
+      and ``UnitProgress``: a running unit's live counters, every 0.2 s; ``Progress`` adds them up).
+    - ``shard``: ``shard(account, region)``, the units this call scans of those given (e.g.
+      ``scanner.scandir.Shard(0, 4)``); the directory still expects every unit, as ``--shard`` does.
+    - ``roster``: an organisation scan as the driver planned it (``OrgRoster``): its units when
+      ``units`` is not given, and the summary's ``accounts`` and ``skipped_accounts`` blocks.
 
     Cancelling it (Ctrl-C) stops every worker; each unit not committed yet keeps its previous entry,
     so ``resume=True`` carries on from there.

@@ -14,6 +14,10 @@ driver's own task group:
   failed attempt too. After ``max_attempts`` attempts, the unit is given to ``give_up``, which
   commits it ``incomplete`` in the scan directory: exactly what a local scan records for a region
   it could not finish. A unit whose workers are all gone for good ends the same way.
+- **Progress.** While a unit runs, a worker that has ``progress()`` (the Ray workers do) is asked
+  for the unit's live counters every ``progress_interval`` seconds (0.2 s), each answer an
+  ``UnitProgress`` event: a display built on the events moves page by page, as a local scan's does,
+  at the cost of one small call per busy worker per interval, whatever the number of pages.
 - **Cancellation.** Cancelling the driver cancels every ``run`` in flight (the worker discards the
   unit's uncommitted part, so its previous entry stands) and then stops every worker, shielded, so
   nothing keeps running after ``drive`` returns or raises.
@@ -29,7 +33,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from scanner.distributed.units import UnitReport, WorkerInfo, WorkUnit, order_units
+from scanner.distributed.units import UnitLive, UnitReport, WorkerInfo, WorkUnit, order_units
 from scanner.errors import ScannerError
 from scanner.validation import require_positive
 
@@ -37,6 +41,7 @@ __all__ = [
     "DriverEvent",
     "GiveUp",
     "UnitFinished",
+    "UnitProgress",
     "UnitRetried",
     "UnitStarted",
     "WorkerGone",
@@ -49,6 +54,8 @@ logger = logging.getLogger("scanner.distributed")
 
 #: How long a stop or a cancelled unit may take before the worker is abandoned (seconds).
 STOP_GRACE_S = 10.0
+#: How often a busy worker is asked for its unit's live counters (seconds).
+PROGRESS_INTERVAL_S = 0.2
 
 
 class WorkerLost(ScannerError):
@@ -71,6 +78,9 @@ class WorkerHandle(Protocol):
     async def stop(self) -> None:
         """Stop the worker for good (called once, on every way out of ``drive``)."""
         ...
+
+    # Optional: ``async def progress(self) -> UnitLive | None``, the live counters of the unit it
+    # is running (see ``UnitProgress``); a worker without it reports each unit when it ends.
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +109,16 @@ class WorkerGone:
     error: str
 
 
-DriverEvent = UnitStarted | UnitFinished | UnitRetried | WorkerGone
+@dataclass(frozen=True, slots=True)
+class UnitProgress:
+    """The live counters of a unit still running (its worker's latest answer); they replace the
+    previous ones of the same unit and attempt."""
+
+    live: UnitLive
+    worker: WorkerInfo
+
+
+DriverEvent = UnitStarted | UnitFinished | UnitRetried | WorkerGone | UnitProgress
 
 #: Ends a unit no worker could finish: commits it incomplete with these failures, returns its report.
 GiveUp = Callable[[WorkUnit, int, list[dict[str, Any]]], Awaitable[UnitReport]]
@@ -167,13 +186,16 @@ async def drive(
     give_up: GiveUp,
     max_attempts: int = 3,
     on_event: Callable[[DriverEvent], None] | None = None,
+    progress_interval: float = PROGRESS_INTERVAL_S,
 ) -> list[UnitReport]:
     """Scan ``units`` on ``workers``; every unit's report, in the order they finished.
 
     ``on_event`` is called (on the driver's loop; keep it quick) as units start, finish and are
-    retried, and when a worker is gone for good: the progress of the scan.
+    retried, and when a worker is gone for good, and with each unit's live counters while it runs
+    (``UnitProgress``, every ``progress_interval`` seconds): the progress of the scan.
     """
     require_positive("max_attempts", max_attempts, integer=True)
+    require_positive("progress_interval", progress_interval)
     if not workers:
         raise ScannerError("a distributed scan needs at least one worker")
     queue = _Queue(units)
@@ -192,6 +214,34 @@ async def drive(
         with anyio.CancelScope(shield=True):
             report = await give_up(item.unit, item.attempt, [failure])
         emit(UnitFinished(report))
+
+    async def watch(
+        progress: Callable[[], Awaitable[UnitLive | None]], item: _Pending, info: WorkerInfo
+    ) -> None:
+        while True:
+            await anyio.sleep(progress_interval)
+            try:
+                live = await progress()
+            except Exception:  # a worker dying: its run() says so
+                continue
+            if live is not None and live.unit == item.unit and live.attempt == item.attempt:
+                emit(UnitProgress(live, info))
+
+    async def run_watched(handle: WorkerHandle, item: _Pending, info: WorkerInfo) -> UnitReport:
+        progress: Callable[[], Awaitable[UnitLive | None]] | None = getattr(handle, "progress", None)
+        if progress is None:
+            return await handle.run(item.unit, item.attempt)
+        outcome: UnitReport | Exception
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch, progress, item, info)
+            try:
+                outcome = await handle.run(item.unit, item.attempt)
+            except Exception as exc:  # raised below, outside the task group (not in a group)
+                outcome = exc
+            tg.cancel_scope.cancel()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def work(handle: WorkerHandle) -> None:
         try:
@@ -213,7 +263,7 @@ async def drive(
                 emit(UnitStarted(item.unit, info, item.attempt))
                 lost = False
                 try:
-                    report = await handle.run(item.unit, item.attempt)
+                    report = await run_watched(handle, item, info)
                 except WorkerLost as exc:
                     lost, error = True, f"worker {handle.index} (pid {info.pid}) was lost: {exc}"
                 except Exception as exc:

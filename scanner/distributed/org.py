@@ -26,9 +26,11 @@ from scanner.org import (
     AccountTarget,
     RoleCredentialsCache,
     RpcClient,
+    SimpleRetry,
     StsClient,
     role_arn,
 )
+from scanner.org.sts import DEFAULT_DURATION_SECONDS
 
 __all__ = ["AssumedRoleSource"]
 
@@ -39,14 +41,19 @@ class AssumedRoleSource:
 
     ``source``: a picklable zero-argument callable building the management account's credentials
     provider in the worker (default: ``DefaultCredentials(profile)`` of the worker's machine).
-    ``sts_endpoint``: STS's base URL (default: the public one); ``external_ids``: per account.
+    ``sts_endpoint``: STS's base URL (default: the public one). Per account: ``role_arns`` (an
+    accounts file's ``role_arn``; else ``role_name`` in the account) and ``external_ids`` (else
+    ``external_id``). ``role_duration``: AssumeRole's ``DurationSeconds``.
     """
 
     source: Callable[[], CredentialsProvider] | None = None
     profile: str | None = None
     role_name: str = DEFAULT_ROLE_NAME
     role_session_name: str = DEFAULT_ROLE_SESSION_NAME
-    external_ids: Mapping[str, str] = field(default_factory=dict)
+    role_duration: int = DEFAULT_DURATION_SECONDS
+    role_arns: Mapping[str, str] = field(default_factory=dict)
+    external_id: str | None = field(default=None, repr=False)
+    external_ids: Mapping[str, str] = field(default_factory=dict, repr=False)
     sts_endpoint: str | None = None
     allow_insecure_http: bool = False
     timeouts: Timeouts | None = None
@@ -67,14 +74,16 @@ class AssumedRoleSource:
                 StsClient(rpc, source=source),
                 clock=clock,
                 role_session_name=self.role_session_name,
+                duration_seconds=self.role_duration,
                 limiter=limiter,
+                retrier=SimpleRetry(clock=clock),  # AssumeRole throttled or 5xx: retried, as locally
             )
 
             def provider(account: str) -> CredentialsProvider:
                 target = AccountTarget(
                     account_id=account,
-                    role_arn=role_arn(account, self.role_name),
-                    external_id=self.external_ids.get(account),
+                    role_arn=self.role_arns.get(account) or role_arn(account, self.role_name),
+                    external_id=self.external_ids.get(account, self.external_id),
                 )
                 return cache.provider(target)
 

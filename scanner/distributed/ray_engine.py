@@ -36,8 +36,8 @@ from scanner.distributed.runner import (
     WorkerSlot,
     assume_role_share,
 )
-from scanner.distributed.summary import DistributedSummary, summarize
-from scanner.distributed.units import UnitReport, WorkerInfo, WorkUnit
+from scanner.distributed.summary import DistributedSummary, OrgRoster, summarize
+from scanner.distributed.units import UnitLive, UnitReport, WorkerInfo, WorkUnit
 from scanner.distributed.worker import UnitWorker
 from scanner.errors import ConfigError
 from scanner.scandir import ScanDirectory, ScanParams
@@ -102,6 +102,10 @@ class _RayWorker:
             raise
         return report
 
+    async def progress(self) -> UnitLive | None:
+        live: UnitLive | None = await self._actor.progress.remote()
+        return live
+
     async def stop(self) -> None:
         try:
             with anyio.move_on_after(STOP_GRACE_S):
@@ -151,6 +155,8 @@ async def scan_with_ray_async(
     assume_role_rate: float,
     runner_factory: Callable[[str], RunnerFactory] | None,
     on_event: Callable[[DriverEvent], None] | None,
+    shard: Callable[[str | None, str], bool] | None,
+    roster: OrgRoster | None,
 ) -> DistributedSummary:
     """The body of ``scanner.distributed.scan_with_ray_async``, its only caller: that front (which
     imports this module only when called, as Ray is an optional extra) holds the defaults and the
@@ -159,6 +165,10 @@ async def scan_with_ray_async(
         raise ConfigError(f"workers must be >= 1, got {workers}")
     if not worker_cpus > 0:
         raise ConfigError(f"worker_cpus must be > 0, got {worker_cpus}")
+    if roster is not None and units is None and regions is None:
+        units = roster.units()
+        if not units:  # every account failed while planned: nothing for the workers
+            return summarize([], planned=[], duration_s=0.0, cancelled=False, roster=roster)
     work = _plan_units(regions, units)
     multi = any(unit.account is not None for unit in work)
     if multi and accounts is None:
@@ -173,13 +183,14 @@ async def scan_with_ray_async(
     run_id = secrets.token_hex(8)
     directory = ScanDirectory.create_or_open(Path(output_dir), params, run_id=run_id)
     kept = kept_records = 0
+    mine = work if shard is None else [unit for unit in work if shard(unit.account, unit.region)]
     if resume:
         plan = directory.resume_plan(params)
-        todo = [unit for unit in work if plan.should_scan(unit.account, unit.region)]
-        kept = sum(1 for unit in work if unit.unit in plan.complete)
+        todo = [unit for unit in mine if plan.should_scan(unit.account, unit.region)]
+        kept = sum(1 for unit in mine if unit.unit in plan.complete)
         kept_records = plan.records
     else:
-        todo = list(work)
+        todo = list(mine)
     directory.expect((unit.account, unit.region) for unit in work)
     factory = (
         runner_factory(run_id)
@@ -234,6 +245,7 @@ async def scan_with_ray_async(
         cancelled=cancelled,
         kept=kept,
         kept_records=kept_records,
+        roster=roster,
     )
 
 

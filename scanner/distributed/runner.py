@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,7 +46,10 @@ from scanner import (
 )
 from scanner.client.transport import ConnectionLimits
 from scanner.distributed.units import UnitReport, WorkUnit
+from scanner.engine.accounts import per_account_concurrency
+from scanner.engine.stats import ScanStatistics
 from scanner.scandir import PartRouter, ScanDirectory, ScanParams, outcomes_from_summary
+from scanner.scanner import DEFAULT_CONCURRENCY_PER_ACCOUNT
 
 __all__ = [
     "DEFAULT_ASSUME_ROLE_RATE",
@@ -56,6 +60,7 @@ __all__ = [
     "WorkerScanConfig",
     "WorkerSlot",
     "assume_role_share",
+    "live_unit",
 ]
 
 #: AssumeRole calls per second for the whole scan (STS allows about 100/s per calling account,
@@ -64,6 +69,27 @@ DEFAULT_ASSUME_ROLE_RATE = 20.0
 
 #: Scans one unit inside a worker and reports how it ended.
 UnitRunner = Callable[[WorkUnit], Awaitable[UnitReport]]
+
+#: Where the unit being run publishes its live counters (``live_unit``); set by the worker.
+_LIVE: ContextVar[Callable[[Callable[[], ScanStatistics]], None] | None] = ContextVar(
+    "scanner_distributed_live_unit", default=None
+)
+
+
+@contextlib.contextmanager
+def live_unit(publish: Callable[[Callable[[], ScanStatistics]], None]) -> Iterator[None]:
+    """While the block runs, a runner called in it hands ``publish`` its scan's ``statistics``.
+
+    The worker (``scanner.distributed.worker``) sets it around each unit, and answers the driver's
+    progress polls from the source it got: a snapshot of the live counters, taken only when asked,
+    so a unit's pages cost nothing more than a local scan's. A runner that publishes nothing
+    (a custom ``RunnerFactory``) leaves the progress moving unit by unit.
+    """
+    token = _LIVE.set(publish)
+    try:
+        yield
+    finally:
+        _LIVE.reset(token)
 
 
 def assume_role_share(total_rate: float, workers: int) -> float:
@@ -104,7 +130,9 @@ class WorkerScanConfig:
     (default: ``DefaultCredentials(profile)``, the credential chain of the worker's own machine:
     environment, profile file, the instance's RAM role). A factory holding a static key sends that
     key to every worker inside the pickled task, through the cluster's object store: prefer the
-    default chain on a real cluster. ``account_credentials``: for units that name an account.
+    default chain on a real cluster. ``account_credentials``: for units that name an account;
+    their scans are then capped at ``concurrency_per_account`` requests in flight (default
+    ``DEFAULT_CONCURRENCY_PER_ACCOUNT``, as ``Scanner(accounts=...)``).
     """
 
     credentials: Callable[[], CredentialsProvider] | None = None
@@ -123,6 +151,7 @@ class WorkerScanConfig:
     services: Sequence[str] | None = None
     service_filter: str | None = None
     instance_filters: Mapping[str, Any] = field(default_factory=dict)
+    concurrency_per_account: int | None = None
 
     def scanner(self, credentials: CredentialsProvider) -> Scanner:
         return Scanner(
@@ -130,7 +159,7 @@ class WorkerScanConfig:
             endpoints=self.endpoints,
             endpoint_type=self.endpoint_type,
             allow_insecure_http=self.allow_insecure_http,
-            concurrency=self.concurrency,
+            concurrency=self.scan_concurrency(),
             rate_limit=self.rate_limit,
             retry=self.retry,
             timeouts=self.timeouts,
@@ -138,6 +167,13 @@ class WorkerScanConfig:
             consistency=self.consistency,
             home_region=self.home_region,
         )
+
+    def scan_concurrency(self) -> Concurrency | None:
+        """The concurrency each scan of a unit gets: an account unit's capped per account."""
+        if self.account_credentials is None:
+            return self.concurrency
+        per_account = self.concurrency_per_account or DEFAULT_CONCURRENCY_PER_ACCOUNT
+        return per_account_concurrency(self.concurrency or Concurrency(), per_account)
 
     def scan_arguments(self) -> dict[str, Any]:
         return {
@@ -224,9 +260,15 @@ class DirectoryRunnerFactory:
             scanner.scan(regions=[work.region], **self.config.scan_arguments()) as stream,
             PartRouter(directory, account=work.account) as router,
         ):
+            publish = _LIVE.get()
+            if publish is not None:
+                publish(stream.statistics)
+            account = work.account
             summary: dict[str, Any]
             try:
                 async for page in stream.batches():
+                    if account is not None:
+                        _tag_account(page, account)
                     await router.write(page)
                 summary = stream.summary.to_dict()
                 status, failures = outcomes_from_summary(summary, account=work.account, units=[unit])[unit]
@@ -245,7 +287,20 @@ class DirectoryRunnerFactory:
             failures=tuple(failures),
             summary=summary,
             duration_s=time.monotonic() - started,
+            statistics=stream.statistics(),
         )
+
+
+def _tag_account(page: list[dict[str, Any]], account: str) -> None:
+    """Records of a member account's unit, as a local organisation scan writes them: ``AccountId``
+    before ``ClusterId``, ``ServiceName`` and ``Service`` (``scanner.records.tag_instances``), so the
+    parts are the same bytes whichever engine wrote them."""
+    for record in page:
+        cluster, name, service = record.pop("ClusterId"), record.pop("ServiceName"), record.pop("Service")
+        record["AccountId"] = account
+        record["ClusterId"] = cluster
+        record["ServiceName"] = name
+        record["Service"] = service
 
 
 class _Owned:

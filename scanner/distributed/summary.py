@@ -2,20 +2,50 @@
 
 Its ``to_dict()`` has every key of a local scan's summary (``ScanSummary.to_dict()``, the
 ``--summary`` JSON), so what reads one reads the other, plus ``units`` (counts, and the units retried
-or given up) and ``workers`` (units and records per worker). In a multi-account scan the ``regions``
-keys are ``account/region`` and each failure names its ``account``.
+or given up) and ``workers`` (units and records per worker). In a multi-account scan (a ``roster``),
+it is a local organisation scan's: ``regions`` by region (its accounts' counts added up),
+``accounts`` (each account's block, with its own ``regions``), ``skipped_accounts``, and each
+failure names its ``account``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from scanner.distributed.driver import DriverEvent, UnitFinished, UnitRetried, UnitStarted, WorkerGone
+from scanner.distributed.driver import (
+    DriverEvent,
+    UnitFinished,
+    UnitProgress,
+    UnitRetried,
+    UnitStarted,
+    WorkerGone,
+)
 from scanner.distributed.units import UnitReport, WorkUnit
+from scanner.engine.stats import RegionStatistics, ScanStatistics
 
-__all__ = ["DistributedSummary", "Progress", "summarize"]
+__all__ = ["DistributedSummary", "OrgRoster", "Progress", "summarize"]
+
+
+@dataclass(frozen=True, slots=True)
+class OrgRoster:
+    """The accounts of an organisation scan, as the driver found them before handing units out.
+
+    ``accounts``: every account to scan, in the order listed, with its name (None: none) and its
+    regions (the units; empty for an account that ``failed``). ``failed``: the accounts that could
+    not even be planned (their role could not be assumed, their regions not listed), each with the
+    error a local scan gives it (``"Code: message"``); ``failures``: their failures (``account`` set,
+    ``region`` None). ``skipped``: members left out for their status, as (id, status).
+    """
+
+    accounts: Mapping[str, tuple[str | None, tuple[str, ...]]]
+    failed: Mapping[str, str] = field(default_factory=dict)
+    failures: tuple[Mapping[str, Any], ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    def units(self) -> list[WorkUnit]:
+        return [WorkUnit(a, r) for a, (_, regions) in self.accounts.items() for r in regions]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +81,7 @@ def summarize(
     cancelled: bool,
     kept: int = 0,
     kept_records: int = 0,
+    roster: OrgRoster | None = None,
 ) -> DistributedSummary:
     """Add up ``reports`` of the ``planned`` units (see the module docstring)."""
     planned = list(planned)
@@ -108,6 +139,12 @@ def summarize(
     records = sum(report.records for report in reports)
     all_ended = not not_finished and not cancelled
     complete = all_ended and all(report.complete for report in reports) and bool(reports or kept)
+    accounts: dict[str, Any] | None = None
+    if roster is not None:
+        accounts = _accounts(roster, regions, cancelled)
+        regions = _by_region(regions)
+        failures = [dict(failure) for failure in roster.failures] + failures
+        complete = complete and not roster.failed
     document = {
         "complete": complete,
         "records": records,
@@ -120,6 +157,14 @@ def summarize(
         "missing_services": sorted(missing or ()),
         "cancelled": cancelled,
         "bytes_received": totals["bytes_received"],
+        **(
+            {}
+            if roster is None or accounts is None
+            else {
+                "accounts": accounts,
+                "skipped_accounts": [{"id": a, "status": status} for a, status in roster.skipped],
+            }
+        ),
         "units": {
             "planned": len(planned),
             "complete": sum(1 for report in reports if report.complete),
@@ -144,17 +189,78 @@ def summarize(
     )
 
 
+def _accounts(roster: OrgRoster, regions: Mapping[str, Mapping[str, Any]], cancelled: bool) -> dict[str, Any]:
+    """Each account's block, as a local organisation scan's summary has it (``AccountSummary``)."""
+    blocks: dict[str, Any] = {}
+    for account, (name, planned) in roster.accounts.items():
+        error = roster.failed.get(account)
+        if error is not None:
+            blocks[account] = {
+                "name": name,
+                "complete": False,
+                "error": error,
+                "services": 0,
+                "instances": 0,
+                "regions": {},
+            }
+            continue
+        own = {r: dict(regions[f"{account}/{r}"]) for r in planned if f"{account}/{r}" in regions}
+        complete = all(region["complete"] for region in own.values())
+        first = next(((r, region["error"]) for r, region in own.items() if region.get("error")), None)
+        if complete:
+            error = None
+        elif first is not None:
+            error = f"{first[0]}: {first[1]}"
+        else:
+            error = "cancelled" if cancelled else "incomplete"
+        blocks[account] = {
+            "name": name,
+            "complete": complete,
+            "error": error,
+            "services": sum(int(region.get("services", 0)) for region in own.values()),
+            "instances": sum(int(region.get("instances", 0)) for region in own.values()),
+            "regions": {
+                r: {key: region.get(key) for key in ("services", "instances", "complete", "error")}
+                for r, region in own.items()
+            },
+        }
+    return blocks
+
+
+def _by_region(units: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``account/region`` entries added up by region, as a local organisation scan's ``regions``."""
+    merged: dict[str, dict[str, Any]] = {}
+    for name, region in units.items():
+        key = name.rpartition("/")[2]
+        held = merged.get(key)
+        if held is None:
+            merged[key] = {k: region.get(k) for k in ("services", "instances", "complete", "error")}
+            continue
+        held["services"] = int(held["services"] or 0) + int(region.get("services") or 0)
+        held["instances"] = int(held["instances"] or 0) + int(region.get("instances") or 0)
+        held["complete"] = bool(held["complete"]) and bool(region.get("complete"))
+        held["error"] = held["error"] or region.get("error")
+    return merged
+
+
 class Progress:
     """The live progress of a distributed scan, from the driver's events::
 
         progress = Progress(planned=len(units))
         await scan_with_ray_async(..., on_event=progress.on_event)   # e.g. a progress line reads:
         progress.snapshot()   # {"units", "done", "running", "retried", "records", "requests", "failures"}
+        progress.statistics(elapsed_s)   # a local scan's ScanStatistics: for its progress displays
 
-    Counts move as units end (a worker reports a unit when its part is committed), not page by page.
+    ``snapshot`` counts units as they end. ``statistics`` also adds the live counters of the units
+    still running (``UnitProgress``, a worker's answer every 0.2 s), so it moves page by page, like a
+    local scan's; a unit retried drops what its lost attempt had counted. ``accounts``: the accounts
+    of an organisation scan, and ``accounts_done`` those already done before any unit ran (kept by
+    a resume, or failed while planned).
     """
 
-    def __init__(self, planned: int) -> None:
+    def __init__(
+        self, planned: int, *, units: Iterable[WorkUnit] = (), accounts: int = 0, accounts_done: int = 0
+    ) -> None:
         self.planned = planned
         self.done = 0
         self._running: set[WorkUnit] = set()
@@ -163,20 +269,38 @@ class Progress:
         self.requests = 0
         self.failures = 0
         self.lost_workers = 0
+        self._accounts = accounts
+        self._accounts_done = accounts_done
+        #: Units of each account still to end (accounts of the planned units only).
+        self._left: dict[str | None, int] = {}
+        for unit in units:
+            self._left[unit.account] = self._left.get(unit.account, 0) + 1
+        self._live: dict[WorkUnit, ScanStatistics] = {}
+        self._ended = _Sums()
 
     def on_event(self, event: DriverEvent) -> None:
-        if isinstance(event, UnitStarted):
+        if isinstance(event, UnitProgress):
+            live = event.live
+            if live.unit in self._running:
+                self._live[live.unit] = live.statistics
+        elif isinstance(event, UnitStarted):
             self._running.add(event.unit)
         elif isinstance(event, UnitRetried):
             self._running.discard(event.unit)
+            self._live.pop(event.unit, None)
             self.retried += 1
         elif isinstance(event, UnitFinished):
             report = event.report
             self._running.discard(report.unit)
+            self._live.pop(report.unit, None)
             self.done += 1
             self.records += report.records
             self.requests += report.requests
             self.failures += len(report.failures)
+            self._ended.add_report(report)
+            left = self._left.get(report.unit.account)
+            if left is not None:
+                self._left[report.unit.account] = left - 1
         elif isinstance(event, WorkerGone):
             self.lost_workers += 1
 
@@ -191,3 +315,89 @@ class Progress:
             "failures": self.failures,
             "lost_workers": self.lost_workers,
         }
+
+    def statistics(self, elapsed_s: float) -> ScanStatistics:
+        """The scan's counters now, as a local scan's ``statistics()`` gives them (regions by name)."""
+        sums = _Sums()
+        sums.add_sums(self._ended)
+        for live in self._live.values():
+            sums.add(live)
+        done = sum(1 for account, left in self._left.items() if account is not None and left <= 0)
+        return ScanStatistics(
+            elapsed_s=elapsed_s,
+            requests=sums.requests,
+            retries=sums.retries,
+            throttled=sums.throttled,
+            bytes_received=sums.bytes_received,
+            records=sums.records,
+            failures=sums.failures,
+            regions=dict(sums.regions),
+            accounts_total=self._accounts,
+            accounts_done=self._accounts_done + done if self._accounts else 0,
+        )
+
+
+class _Sums:
+    """Counters added up, regions by name (an organisation's accounts added together)."""
+
+    def __init__(self) -> None:
+        self.requests = self.retries = self.throttled = self.bytes_received = 0
+        self.records = self.failures = 0
+        self.regions: dict[str, RegionStatistics] = {}
+
+    def add(self, stats: ScanStatistics) -> None:
+        self.requests += stats.requests
+        self.retries += stats.retries
+        self.throttled += stats.throttled
+        self.bytes_received += stats.bytes_received
+        self.records += stats.records
+        self.failures += stats.failures
+        for name, region in stats.regions.items():
+            self._region(name, region)
+
+    def add_sums(self, other: _Sums) -> None:
+        self.requests += other.requests
+        self.retries += other.retries
+        self.throttled += other.throttled
+        self.bytes_received += other.bytes_received
+        self.records += other.records
+        self.failures += other.failures
+        for name, region in other.regions.items():
+            self._region(name, region)
+
+    def add_report(self, report: UnitReport) -> None:
+        """A unit that ended: its last counters, or (none: given up, a custom runner) its report."""
+        if report.statistics is not None:
+            self.add(report.statistics)
+            return
+        summary = report.summary
+        self.requests += report.requests
+        self.records += report.records
+        self.failures += len(report.failures)
+        region = summary.get("regions", {}).get(report.unit.region) or {}
+        services = int(region.get("services", 0))
+        self._region(
+            report.unit.region,
+            RegionStatistics(
+                services_known=services,
+                services_done=services,
+                instances_known=report.records,
+                instances_done=report.records,
+                requests=report.requests,
+                error=None if report.complete else "; ".join(str(f.get("message")) for f in report.failures),
+            ),
+        )
+
+    def _region(self, name: str, region: RegionStatistics) -> None:
+        held = self.regions.get(name)
+        if held is None:
+            self.regions[name] = region
+            return
+        self.regions[name] = RegionStatistics(
+            services_known=held.services_known + region.services_known,
+            services_done=held.services_done + region.services_done,
+            instances_known=held.instances_known + region.instances_known,
+            instances_done=held.instances_done + region.instances_done,
+            requests=held.requests + region.requests,
+            error=held.error or region.error,
+        )

@@ -6,9 +6,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from scanner.engine.stats import ScanStatistics
 from scanner.scandir import ScanDirectory, Unit
 
-__all__ = ["UnitReport", "WorkUnit", "WorkerInfo", "order_units", "sizes_from"]
+__all__ = ["UnitLive", "UnitReport", "WorkUnit", "WorkerInfo", "order_units", "sizes_from"]
 
 UnitStatus = Literal["complete", "incomplete"]
 
@@ -44,6 +45,7 @@ class UnitReport:
 
     ``status``: ``complete`` or ``incomplete``, as committed in the unit's scan directory entry.
     ``summary``: the unit's ``ScanSummary.to_dict()`` (``{}`` when no scan ran, e.g. a lost worker).
+    ``statistics``: the unit's last live counters (what a progress display shows), when it ran.
     """
 
     unit: WorkUnit
@@ -55,10 +57,21 @@ class UnitReport:
     worker: WorkerInfo | None = None
     attempt: int = 1
     duration_s: float = 0.0
+    statistics: ScanStatistics | None = None
 
     @property
     def complete(self) -> bool:
         return self.status == "complete"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitLive:
+    """The live counters of the unit a worker is scanning (attempt ``attempt``), as it reports them
+    while the unit runs: a snapshot of its scan's ``statistics()``, which moves page by page."""
+
+    unit: WorkUnit
+    attempt: int
+    statistics: ScanStatistics
 
 
 def order_units(units: Iterable[WorkUnit]) -> list[WorkUnit]:

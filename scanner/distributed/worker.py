@@ -5,6 +5,11 @@ Ray runs each call of an async actor's method as its own task on the actor's eve
 opened, held and closed by one long-lived host task (started by the first ``start``, ended by
 ``close``), and ``run`` calls use it from their own tasks. A cancelled ``run`` (``ray.cancel``)
 gets a ``CancelledError`` inside the unit's scan: its part is discarded, its previous entry stands.
+
+**Progress.** While a unit runs, ``progress()`` answers with its live counters (``UnitLive``): the
+runner publishes its scan's ``statistics`` (``runner.live_unit``) and each call takes one snapshot,
+so the driver, which asks a busy worker every 0.2 s, sees a unit move page by page while the worker
+does no work per page (nor per record) for it.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import replace
 
-from scanner.distributed.runner import RunnerFactory, UnitRunner, WorkerSlot
-from scanner.distributed.units import UnitReport, WorkerInfo, WorkUnit
+from scanner.distributed.runner import RunnerFactory, UnitRunner, WorkerSlot, live_unit
+from scanner.distributed.units import UnitLive, UnitReport, WorkerInfo, WorkUnit
+from scanner.engine.stats import ScanStatistics
 
 __all__ = ["UnitWorker"]
 
@@ -30,6 +37,9 @@ class UnitWorker:
         self._host: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[UnitRunner] | None = None
         self._stop = asyncio.Event()
+        #: The unit running now, its attempt, and where its counters are read (once published).
+        self._running: tuple[WorkUnit, int] | None = None
+        self._source: Callable[[], ScanStatistics] | None = None
 
     async def _serve(self, ready: asyncio.Future[UnitRunner]) -> None:
         try:
@@ -53,8 +63,26 @@ class UnitWorker:
 
     async def run(self, unit: WorkUnit, attempt: int) -> UnitReport:
         runner = self._runner or await self._ensure_started()
-        report = await runner(unit)
+        self._running, self._source = (unit, attempt), None
+
+        def publish(source: Callable[[], ScanStatistics]) -> None:
+            if self._running == (unit, attempt):
+                self._source = source
+
+        try:
+            with live_unit(publish):
+                report = await runner(unit)
+        finally:
+            if self._running == (unit, attempt):
+                self._running = self._source = None
         return replace(report, worker=self._info(), attempt=attempt)
+
+    async def progress(self) -> UnitLive | None:
+        """The live counters of the unit running now (None: none, or it has not started listing)."""
+        running, source = self._running, self._source
+        if running is None or source is None:
+            return None
+        return UnitLive(running[0], running[1], source())
 
     async def _ensure_started(self) -> UnitRunner:
         await self.start()

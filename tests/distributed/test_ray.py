@@ -13,6 +13,7 @@ import pytest
 from scanner.distributed import (
     DriverEvent,
     UnitFinished,
+    UnitProgress,
     UnitRetried,
     UnitStarted,
     WorkerGone,
@@ -78,6 +79,16 @@ def test_a_killed_worker_s_unit_is_retried_on_another_worker(sim: ThreadedSim, t
     assert summary.to_dict()["units"]["retried"] == [
         {"account": None, "region": again.unit.region, "attempts": 2, "status": "complete"}
     ]
+    # While the units ran (>= 1.2 s each), the workers reported them page by page, every 0.2 s.
+    ended = {(r.unit, r.attempt): r for r in summary.reports}
+    mid_unit = [
+        e.live
+        for e in events
+        if isinstance(e, UnitProgress)
+        and (e.live.unit, e.live.attempt) in ended
+        and 0 < e.live.statistics.requests < ended[e.live.unit, e.live.attempt].requests
+    ]
+    assert len(mid_unit) >= len(sim.regions)
 
 
 def test_a_cancelled_scan_leaves_the_directory_ready_to_resume(sim: ThreadedSim, tmp_path: Path) -> None:

@@ -102,10 +102,8 @@ def _lines(stream: object) -> Iterator[str]:
         (["--engine", "ray"], "--engine ray needs --output-dir DIR"),
         (["--workers", "2", "--output-dir", "{dir}"], "--workers needs --engine ray"),
         (["--ray-address", "auto", "--output-dir", "{dir}"], "--ray-address needs --engine ray"),
-        (["--engine", "ray", "--output-dir", "{dir}", "--shard", "0/2"], "--shard and --engine ray"),
         (["--engine", "ray", "--output-dir", "{dir}", "--workers", "0"], "--workers must be positive"),
         (["--engine", "spark", "--output-dir", "{dir}"], "invalid choice: 'spark'"),
-        (["org-small", "--engine", "ray", "--output-dir", "{dir}"], "--engine ray does not take --org"),
     ],
 )
 def test_usage_errors_exit_2_before_any_request(
