@@ -71,6 +71,15 @@ class SimulatorProcess:
         assert self._proc is not None
         return self._proc.pid
 
+    def cpu_s(self) -> float | None:
+        """The simulator process's CPU time so far (user + system), from ``/proc`` (None elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        # Fields 14 and 15 of the file (utime, stime), counted after the ")" closing field 2.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     @property
     def endpoints(self) -> dict[str, str]:
         return dict(self.info["endpoints"])
@@ -124,15 +133,21 @@ def run_client(
     *,
     truth: Mapping[str, Any] | None,
     timeout: float = 900.0,
+    module: str | None = None,
+    keep: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run client ``name`` in its own process against ``sim``; the RUN dict of the issue, and more.
 
     ``truth`` is the simulator's digest the output must equal for ``exact`` (None: not checked).
+    ``module``: run ``python -m MODULE`` (same protocol) instead of ``python -m benchmarks.clients
+    NAME``; ``keep``: more keys of the client's answer to copy into the RUN dict. The RUN dict
+    also has the simulator's CPU for the run (``sim_cpu_s``, ``sim_cpu_us_per_record``).
     """
     sim.reset_counters()
+    sim_cpu = sim.cpu_s()
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.clients", name],
+        [sys.executable, "-m", module] if module else [sys.executable, "-m", "benchmarks.clients", name],
         cwd=ROOT,
         input=orjson.dumps(job),
         capture_output=True,
@@ -141,6 +156,8 @@ def run_client(
         check=False,
     )
     outer_s = time.perf_counter() - started
+    sim_cpu_after = sim.cpu_s()
+    sim_cpu_s = None if sim_cpu is None or sim_cpu_after is None else sim_cpu_after - sim_cpu
     if done.returncode != 0:
         raise RuntimeError(f"client {name} failed ({done.returncode}):\n{done.stderr.decode()[-4000:]}")
     result: dict[str, Any] = orjson.loads(done.stdout.splitlines()[-1])
@@ -185,8 +202,10 @@ def run_client(
         "counts_from": "simulator" if counters is not None else "client",
         "requests_by_region": by_region,
         "throttled_by_region": throttled_by_region,
+        "sim_cpu_s": None if sim_cpu_s is None else round(sim_cpu_s, 3),
+        "sim_cpu_us_per_record": round(sim_cpu_s / records * 1e6, 2) if sim_cpu_s and records else None,
     }
-    for key in ("note", "orjson_cpu_us_per_record", "summary"):
+    for key in ("note", "orjson_cpu_us_per_record", "summary", *keep):
         if key in result:
             run[key] = result[key]
     return run
