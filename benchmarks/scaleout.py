@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.formats import endpoint_args
-from benchmarks.harness import SimulatorProcess, run_client
+from benchmarks.harness import SimulatorProcess, run_client, run_phased_client
 from scanner.scandir import ScanDirectory
 from scanner.scandir.formats import iter_records
 from scanner.simulator.digest import DigestBuilder, content_hash
@@ -54,6 +54,8 @@ LIMIT_QPS = 500.0
 #: Its burst: the scanner sends a listing's pages 8 at a time, and one worker's pages bunch up.
 BURST = 100
 ROUNDS = 3
+#: The Ray runs: ``ray_N`` for N workers.
+WORKERS = (1, 2)
 REGIONS = 2
 #: The keys of the Ray client's answer that go into its RUN dict.
 RAY_KEYS = (
@@ -90,6 +92,36 @@ def directory_digests(root: Path) -> tuple[bool, dict[str, dict[str, Any]]]:
     return complete, {account: b.result().to_dict() for account, b in builders.items()}
 
 
+def _assume_role_calls(sim: SimulatorProcess) -> int:
+    """AssumeRole calls the simulator's STS has answered so far (any outcome)."""
+    return int(sim._admin("org")["rpc_requests"].get("Sts", {}).get("AssumeRole", 0))
+
+
+class _Checker:
+    """Checks each run as it ends: ``exact``, the load as it began, its AssumeRole calls; then
+    removes its scan directory."""
+
+    def __init__(self, sim: SimulatorProcess, truth: dict[str, dict[str, Any]]) -> None:
+        self._sim = sim
+        self._truth = truth
+        self.mark()
+
+    def mark(self) -> None:
+        """A run begins."""
+        self._load = os.getloadavg()[0]
+        self._assumed = _assume_role_calls(self._sim)
+
+    def __call__(self, one: dict[str, Any], out: Path) -> int:
+        """Check the run ``one`` that wrote ``out``; the records there. The next run begins."""
+        complete, digests = directory_digests(out)
+        one["exact"] = complete and digests == self._truth
+        one["load_avg_1m"] = round(self._load, 2)
+        one["assume_role_calls"] = _assume_role_calls(self._sim) - self._assumed
+        shutil.rmtree(out)
+        self.mark()
+        return sum(d["count"] for d in digests.values())
+
+
 def _set_records(one: dict[str, Any], records: int) -> None:
     """Fill in a RUN dict's per-record figures from ``records``."""
     wall, cpu, sim_cpu = one["wall_s"], one["cpu_s"], one["sim_cpu_s"]
@@ -109,15 +141,22 @@ def _local(sim: SimulatorProcess, out: Path) -> dict[str, Any]:
     return run_client("cli", sim, sim.client_job(argv=argv), truth=None)
 
 
-def _ray(sim: SimulatorProcess, out: Path, workers: int, accounts: list[str]) -> dict[str, Any]:
+def _ray(sim: SimulatorProcess, workdir: Path, accounts: list[str], check: _Checker) -> list[dict[str, Any]]:
+    """``ray_1`` then ``ray_2``: one client process, one Ray start, a scan directory each."""
+    outs = [workdir / f"scaleout-ray_{workers}" for workers in WORKERS]
     job = sim.client_job(
         sts_endpoint=sim.info["sts_endpoint"],
         accounts=accounts,
         regions=sorted(sim.endpoints),
-        output_dir=str(out),
-        workers=workers,
+        output_dirs=[str(out) for out in outs],
+        workers=list(WORKERS),
     )
-    return run_client("ray_org", sim, job, truth=None, module="benchmarks.clients.ray_org", keep=RAY_KEYS)
+    done = iter(outs)
+
+    def after(one: dict[str, Any]) -> None:
+        check(one, next(done))
+
+    return run_phased_client("benchmarks.clients.ray_org", sim, job, len(WORKERS), keep=RAY_KEYS, after=after)
 
 
 def run(*, quick: bool, workdir: Path) -> dict[str, Any]:
@@ -150,20 +189,14 @@ def run(*, quick: bool, workdir: Path) -> dict[str, Any]:
             shutil.rmtree(warm)
         runs: dict[str, list[dict[str, Any]]] = {}
         for _ in range(1 if quick else ROUNDS):
-            for name in ("local", "ray_1", "ray_2"):
-                out = workdir / f"scaleout-{name}"
-                load = os.getloadavg()[0]
-                if name == "local":
-                    one = _local(sim, out)
-                else:
-                    one = _ray(sim, out, int(name.removeprefix("ray_")), accounts)
-                complete, digests = directory_digests(out)
-                one["exact"] = complete and digests == truth
-                one["load_avg_1m"] = round(load, 2)
-                if name == "local":  # the CLI client reads nothing back: count the directory's records
-                    _set_records(one, sum(d["count"] for d in digests.values()))
-                shutil.rmtree(out)
-                runs.setdefault(name, []).append(one)
+            check = _Checker(sim, truth)
+            out = workdir / "scaleout-local"
+            one = _local(sim, out)
+            # The CLI client reads nothing back: the records are those in the directory.
+            _set_records(one, check(one, out))
+            runs.setdefault("local", []).append(one)
+            for workers, one in zip(WORKERS, _ray(sim, workdir, accounts, check), strict=True):
+                runs.setdefault(f"ray_{workers}", []).append(one)
     for name, attempts in runs.items():
         best = min(attempts, key=lambda one: one["wall_s"])
         best["wall_s_rounds"] = [one["wall_s"] for one in attempts]

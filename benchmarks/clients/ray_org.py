@@ -2,12 +2,13 @@
 
 The job names the member accounts and regions; the units are every (account, region), each worker
 assumes its accounts' roles (``AssumedRoleSource``) and commits its units' parts into one scan
-directory (``output_dir``). Run as ``python -m benchmarks.clients.ray_org`` (job on stdin, one JSON
-line out, like ``python -m benchmarks.clients NAME``).
+directory. Run as ``python -m benchmarks.clients.ray_org`` by ``benchmarks.harness.run_phased_client``:
+one process, one Ray, one measured scan per entry of the job's ``workers`` (``[1, 2]``), each into
+its own directory (``output_dirs``).
 
-Ray starts on this machine (loopback, 2 CPUs, no dashboard) *before* the measure starts: on a
-cluster Ray is already running when a scan begins (``ray_init_s`` says what starting it took here).
-The measure then covers what every scan pays: the actors' start (their processes, imports and
+Ray starts on this machine (loopback, 2 CPUs, no dashboard) once, *before* the measures start: on
+a cluster Ray is already running when a scan begins (``ray_init_s`` says what starting it took
+here). Each measure covers what every scan pays: the actors' start (their processes, imports and
 Scanners), the scan, the actors' stop.
 
 CPU: ``cpu_s`` is the driver's (this process) plus every worker's, each worker measuring its own
@@ -46,7 +47,7 @@ from scanner.distributed import (
 )
 from scanner.scandir import ScanParams
 
-__all__ = ["MeasuredRunnerFactory", "run", "unit_costs"]
+__all__ = ["MeasuredRunnerFactory", "scan", "start_ray", "unit_costs"]
 
 
 def _usage() -> dict[str, float]:
@@ -108,19 +109,24 @@ def unit_costs(reports: tuple[UnitReport, ...]) -> dict[str, Any]:
     }
 
 
-def run(job: dict[str, Any]) -> dict[str, Any]:
+def start_ray(num_cpus: int) -> float:
+    """Start Ray on this machine (loopback only, no dashboard); the seconds it took."""
     keep_ray_on_loopback()  # before ray is imported: its servers listen on 127.0.0.1 only
     import ray
 
     started = time.perf_counter()
     ray.init(
-        num_cpus=job.get("num_cpus", 2),
+        num_cpus=num_cpus,
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
         configure_logging=False,
         log_to_driver=False,
     )
-    ray_init_s = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def scan(job: dict[str, Any], workers: int, output_dir: str) -> dict[str, Any]:
+    """One measured scan of the job's units into ``output_dir`` with ``workers`` workers (Ray running)."""
     management = functools.partial(StaticCredentials, job["access_key_id"], job["access_key_secret"])
     config = WorkerScanConfig(
         account_credentials=AssumedRoleSource(
@@ -134,38 +140,33 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     params = ScanParams(
         format="jsonl", filters={}, regions=tuple(sorted(job["regions"])), accounts=tuple(accounts)
     )
-    output_dir = job["output_dir"]
 
     def factory(run_id: str) -> MeasuredRunnerFactory:
         return MeasuredRunnerFactory(DirectoryRunnerFactory(config, output_dir, params, run_id))
 
     measure = Measure()
-    try:
-        measure.start()
-        summary = scan_with_ray(
-            config,
-            output_dir,
-            units=units,
-            params=params,
-            workers=job["workers"],
-            runner_factory=factory,
-            **job.get("options", {}),
-        )
-        measure.stop()
-    finally:
-        ray.shutdown()
-    workers = _workers(summary.reports)
+    measure.start()
+    summary = scan_with_ray(
+        config,
+        output_dir,
+        units=units,
+        params=params,
+        workers=workers,
+        runner_factory=factory,
+        **job.get("options", {}),
+    )
+    measure.stop()
+    used = _workers(summary.reports)
     document = summary.to_dict()
     return measure.result(
         summary.records,
         # The driver's CPU (``Measure``) plus the workers' own.
-        cpu_s=measure.cpu_s + sum(w["cpu_s"] for w in workers.values()),
+        cpu_s=measure.cpu_s + sum(w["cpu_s"] for w in used.values()),
         driver_cpu_s=measure.cpu_s,
-        workers_cpu_s=[round(w["cpu_s"], 3) for w in workers.values()],
-        peak_rss_mb=max((w["peak_rss_mb"] for w in workers.values()), default=0.0),
-        workers_peak_rss_mb=[round(w["peak_rss_mb"], 1) for w in workers.values()],
+        workers_cpu_s=[round(w["cpu_s"], 3) for w in used.values()],
+        peak_rss_mb=max((w["peak_rss_mb"] for w in used.values()), default=0.0),
+        workers_peak_rss_mb=[round(w["peak_rss_mb"], 1) for w in used.values()],
         driver_peak_rss_mb=measure.peak_rss_mb,
-        ray_init_s=round(ray_init_s, 3),
         unit_costs=unit_costs(summary.reports),
         errors=len(document["failures"]),
         requests=document["requests"],
@@ -180,8 +181,25 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    job: dict[str, Any] = orjson.loads(sys.stdin.buffer.read())
-    sys.stdout.buffer.write(orjson.dumps(run(job)) + b"\n")
+    """The phased protocol of ``benchmarks.harness.run_phased_client``: Ray starts once, then one
+    measured scan per entry of the job's ``workers`` (a list), each into ``output_dirs[i]``."""
+    job: dict[str, Any] = orjson.loads(sys.stdin.buffer.readline())
+    ray_init_s = start_ray(job.get("num_cpus", 2))
+    import ray
+
+    try:
+        for workers, output_dir in zip(job["workers"], job["output_dirs"], strict=True):
+            _answer({"ready": workers})
+            if sys.stdin.buffer.readline().strip() != b"go":
+                return
+            _answer({**scan(job, workers, output_dir), "ray_init_s": round(ray_init_s, 3)})
+    finally:
+        ray.shutdown()
+
+
+def _answer(value: dict[str, Any]) -> None:
+    sys.stdout.buffer.write(orjson.dumps(value) + b"\n")
+    sys.stdout.buffer.flush()
 
 
 if __name__ == "__main__":
