@@ -15,9 +15,10 @@ see the README's "Scaling out: a model".
 - ``local``: ``eas-scan scan --org --output-dir DIR`` (the local engine as users run it: 32
   accounts in flight), in a client process (``benchmarks.clients.cli_client``).
 - ``ray_1``, ``ray_2``: ``scanner.distributed.scan_with_ray`` with units (account, region), 1 or 2
-  workers, each assuming its accounts' roles (``benchmarks.clients.ray_org``). Ray starts on this
-  machine before the clock starts (``ray_init_s``: on a cluster it is running already); the
-  actors' start and stop are measured. ``cpu_s`` there is the driver's CPU plus each worker's own
+  workers, each assuming its accounts' roles (``benchmarks.clients.ray_org``), both in one client
+  process (``harness.run_phased_client``). Ray starts there once, before either clock starts
+  (``ray_init_s``: on a cluster it is running already); each run's actors' start and stop are
+  measured. ``cpu_s`` there is the driver's CPU plus each worker's own
   (``workers_cpu_s``), ``peak_rss_mb`` the largest worker's (``workers_peak_rss_mb``,
   ``driver_peak_rss_mb``); ``unit_costs``: a unit's wall time on a worker, fixed part and per record.
 
@@ -26,12 +27,14 @@ Every run's ``sim_cpu_us_per_record`` is the simulator's CPU per record (``/proc
 page costs it about three times a cached one): the full run first scans once, unmeasured, so that
 no measured run pays the rendering, then measures each client ``ROUNDS`` times, interleaved, and
 keeps each client's fastest round (``wall_s_rounds``; ``load_avg_1m_rounds``: the machine's load
-as each round started, for it is shared). ``exact``: every account's content digest (every field
-of every record) equals the simulator's (``/_simulator/org/digests?content=1``), and the scan
-directory's manifest says complete and verifies, in every round.
+as each round started, for it is shared; ``assume_role_calls``: the run's, from the simulator).
+``exact``: every account's content digest (every field of every record) equals the simulator's
+(``/_simulator/org/digests?content=1``), and the scan directory's manifest says complete and
+verifies, in every round.
 
 ``--quick`` (CI): 8 accounts x 2 regions, 8,000 instances, one round, no warm-up; the three runs
-still run (Ray starts twice: most of its 30-odd seconds). It checks exactness only, never a speed.
+still run, Ray starting once (30 s in all on this machine under a load average of 7, Ray's start
+9 s of it). It checks exactness only, never a speed.
 """
 
 from __future__ import annotations
