@@ -1,7 +1,7 @@
 """``python -m benchmarks run [--quick] [--json PATH]``: every scenario, a table, and a JSON file.
 
 Scenarios (one module each): ``throughput``, ``latency``, ``ratelimit``, ``realistic``, ``memory``,
-``signing``, ``formats``, ``resume``, ``diff``.
+``signing``, ``formats``, ``resume``, ``diff``, ``org``, ``scaleout``.
 The simulator always runs in its own process, and so does every measured client. ``--quick`` runs
 a small version of each (under a minute) and fails unless every scanner run is exact; it never
 checks a speed. The JSON keys are listed in the README's Performance section.
@@ -36,6 +36,7 @@ SCENARIOS = (
     "resume",
     "diff",
     "org",
+    "scaleout",
 )
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 
@@ -60,6 +61,11 @@ def _runs(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
             if isinstance(value, dict) and "wall_s" in value:
                 rows.append((scenario, client, value))
     return rows
+
+
+def _scanner_run(scenario: str, client: str) -> bool:
+    """A run of the scanner (whose output must be exact), not of a baseline client."""
+    return client.startswith("scanner") or scenario in ("formats", "scaleout")
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -142,7 +148,11 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         calls, refreshes = org["scanner"]["assume_role_calls"], org["scanner"]["token_refreshes"]
         within = calls is not None and refreshes is not None and calls <= org["accounts"] + refreshes
         goal("org_assume_role_calls", calls, "<= accounts + refreshes", within)
-    exact = [run["exact"] for _, client, run in _runs(results) if client.startswith("scanner")]
+    scale = results.get("scaleout")
+    if scale:
+        ratio = scale["ray_2_vs_local"]
+        goal("scaleout_ray_2_vs_local", ratio, ">= 1.3", ratio is not None and ratio >= 1.3)
+    exact = [run["exact"] for scenario, client, run in _runs(results) if _scanner_run(scenario, client)]
     goal("scanner_exact", all(exact), "every scanner run", all(exact))
     return out
 
@@ -195,7 +205,7 @@ def run(scenarios: Sequence[str], *, quick: bool, json_path: Path) -> int:
     inexact = [
         f"{scenario}/{client}"
         for scenario, client, r in _runs(results)
-        if (client.startswith("scanner") or scenario == "formats") and r["exact"] is not True
+        if _scanner_run(scenario, client) and r["exact"] is not True
     ]
     inexact += [name for name in ("resume", "diff") if name in results and results[name]["exact"] is not True]
     if inexact:

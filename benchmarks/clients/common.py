@@ -18,11 +18,12 @@ from urllib.parse import urlsplit
 import orjson
 from yarl import URL
 
+from scanner import ScanSummary
 from scanner.eas.params import API_VERSION
 from scanner.eas.signing import EMPTY_BODY_SHA256, canonical_query, format_date, sign
 from scanner.simulator.digest import DigestBuilder, content_hash
 
-__all__ = ["Measure", "Request", "output_digest", "signed_get"]
+__all__ = ["Measure", "Request", "output_digest", "peak_rss_mb", "signed_get", "summary_counts"]
 
 Request = tuple[URL, dict[str, str]]
 
@@ -34,7 +35,8 @@ def _cpu() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB."""
     # Linux reports kilobytes, macOS bytes.
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
@@ -60,7 +62,7 @@ class Measure:
         user, system = _cpu()
         self.sys_s = system - self._c0[1]
         self.cpu_s = user - self._c0[0] + self.sys_s
-        self.peak_rss_mb = _peak_rss_mb()
+        self.peak_rss_mb = peak_rss_mb()
 
     def result(self, records: int, **extra: Any) -> dict[str, Any]:
         return {
@@ -71,6 +73,18 @@ class Measure:
             "records": records,
             **extra,
         }
+
+
+def summary_counts(summary: ScanSummary) -> dict[str, Any]:
+    """What a scanner client reports of its scan's summary: records, completeness, request counts."""
+    return {
+        "records": summary.records,
+        "complete": summary.complete,
+        "requests": summary.requests,
+        "retries": summary.retries,
+        "throttled": summary.throttled,
+        "failures": len(summary.failures),
+    }
 
 
 def output_digest(path: str, loads: Callable[[bytes], Any] = orjson.loads) -> tuple[int, dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 
 import anyio
 
-from benchmarks.clients.common import Measure, output_digest
+from benchmarks.clients.common import Measure, output_digest, summary_counts
 from scanner import Scanner, StaticCredentials, batch_gc
 
 
@@ -21,14 +21,7 @@ async def _scan(job: dict[str, Any], out: BinaryIO, measure: Measure) -> dict[st
         allow_insecure_http=True,
     ) as scanner:
         summary = await scanner.scan().write_to(out)
-    return {
-        "records": summary.records,
-        "complete": summary.complete,
-        "requests": summary.requests,
-        "retries": summary.retries,
-        "throttled": summary.throttled,
-        "failures": len(summary.failures),
-    }
+    return summary_counts(summary)
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 import anyio
 import orjson
 
-from benchmarks.clients.common import Measure
+from benchmarks.clients.common import Measure, summary_counts
 from scanner import Organization, Scanner, StaticCredentials, batch_gc
 from scanner.simulator.digest import account_key_digests
 
@@ -31,12 +31,7 @@ async def _scan(job: dict[str, Any], out: BinaryIO) -> dict[str, Any]:
         summary = await scanner.scan().write_to(out)
         roles = scanner.role_statistics()
     return {
-        "records": summary.records,
-        "complete": summary.complete,
-        "requests": summary.requests,
-        "retries": summary.retries,
-        "throttled": summary.throttled,
-        "failures": len(summary.failures),
+        **summary_counts(summary),
         "failure_codes": dict(Counter(failure.code for failure in summary.failures)),
         **roles,
     }
