@@ -36,7 +36,7 @@ from typing import Any
 
 from benchmarks.harness import SimulatorProcess, fleet_args, output_path, run_client
 
-__all__ = ["run"]
+__all__ = ["round_order", "run", "summarize"]
 
 #: Rounds of the scanner and the floor, back to back (an odd number: the median is one round's).
 PAIR_ROUNDS = 7
@@ -44,13 +44,39 @@ PAIR_ROUNDS = 7
 SDK_ROUNDS = 3
 
 
-def _order(round_index: int, sdk: bool) -> tuple[str, ...]:
+def round_order(round_index: int, *, sdk: bool) -> tuple[str, ...]:
+    """The clients of one round: the scanner and the floor back to back, first one then the other."""
     pair = ("floor_aiohttp", "scanner") if round_index % 2 == 0 else ("scanner", "floor_aiohttp")
     return (*pair, "sdk_async") if sdk else pair
 
 
 def _cpu_us(run: dict[str, Any]) -> float:
     return float(run["cpu_s"]) / int(run["records"]) * 1e6
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Each client's entry (its fastest round, with every round listed) and the paired CPU ratios.
+
+    ``runs`` maps a client to its RUNs in round order; the scanner's round i pairs with the
+    floor's round i. The floor's first RUN carries ``orjson_cpu_us_per_record``.
+    """
+    pairs = zip(runs["scanner"], runs["floor_aiohttp"], strict=True)
+    ratios = [_cpu_us(scanner) / _cpu_us(floor) for scanner, floor in pairs]
+    result: dict[str, Any] = {
+        "orjson_cpu_us_per_record": runs["floor_aiohttp"][0].pop("orjson_cpu_us_per_record", None)
+    }
+    for name in sorted(runs, key=lambda name: name != "scanner"):  # the scanner's row first
+        attempts = runs[name]
+        best = min(attempts, key=lambda run: run["wall_s"])
+        best["wall_s_rounds"] = [run["wall_s"] for run in attempts]
+        best["cpu_us_per_record_rounds"] = [run["cpu_us_per_record"] for run in attempts]
+        best["cpu_us_per_record"] = min(best["cpu_us_per_record_rounds"])
+        best["cpu_us_per_record_median"] = round(statistics.median(map(_cpu_us, attempts)), 2)
+        best["exact"] = best["exact"] if name == "floor_aiohttp" else all(r["exact"] for r in attempts)
+        result[name] = best
+    result["cpu_ratio_vs_floor_rounds"] = [round(ratio, 3) for ratio in ratios]
+    result["cpu_ratio_vs_floor_median"] = round(statistics.median(ratios), 3)
+    return result
 
 
 def run(*, quick: bool, workdir: Path) -> dict[str, Any]:
@@ -70,27 +96,14 @@ def run(*, quick: bool, workdir: Path) -> dict[str, Any]:
         truth = sim.truth()
         runs: dict[str, list[dict[str, Any]]] = {}
         for index in range(rounds):
-            for name in _order(index, sdk=index < sdk_rounds):
+            for name in round_order(index, sdk=index < sdk_rounds):
                 job = sim.client_job(
                     output=output_path(workdir, f"throughput-{name}"),
                     orjson_floor=name == "floor_aiohttp" and index == 0,
                 )
                 run = run_client(name, sim, job, truth=None if name == "floor_aiohttp" else truth)
                 runs.setdefault(name, []).append(run)
-        pairs = zip(runs["scanner"], runs["floor_aiohttp"], strict=True)
-        ratios = [_cpu_us(scanner) / _cpu_us(floor) for scanner, floor in pairs]
-        orjson_us = runs["floor_aiohttp"][0].pop("orjson_cpu_us_per_record")
-        for name, attempts in runs.items():
-            best = min(attempts, key=lambda run: run["wall_s"])
-            best["wall_s_rounds"] = [run["wall_s"] for run in attempts]
-            best["cpu_us_per_record_rounds"] = [run["cpu_us_per_record"] for run in attempts]
-            best["cpu_us_per_record"] = min(best["cpu_us_per_record_rounds"])
-            best["cpu_us_per_record_median"] = round(statistics.median(map(_cpu_us, attempts)), 2)
-            best["exact"] = best["exact"] if name == "floor_aiohttp" else all(r["exact"] for r in attempts)
-            result[name] = best
-    result["orjson_cpu_us_per_record"] = orjson_us
-    result["cpu_ratio_vs_floor_rounds"] = [round(ratio, 3) for ratio in ratios]
-    result["cpu_ratio_vs_floor_median"] = round(statistics.median(ratios), 3)
+    result.update(summarize(runs))
     tenth = fleet_args(
         regions=regions, services=services // 10, instances=instances // 10, max_per_service=cap // 10
     )
