@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from scanner.client import redact as redact_module
 from scanner.client.redact import REMOVED, Redactor, mask_access_key_id
 
 KEY_ID, SECRET, TOKEN = "LTAI5tAbCdEfGh1234wxyz", "s3cr3t/Value+0123456789", "CAIS" + "t0k/en" * 50
@@ -77,3 +80,61 @@ def test_scrub_finds_both_spellings_however_the_slashes_fall(token: str) -> None
     escaped = token.replace("/", "\\/")
     assert redact.scrub(f"[{token}|{escaped}]".encode()) == b"[***|***]"
     assert redact.scrub(token[:-3].encode()) == token[:-3].encode()  # only the whole value
+
+
+# --- the anchored search behind scrub: only its speed depends on the rare byte ----------------
+
+
+def _naive_scrub(secrets: list[str], body: bytes) -> bytes:
+    """What scrub must return: every secret's two JSON spellings replaced, longest secret first."""
+    for secret in sorted(dict.fromkeys(s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        raw = secret.encode()
+        for spelling in dict.fromkeys((raw, raw.replace(b"/", b"\\/"))):
+            body = body.replace(spelling, REMOVED.encode())
+    return body
+
+
+def test_scrub_finds_the_secret_among_many_decoys_of_its_rarest_byte() -> None:
+    secret = "abcdefghQrstuvwxyz0123"  # Q is its rarest byte
+    decoys = b"Q" * 40 + b"abcdefghQ" * 30  # more false places than the compares allowed
+    body = decoys + secret.encode() + b"Q"
+    assert Redactor(secrets=[secret]).scrub(body) == decoys + b"***Q"
+    assert Redactor(secrets=[secret]).scrub(decoys) is decoys
+
+
+@pytest.mark.parametrize("where", [0, 1, 500])
+def test_scrub_finds_the_secret_at_the_edges(where: int) -> None:
+    secret = "Qxyzxyzxyzxyzxyzxyz"
+    body = b"Q" * where + secret.encode()
+    assert Redactor(secrets=[secret]).scrub(body) == b"Q" * where + b"***"
+
+
+_ALPHABET = "QZab/\\x"
+
+
+@given(
+    secrets=st.lists(st.text(_ALPHABET, min_size=4, max_size=24), min_size=1, max_size=3),
+    parts=st.lists(st.one_of(st.text(_ALPHABET, max_size=6), st.integers(0, 2)), max_size=40),
+)
+def test_scrub_equals_replacing_every_spelling(secrets: list[str], parts: list[str | int]) -> None:
+    # Bodies made of the secrets' own bytes and of whole secrets (both spellings): decoys galore.
+    pieces = []
+    for part in parts:
+        if isinstance(part, int):
+            secret = secrets[part % len(secrets)]
+            pieces.append(secret.replace("/", "\\/") if part == 2 else secret)
+        else:
+            pieces.append(part)
+    body = "".join(pieces).encode()
+    assert Redactor(secrets=secrets).scrub(body) == _naive_scrub(secrets, body)
+
+
+@given(
+    needle=st.text("ab", min_size=1, max_size=8).map(str.encode),
+    body=st.text("ab", max_size=300).map(str.encode),
+    offset=st.integers(0, 7),
+)
+def test_contains_is_a_substring_test(needle: bytes, body: bytes, offset: int) -> None:
+    # Two letters: the anchor is everywhere, so the compares run out and the plain search ends it.
+    offset %= len(needle)
+    assert redact_module._contains(body, needle, offset, needle[offset]) == (needle in body)

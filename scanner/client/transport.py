@@ -13,6 +13,7 @@ while it streams in, so a gzip bomb costs at most the cap.
 
 from __future__ import annotations
 
+import functools
 import platform
 from dataclasses import dataclass
 from types import TracebackType
@@ -101,8 +102,13 @@ DEFAULT_TIMEOUTS: Final = Timeouts()
 DEFAULT_CONNECTION_LIMITS: Final = ConnectionLimits(total=DEFAULT_POOL_TOTAL, per_host=DEFAULT_POOL_PER_HOST)
 
 
+@functools.cache
 def default_user_agent() -> str:
-    """``eas-fleet-scanner/<version> Python/<version> aiohttp/<version>``."""
+    """``eas-fleet-scanner/<version> Python/<version> aiohttp/<version>``.
+
+    Computed once per process: reading the installed version parses the package's metadata file
+    (~5 ms), which every ``EasClient`` would otherwise pay again.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     try:
