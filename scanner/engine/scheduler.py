@@ -65,7 +65,10 @@ class ScanPlan:
 
 async def _in_parallel(count: int, worker: Callable[[], Awaitable[None]]) -> None:
     """A listing's ``Parallel``: ``count`` copies of ``worker``; the first failure stops the rest
-    and is raised as itself."""
+    and is raised as itself. One copy runs in the caller's task: a task group buys it nothing."""
+    if count == 1:
+        await worker()
+        return
     failures: list[Exception] = []
 
     async def run(scope: anyio.CancelScope) -> None:
