@@ -65,7 +65,8 @@ class ScanPlan:
 
 async def _in_parallel(count: int, worker: Callable[[], Awaitable[None]]) -> None:
     """A listing's ``Parallel``: ``count`` copies of ``worker``; the first failure stops the rest
-    and is raised as itself. One copy runs in the caller's task: a task group buys it nothing."""
+    and is raised as itself. One copy runs in the caller's task (a task less per listing; with
+    ``count`` 1, no task group at all)."""
     if count == 1:
         await worker()
         return
@@ -79,8 +80,9 @@ async def _in_parallel(count: int, worker: Callable[[], Awaitable[None]]) -> Non
             scope.cancel()  # the listing has failed; its other pages are moot
 
     async with anyio.create_task_group() as tg:
-        for _ in range(count):
+        for _ in range(count - 1):
             tg.start_soon(run, tg.cancel_scope)
+        await run(tg.cancel_scope)
     if failures:
         raise failures[0]
 
