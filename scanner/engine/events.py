@@ -19,10 +19,14 @@ that unit. ``account`` is None in a single-account scan.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from scanner.engine.stats import Failure
 
-__all__ = ["ScanEvent", "UnitEnded", "UnitsPlanned"]
+__all__ = ["Batch", "ScanEvent", "ScanItem", "UnitEnded", "UnitsPlanned"]
+
+#: What flows to the consumer: the records of one page.
+Batch = list[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +59,5 @@ class UnitEnded:
 
 
 ScanEvent = UnitsPlanned | UnitEnded
+#: Everything the stream carries: batches, and the events of units.
+ScanItem = Batch | ScanEvent

@@ -60,13 +60,16 @@ class Slots:
     priority 0. A waiter cancelled after its slot was handed to it passes the slot on.
     """
 
-    __slots__ = ("_free", "_order", "_waiters")
+    __slots__ = ("_event", "_free", "_order", "_waiters")
 
     def __init__(self, tokens: int) -> None:
         self._free = tokens
         #: Heap of [-priority, order, event, state]: state 0 waits, 1 was handed a slot, 2 left.
         self._waiters: list[list[Any]] = []
         self._order = 0
+        #: The event loop's own ``anyio.Event`` class, once a waiter has made one: ``anyio.Event()``
+        #: looks up the running async library on every call, a waiter's largest cost.
+        self._event: Callable[[], anyio.Event] = anyio.Event
 
     def take_nowait(self) -> bool:
         """Take a slot if one is free and nobody waits for one (fair); False if not."""
@@ -81,7 +84,9 @@ class Slots:
             self._free -= 1
             return
         self._order += 1
-        entry: list[Any] = [-priority, self._order, anyio.Event(), 0]
+        event = self._event()
+        self._event = type(event)
+        entry: list[Any] = [-priority, self._order, event, 0]
         heapq.heappush(self._waiters, entry)
         try:
             await entry[2].wait()

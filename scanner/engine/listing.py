@@ -54,6 +54,7 @@ import functools
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from itertools import repeat
 from typing import Any, Final, NamedTuple
 
 from scanner.eas.models import Page
@@ -80,9 +81,12 @@ __all__ = [
 
 #: The most items a listing may plausibly have (instances of a service, services of a region).
 MAX_PLAUSIBLE_TOTAL: Final = 1_000_000
+
 #: Failure codes of a listing that cannot be proven whole.
 LISTING_UNSTABLE: Final = "ListingUnstable"
 IMPLAUSIBLE_TOTAL_COUNT: Final = "ImplausibleTotalCount"
+
+_get = dict.get
 
 #: Takes one answer. Called before ``fetch`` returns (for instance pages: inside the request's
 #: global slot, so a page's records are handed over before another request takes its place).
@@ -482,8 +486,7 @@ class ListingState:
         if page.page_size > 0:
             self.page_size = page.page_size  # the server's paging, should it cap what we ask
         items = page.items
-        key = self._key
-        names = [item.get(key) for item in items]
+        names = list(map(_get, items, repeat(self._key)))  # a loop in C: items are dicts
         if None in names:
             return self._accept_unkeyed(items, names)
         seen = self._seen
@@ -492,12 +495,16 @@ class ListingState:
             before = len(pass_seen)
             pass_seen.update(names)
             self._page_new = len(pass_seen) - before
-        distinct = set(names)
-        if len(distinct) == len(names) and seen.isdisjoint(distinct):
-            seen |= distinct  # the usual case: a page of new names, kept as it is
-            if self.passes == 1:
-                self._page_new = len(items)
-            return items
+        if seen.isdisjoint(names):
+            # The usual case: a page of new names, kept as it is. Added to ``seen`` at once (no
+            # set of the page's own), and taken out again should the page repeat a name.
+            before = len(seen)
+            seen.update(names)
+            if len(seen) - before == len(names):
+                if self.passes == 1:
+                    self._page_new = len(items)
+                return items
+            seen.difference_update(names)
         fresh = []
         for item, name in zip(items, names, strict=True):
             if name not in seen:

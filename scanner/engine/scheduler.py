@@ -4,12 +4,12 @@ Shape of one scan (every task lives in a task group owned by the one above it)::
 
     ScanJob.run
     └── per region: _scan_region
-        ├── _discover_services    the region's ListServices listing: page 1, then newest page
-        │                         first; feeds a small bounded stream, so discovery waits while
-        │                         services queue up
-        └── services_per_region × _service_worker
-            └── _list_instances   one service's ListServiceInstances listing (up to
-                                  pages_per_listing pages at once, in _in_parallel)
+        ├── ServiceDiscovery.run      the region's ListServices listing (engine/discovery.py):
+        │                             feeds a small bounded stream of targets, so discovery
+        │                             waits while services queue up
+        └── services_per_region × InstanceListings.worker    (engine/instances.py)
+            └── InstanceListings.list   one service's ListServiceInstances listing (up to
+                                        pages_per_listing pages at once)
 
 How a listing is read and proven whole is ``scanner.engine.listing``; how each request is paced,
 bounded, retried and counted is ``scanner.engine.gate``. Records leave as one batch per page
@@ -25,34 +25,27 @@ that cannot be read, every region refusing us, or any failure in fail-fast mode.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from scanner.clock import Clock
-from scanner.eas.faults import service_gone
 from scanner.eas.params import Action, InstanceQuery, ServiceQuery
 from scanner.engine.config import Concurrency, Consistency, RetryPolicy
-from scanner.engine.events import ScanEvent, UnitEnded, UnitsPlanned
-from scanner.engine.gate import Gates, LimiterRegistry, RequestGate, Slots, at_once_or_wait
-from scanner.engine.listing import MAX_PLAUSIBLE_TOTAL, Deliver, FirstPass, Listing
+from scanner.engine.discovery import ServiceDiscovery, ServiceTarget
+from scanner.engine.events import Batch, ScanEvent, ScanItem, UnitEnded, UnitsPlanned
+from scanner.engine.gate import Gates, LimiterRegistry, Slots, at_once_or_wait
+from scanner.engine.instances import InstanceListings
 from scanner.engine.ports import EasApi
-from scanner.engine.stats import Failure, LiveStats, ScanSummary, ServiceVerdict
+from scanner.engine.stats import Failure, LiveStats, ScanSummary
 from scanner.errors import RequestError, ScanFailedError, unwrap_group
-from scanner.records import service_summary, tag_instances
 
 __all__ = ["Batch", "ScanItem", "ScanJob", "ScanPlan", "ScanRun", "UnitFilter"]
 
-#: What flows to the consumer: the records of one page.
-Batch = list[dict[str, Any]]
-#: Everything the stream carries: batches, and the events of units (``scanner.engine.events``).
-ScanItem = Batch | ScanEvent
 #: Which (account, region) units a scan lists, of those it finds: ``filter(account, region)``.
 UnitFilter = Callable[[str | None, str], bool]
 
@@ -70,21 +63,13 @@ class ScanPlan:
     units: UnitFilter | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _ServiceTarget:
-    name: str
-    summary: dict[str, Any]
-    #: Instances, from the service's TotalInstance (0 if unknown): progress until its first page.
-    instances_said: int
-
-
-def _instances_said(target: _ServiceTarget) -> int:
-    return target.instances_said
-
-
 async def _in_parallel(count: int, worker: Callable[[], Awaitable[None]]) -> None:
     """A listing's ``Parallel``: ``count`` copies of ``worker``; the first failure stops the rest
-    and is raised as itself."""
+    and is raised as itself. One copy runs in the caller's task (a task less per listing; with
+    ``count`` 1, no task group at all)."""
+    if count == 1:
+        await worker()
+        return
     failures: list[Exception] = []
 
     async def run(scope: anyio.CancelScope) -> None:
@@ -95,8 +80,9 @@ async def _in_parallel(count: int, worker: Callable[[], Awaitable[None]]) -> Non
             scope.cancel()  # the listing has failed; its other pages are moot
 
     async with anyio.create_task_group() as tg:
-        for _ in range(count):
+        for _ in range(count - 1):
             tg.start_soon(run, tg.cancel_scope)
+        await run(tg.cancel_scope)
     if failures:
         raise failures[0]
 
@@ -185,23 +171,8 @@ class ScanJob(ScanRun):
         self.account = account
         self._plan = plan
         self._concurrency = concurrency
-        self._page_size = consistency.page_size
-        self._max_passes = consistency.max_passes
         self._clock = clock
         self._fail_fast = fail_fast
-        query = plan.instance_query
-        if query.sort is None and query.order is None:
-            # Oldest first, so new instances land at the end: what the listing's proof needs.
-            self._instance_query = dataclasses.replace(query, sort="StartTime", order="asc")
-            self._instance_pass = FirstPass.WATCHED
-        else:
-            self._instance_query = query
-            self._instance_pass = FirstPass.AT_ONCE
-        services = plan.service_query
-        if services.sort is None and services.order is None:
-            services = dataclasses.replace(services, sort="CreateTime", order="asc")
-        self._service_query = services
-
         self.stats = LiveStats(clock.monotonic())
         self._gates = Gates(
             concurrency=concurrency,
@@ -212,11 +183,30 @@ class ScanJob(ScanRun):
             stats=self.stats,
             global_slots=global_slots,
         )
-        # Listings of more than a page hold their emitted names until they end: few at a time.
-        self._long_slots: dict[str, Slots] = {}
-        self._global_long_slots = Slots(concurrency.long_listings)
-        self._long_above = self._page_size * (concurrency.pages_per_listing + 1)
-        self._found_services: set[str] = set()
+        self._discovery = ServiceDiscovery(
+            api,
+            self._gates,
+            self.stats,
+            query=plan.service_query,
+            wanted=plan.services,
+            page_size=consistency.page_size,
+            max_passes=consistency.max_passes,
+            on_failure=self._record_failure,
+        )
+        self._listings = InstanceListings(
+            api,
+            self._gates,
+            self.stats,
+            send,
+            query=plan.instance_query,
+            concurrency=concurrency,
+            page_size=consistency.page_size,
+            max_passes=consistency.max_passes,
+            account=account,
+            on_failure=self._record_failure,
+            stop=self.stop,
+            parallel=_in_parallel,
+        )
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -229,7 +219,7 @@ class ScanJob(ScanRun):
     def _summarize(self) -> ScanSummary:
         missing: tuple[str, ...] = ()
         if self._plan.services is not None:
-            missing = tuple(sorted(self._plan.services - self._found_services))
+            missing = tuple(sorted(self._plan.services - self._discovery.found))
         return self.stats.summary(
             self._clock.monotonic(),
             cancelled=self.cancelled or self.fatal is not None,
@@ -292,14 +282,14 @@ class ScanJob(ScanRun):
 
     async def _scan_region(self, region: str) -> None:
         self.stats.region(region)
-        send, receive = anyio.create_memory_object_stream[_ServiceTarget](
+        send, receive = anyio.create_memory_object_stream[ServiceTarget](
             self._concurrency.services_per_region
         )
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._discover_services, region, send)
+            tg.start_soon(self._discovery.run, region, send)
             async with receive:
                 for _ in range(self._concurrency.services_per_region):
-                    tg.start_soon(self._service_worker, region, receive.clone())
+                    tg.start_soon(self._listings.worker, region, receive.clone())
         await self._unit_ended(region)
 
     async def _unit_ended(self, region: str) -> None:
@@ -310,164 +300,3 @@ class ScanJob(ScanRun):
         complete = counters.error is None and counters.failed_services == 0 and counters.services_listed
         failures = tuple(failure for failure in self.stats.failures if failure.region == region)
         await self._send_event(UnitEnded(self.account, region, complete, failures, counters.instances_done))
-
-    async def _discover_services(self, region: str, send: MemoryObjectSendStream[_ServiceTarget]) -> None:
-        """The region's ListServices listing, each page's wanted services offered to the workers.
-
-        Its pages are taken after the request's slots are given back: offering a service waits
-        for a free worker, and a worker needs slots to finish.
-        """
-        counters = self.stats.region(region)
-        gate = self._gates.region(region)
-        api, query = self._api, self._service_query
-
-        async def fetch(number: int, size: int, deliver: Deliver) -> None:
-            # One expression: this frame keeps no reference to the page while deliver waits.
-            await deliver(
-                await gate.request(
-                    Action.LIST_SERVICES,
-                    lambda: api.list_services(region, query, page_number=number, page_size=size),
-                    priority=MAX_PLAUSIBLE_TOTAL + 1,  # before any listing's: it names the work
-                )
-            )
-
-        async def offer(services: list[dict[str, Any]]) -> None:
-            counters.services_listed = True
-            targets = self._targets(region, services)
-            del services  # only the summaries wait for a free worker, not the full service objects
-            # Largest first: a long listing is a chain of dependent round trips, so the scan's
-            # tail is the longest chain started last (sorted within a page: bounded memory).
-            targets.sort(key=_instances_said, reverse=True)
-            for target in targets:
-                await at_once_or_wait(send.send_nowait, send.send, target)
-
-        def note_total(total: int) -> None:
-            if self._plan.services is None:
-                counters.services_known = max(counters.services_known, total)
-
-        listing = Listing(
-            fetch,
-            offer,
-            key="ServiceName",
-            page_size=self._page_size,
-            max_passes=self._max_passes,
-            first_pass=FirstPass.SWEEP,
-            on_total=note_total,
-        )
-        async with send:
-            try:
-                outcome = await listing.run()
-            except RequestError as exc:
-                self._record_failure(region, None, exc)
-                return
-            if outcome.failure is not None:
-                failure = outcome.failure
-                failure.region, failure.action = region, Action.LIST_SERVICES
-                self._record_failure(region, None, failure)
-
-    def _targets(self, region: str, services: list[dict[str, Any]]) -> list[_ServiceTarget]:
-        """The wanted services of a ListServices page, reduced to what a listing needs."""
-        counters = self.stats.region(region)
-        wanted = self._plan.services
-        targets = []
-        for service in services:
-            name = service.get("ServiceName")
-            if not isinstance(name, str) or (wanted is not None and name not in wanted):
-                continue
-            if wanted is not None:
-                self._found_services.add(name)  # to name the wanted services never found
-                counters.services_known += 1
-            said = service.get("TotalInstance")
-            if type(said) is not int or not 0 <= said <= MAX_PLAUSIBLE_TOTAL:
-                said = 0  # unknown: the listing's own TotalCount will say
-            counters.instances_known += said
-            targets.append(_ServiceTarget(name, service_summary(service), said))
-        return targets
-
-    async def _service_worker(self, region: str, receive: MemoryObjectReceiveStream[_ServiceTarget]) -> None:
-        long_slots = self._long_slots.get(region)
-        if long_slots is None:
-            long_slots = self._long_slots[region] = Slots(self._concurrency.long_listings_per_region)
-        async with receive:
-            while True:
-                try:
-                    target = await at_once_or_wait(receive.receive_nowait, receive.receive)
-                except anyio.EndOfStream:
-                    return
-                if target.instances_said > self._long_above:
-                    # A long listing holds its emitted names until it ends: few at a time, each
-                    # read to its end quickly (``pages_per_listing`` at once), bounds memory.
-                    # One whose pages after the first are read in one batch (at most
-                    # ``pages_per_listing`` + 1 pages) is not held back: it is a chain of three
-                    # round trips however many run, and holding it back makes the scan's tail.
-                    async with long_slots, self._global_long_slots:
-                        await self._list_instances(region, target)
-                else:
-                    await self._list_instances(region, target)
-
-    # --- one service ---------------------------------------------------------------------------
-
-    async def _list_instances(self, region: str, target: _ServiceTarget) -> None:
-        counters = self.stats.region(region)
-        stats = self.stats
-        gate: RequestGate = self._gates.region(region)
-        api, query, name, summary = self._api, self._instance_query, target.name, target.summary
-        account = self.account
-        known = target.instances_said  # this listing's share of counters.instances_known
-
-        def note_total(total: int) -> None:
-            nonlocal known
-            counters.instances_known += total - known
-            known = total
-
-        def fetch(number: int, size: int, deliver: Deliver) -> Awaitable[object]:
-            # deliver runs inside the request's global slot (see scanner.engine.gate).
-            return gate.request(
-                Action.LIST_SERVICE_INSTANCES,
-                lambda: api.list_service_instances(region, name, query, page_number=number, page_size=size),
-                deliver,
-                priority=known,  # the longest listings' round trips first: they make the tail
-            )
-
-        async def emit(items: list[dict[str, Any]]) -> None:
-            if not items:
-                return
-            batch = tag_instances(items, region, name, summary, account)
-            try:
-                await at_once_or_wait(self._send.send_nowait, self._send.send, batch)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self.stop()  # the consumer closed the stream: stop quietly
-                await anyio.lowlevel.checkpoint()  # delivers the cancellation now
-                return
-            stats.records += len(batch)
-            counters.instances_done += len(batch)
-
-        listing = Listing(
-            fetch,
-            emit,
-            key="InstanceName",
-            page_size=self._page_size,
-            max_passes=self._max_passes,
-            first_pass=self._instance_pass,
-            estimate=target.instances_said,
-            pages_at_once=self._concurrency.pages_per_listing,
-            parallel=_in_parallel,
-            on_total=note_total,
-        )
-        try:
-            outcome = await listing.run()
-        except RequestError as exc:
-            if service_gone(exc):
-                verdict = ServiceVerdict.DELETED
-            else:
-                verdict = ServiceVerdict.FAILED
-                self._record_failure(region, name, exc)
-        else:
-            verdict = outcome.verdict
-            if outcome.failure is not None:
-                # Not proven whole: its records are out, but the scan cannot say it is complete.
-                failure = outcome.failure
-                failure.region, failure.action, failure.service = region, Action.LIST_SERVICE_INSTANCES, name
-                self._record_failure(region, name, failure)
-        note_total(listing.emitted)
-        self.stats.service_done(region, name, verdict)
