@@ -24,7 +24,6 @@ user imports them from.
 
 from __future__ import annotations
 
-from scanner.engine.events import ScanEvent, UnitEnded, UnitsPlanned
-from scanner.engine.scheduler import Batch, ScanItem
+from scanner.engine.events import Batch, ScanEvent, ScanItem, UnitEnded, UnitsPlanned
 
 __all__ = ["Batch", "ScanEvent", "ScanItem", "UnitEnded", "UnitsPlanned"]

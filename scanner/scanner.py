@@ -43,10 +43,11 @@ from scanner.eas.endpoints import EndpointResolver, EndpointType, validate_regio
 from scanner.eas.params import InstanceQuery, ServiceQuery
 from scanner.engine.accounts import DEFAULT_ACCOUNTS_IN_FLIGHT, AccountScan
 from scanner.engine.config import Concurrency, Consistency, RateLimit, RetryPolicy
+from scanner.engine.events import Batch, ScanItem
 from scanner.engine.gate import at_once_or_wait
 from scanner.engine.pacing import ClientRateLimiters
 from scanner.engine.ports import EasApi
-from scanner.engine.scheduler import Batch, ScanItem, ScanJob, ScanPlan, UnitFilter
+from scanner.engine.scheduler import ScanJob, ScanPlan, UnitFilter
 from scanner.engine.stats import ScanStatistics, ScanSummary
 from scanner.errors import ConfigError, UsageError
 from scanner.lifecycle import Lifecycle
