@@ -255,6 +255,7 @@ class ScanJob(ScanRun):
         accept = self._plan.units
         account = self.account
         scanning = regions if accept is None else tuple(r for r in regions if accept(account, r))
+        self.stats.no_unit_kept = bool(regions) and not scanning
         await self._send_event(UnitsPlanned(account, regions, scanning))
         return scanning
 

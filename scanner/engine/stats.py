@@ -221,6 +221,9 @@ class LiveStats:
         self.regions: dict[str, _RegionCounters] = {}
         self.verdicts: dict[str, int] = {verdict.value: 0 for verdict in ServiceVerdict}
         self.notable_services: list[tuple[str, str, str]] = []
+        #: Regions were found, and the unit filter (a shard, a resume) kept none of them: the scan
+        #: has done all it was asked, so it can be complete with no region.
+        self.no_unit_kept = False
 
     def region(self, name: str) -> _RegionCounters:
         counters = self.regions.get(name)
@@ -279,7 +282,9 @@ class LiveStats:
                 services=c.services_done, instances=c.instances_done, complete=complete, error=error
             )
         return ScanSummary(
-            complete=not cancelled and all(r.complete for r in regions.values()) and bool(regions),
+            complete=not cancelled
+            and all(r.complete for r in regions.values())
+            and (bool(regions) or self.no_unit_kept),
             records=self.records,
             duration_s=now - self.started_at,
             requests=self.requests,

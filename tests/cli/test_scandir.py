@@ -123,6 +123,24 @@ def test_a_scan_into_a_directory_is_the_ground_truth(
 
 
 @pytest.mark.usefixtures("creds")
+def test_a_shard_that_owns_no_region_is_complete(
+    fleet: ThreadedSimulator, run_cli: Callable[..., Run], tmp_path: Path
+) -> None:
+    count = 16  # more shards than the six regions: some own none of them
+    owned = {shard_of(Unit(None, region), count) for region in fleet.regions}
+    empty = min(set(range(count)) - owned)
+    out, summary = tmp_path / "scan", tmp_path / "s.json"
+    result = run_cli(
+        *scan_args(fleet, "--output-dir", str(out), "--shard", f"{empty}/{count}", "--summary", str(summary))
+    )
+    assert result.code == 0, result.stderr  # nothing was asked of it, and nothing is missing from it
+    document = orjson.loads(summary.read_bytes())
+    assert document["complete"] is True
+    assert document["records"] == 0
+    assert ScanDirectory.open(out).entries() == {}
+
+
+@pytest.mark.usefixtures("creds")
 def test_usage_errors_before_any_request(
     fleet: ThreadedSimulator, run_cli: Callable[..., Run], tmp_path: Path
 ) -> None:

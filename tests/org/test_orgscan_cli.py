@@ -242,3 +242,23 @@ def test_quiet_names_the_account_of_the_first_failure(
     line = run.stderr.strip().splitlines()[-1]
     assert line.startswith("eas-scan: incomplete: 1 failure(s), first ")
     assert f"{f['missing_role'][0]}/-: EntityNotExist.Role" in line
+
+
+def test_shards_of_an_org_scan_are_each_complete_and_together_whole(
+    org: ThreadedSimulator, run_cli: Callable[..., Run], tmp_path: Path
+) -> None:
+    """An account none of whose (account, region) units falls in a shard is complete in that shard:
+    nothing was asked of it there (it was once counted incomplete, and every shard exited 3)."""
+    ok = flags(org)["ok"]
+    out = tmp_path / "scan"
+    for index in range(4):  # four shards of a few accounts: some own none of an account's regions
+        summary = tmp_path / f"s{index}.json"
+        run = run_cli(
+            "scan", "--org", *org_args(org), "--include-accounts", ",".join(ok), "--output-dir", str(out),
+            "--shard", f"{index}/4", "--summary", str(summary),
+        )  # fmt: skip
+        assert run.code == 0, run.stderr
+        document = orjson.loads(summary.read_bytes())
+        assert document["complete"] is True
+        assert all(account["complete"] for account in document["accounts"].values())
+    assert run_cli("status", str(out)).code == 0  # the four shards make the whole scan
