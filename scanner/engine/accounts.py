@@ -14,7 +14,9 @@ Shape (every task lives in a task group owned by the one above it)::
   that); each account's requests are capped by its own ``Concurrency`` (``per_account``), and
   all of them by one set of global slots (``Concurrency.total``).
 - **Rate limits**: each account gets a fresh registry (``limiters()``), so the scopes are
-  (account, region, action); an account's limiters are dropped when it ends.
+  (account, region, action); an account's limiters are dropped when it ends. The registries
+  learn together (``PeerRates``): an API's limit is typically the same in every account, so an
+  account's scope starts from what its peers' scopes learned, not from slow start.
 - **Failures**: an account whose ``open`` fails (its role cannot be assumed) or whose regions all
   refuse is incomplete, named with its error code; the others go on. Fatal, only: the roster
   cannot be read, no account could be scanned, or fail-fast.
@@ -36,6 +38,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from scanner.clock import Clock
 from scanner.engine.config import Concurrency, Consistency, RetryPolicy
 from scanner.engine.gate import LimiterRegistry, Slots
+from scanner.engine.pacing import ClientRateLimiters, PeerRates
 from scanner.engine.ports import EasApi
 from scanner.engine.scheduler import ScanItem, ScanJob, ScanPlan, ScanRun
 from scanner.engine.stats import (
@@ -231,6 +234,7 @@ class AccountScan(ScanRun):
         self._consistency = consistency
         self._retry_policy = retry_policy
         self._limiters = limiters
+        self._peers = PeerRates()
         self._clock = clock
         self._rng = rng
         self._fail_fast = fail_fast
@@ -279,6 +283,9 @@ class AccountScan(ScanRun):
 
     def _job(self, api: EasApi, plan: AccountPlan) -> ScanJob:
         scan_plan = self._plan if plan.regions is None else replace(self._plan, regions=plan.regions)
+        limiters = self._limiters()  # scopes (account, region, action)
+        if isinstance(limiters, ClientRateLimiters):
+            limiters.join(self._peers)
         return ScanJob(
             api,
             scan_plan,
@@ -286,7 +293,7 @@ class AccountScan(ScanRun):
             concurrency=self._concurrency,
             consistency=self._consistency,
             retry_policy=self._retry_policy,
-            rate_limiters=self._limiters(),  # scopes (account, region, action)
+            rate_limiters=limiters,
             clock=self._clock,
             rng=self._rng,
             fail_fast=self._fail_fast,
