@@ -459,11 +459,16 @@ class RateController:
         current = min(sending, succeeded) if succeeded > 0 else sending * config.beta
         current = max(current, config.min_rate)
         to = None
-        if self.phase is Phase.RAMP:
-            # The end of a ramp: between an overshoot and an undershoot (module docstring).
+        if self.phase is Phase.RAMP and now - self._ramp_since >= self._ramp_period:
+            # The end of a ramp: between an overshoot and an undershoot (module docstring). (A
+            # ramp throttled before its first doubling sent at its start all along: what got
+            # through since is the limit, a plain cut.)
             to = config.beta * math.sqrt(sending * current)
             current = sending
-        self.learned = current if to is None else to / config.beta
+        if self.phase is Phase.CUBIC and succeeded > 0:
+            # What a settled scope measured (not the end of a ramp, which overshot, nor a cut
+            # with nothing through, which knows only what it sent): what its peers start from.
+            self.learned = current
         if self._cubic is None:
             self._cubic = CubicCurve(w_max=current, at=now, scale=config.scale, beta=config.beta)
         self.phase = Phase.CUBIC

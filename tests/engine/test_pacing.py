@@ -426,14 +426,25 @@ def test_a_limiter_tells_its_peers_what_each_cut_measured() -> None:
         limiter.on_throttle(sent)  # the round's decision: a ramp, nothing measured yet
     assert phase_of(limiter) is Phase.RAMP
     assert peers.seed(("r", "A")) is None
-    for _ in range(40):  # the ramp meets the limit: a cut on the curve, which measures it
+    for _ in range(40):  # the ramp is throttled: the end of a ramp overshot, nothing learned
         delay, sent = limiter.reserve()
         clock.advance(delay)
         limiter.on_throttle(sent)
         if phase_of(limiter) is Phase.CUBIC:
             break
+    assert peers.seed(("r", "A")) is None
+    for _ in range(20):  # on the curve: what gets through, then a throttle measures it
+        delay, sent = limiter.reserve()
+        clock.advance(delay)
+        limiter.on_success(sent)
+    rate = limiter.rate
+    delay, sent = limiter.reserve()
+    clock.advance(delay)
+    limiter.on_throttle(sent)
     seed = peers.seed(("r", "A"))
     assert seed is not None
+    assert rate is not None
+    assert 0 < seed[0] <= rate  # what got through, at most what was sent
     assert seed[1] == 5  # slow start's successes: the burst
 
 
