@@ -278,3 +278,14 @@ async def test_progress_lines_count_accounts() -> None:
     )  # fmt: skip
     assert describe(stats).startswith("accounts 3/12, regions")
     assert not describe(dataclasses.replace(stats, accounts_total=0)).startswith("accounts")
+
+
+async def test_an_account_opens_no_more_listings_than_its_request_slots() -> None:
+    from scanner.engine.accounts import per_account_concurrency
+    from scanner.engine.config import Concurrency
+
+    capped = per_account_concurrency(Concurrency(), 16)
+    assert (capped.total, capped.per_region, capped.pages_per_listing) == (16, 16, 8)
+    assert (capped.services_per_region, capped.long_listings_per_region, capped.long_listings) == (16, 8, 16)
+    wide = per_account_concurrency(Concurrency(total=4, services_per_region=2), 64)
+    assert (wide.total, wide.services_per_region, wide.long_listings) == (4, 2, 32)  # never raised
