@@ -459,10 +459,8 @@ class RateController:
         current = min(sending, succeeded) if succeeded > 0 else sending * config.beta
         current = max(current, config.min_rate)
         to = None
-        if self.phase is Phase.RAMP and now - self._ramp_since >= self._ramp_period:
-            # The end of a ramp: between an overshoot and an undershoot (module docstring). (A
-            # ramp throttled before its first doubling sent at its start all along: what got
-            # through since is the limit, a plain cut.)
+        if self.phase is Phase.RAMP:
+            # The end of a ramp: between an overshoot and an undershoot (module docstring).
             to = config.beta * math.sqrt(sending * current)
             current = sending
         if self.phase is Phase.CUBIC and succeeded > 0:
