@@ -292,9 +292,7 @@ class AccountScan(ScanRun):
 
     def _job(self, api: EasApi, plan: AccountPlan) -> ScanJob:
         scan_plan = self._plan if plan.regions is None else replace(self._plan, regions=plan.regions)
-        limiters = self._limiters()  # scopes (account, region, action)
-        if isinstance(limiters, ClientRateLimiters):
-            limiters.join(self._peers)
+        limiters = self._account_limiters()
         return ScanJob(
             api,
             scan_plan,
@@ -309,6 +307,13 @@ class AccountScan(ScanRun):
             account=plan.account_id,
             global_slots=self._global_slots,
         )
+
+    def _account_limiters(self) -> LimiterRegistry:
+        """A new account's registry: scopes (account, region, action), learning with its peers."""
+        limiters = self._limiters()
+        if isinstance(limiters, ClientRateLimiters):
+            limiters.join(self._peers)
+        return limiters
 
     def _account_failed(self, account: _Account, exc: BaseException) -> None:
         code = _code_of(exc)

@@ -317,6 +317,11 @@ class ClientRateLimiters:
         """Learn with ``peers``: the scopes made from now on seed from, and report to, them."""
         self._peers = peers
 
+    @property
+    def peers(self) -> PeerRates | None:
+        """The ``PeerRates`` joined (``None``: this registry's scopes learn on their own)."""
+        return self._peers
+
     def get(self, region: str, action: str) -> ClientRateLimiter:
         key = (region, action)
         limiter = self._limiters.get(key)
