@@ -41,6 +41,9 @@ CODE_RULES: Final[tuple[tuple[str, type[ApiError]], ...]] = (
     ("IncompleteSignature", AuthError),
     ("MissingAuthorization", AuthError),
     ("InvalidSecurityToken*", AuthError),
+    # A temporary key sent without its token (or a token without its key): the credentials are
+    # wrong, and asking again will not help. Not a bad request, though answered with a 400.
+    ("MissingSecurityToken", AuthError),
     ("InvalidTimeStamp*", AuthError),
     ("SignatureNonceUsed", AuthError),
     ("Forbidden*", AuthError),

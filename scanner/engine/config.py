@@ -98,10 +98,13 @@ class RateLimit:
     #: Slow start, before the first throttle: the first round of requests of a scope, before any
     #: answer; each round answered without a throttle doubles it, up to the max, beyond which
     #: the scope is not limited. A round left unanswered this many seconds ends slow start
-    #: (once answers have come, four times the slowest of them, if less).
+    #: (once answers have come, four times the slowest of them, if less). Only a request never
+    #: reported (cancelled) needs it; a loaded server (an organisation's scopes all starting at
+    #: once) may take seconds to answer a first round, and a round given up on too soon sends a
+    #: second one into the same empty bucket.
     slow_start_window: int = 8
     slow_start_max_window: int = 32
-    slow_start_timeout: float = 1.0
+    slow_start_timeout: float = 10.0
     #: After a throttle in a scope's first second, the rate doubles this often until the next.
     ramp_doubling_seconds: float = 0.35
 

@@ -11,6 +11,12 @@ Three parts, as botocore separates ``CubicCalculator``, ``TokenBucket`` and ``Cl
   a thundering herd.
 - ``ClientRateLimiter`` wires the two for one scope; ``ClientRateLimiters`` holds one per
   (region, action), created on first use.
+- ``PeerRates``: in a scan of several accounts, each account has its own ``ClientRateLimiters``
+  (scopes are (account, region, action)), and an API's limit is typically the same for every
+  account. The registries that ``join`` one ``PeerRates`` tell it what their scopes learned (the
+  limit measured at a cut, the burst a first round got through); a scope created once enough
+  peers have learned starts from their median instead of slow start (``RateController.start_from``),
+  its first ``burst`` requests sent at once, as a fresh server bucket allows.
 
 With no rate in force and no pause, ``acquire`` reads a few attributes and returns: no queue,
 no await.
@@ -19,6 +25,8 @@ no await.
 from __future__ import annotations
 
 import math
+import statistics
+from collections import deque
 from dataclasses import dataclass
 
 import anyio
@@ -27,7 +35,7 @@ from scanner.clock import Clock
 from scanner.engine.config import RateLimit
 from scanner.engine.rate_control import Phase, RateController
 
-__all__ = ["ClientRateLimiter", "ClientRateLimiters", "Pacer", "RateLimiterState"]
+__all__ = ["ClientRateLimiter", "ClientRateLimiters", "Pacer", "PeerRates", "RateLimiterState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +55,14 @@ class RateLimiterState:
 class Pacer:
     """Spaces sends at a given rate (GCRA) on the clock, and lets slow start's rounds wait for answers."""
 
-    __slots__ = ("_answer", "_burst", "_clock", "_last_due", "queue")
+    __slots__ = ("_answer", "_burst", "_clock", "_last_due", "credit", "queue")
 
     def __init__(self, clock: Clock, burst_seconds: float) -> None:
         self._clock = clock
         self._burst = burst_seconds
         self._last_due = -math.inf  # GCRA: when the last send was due (the next: one interval on)
+        #: Sends booked at once, before pacing starts (a seeded scope's first burst).
+        self.credit = 0
         self._answer: anyio.Event | None = None
         #: FIFO: waiters for a slot queue here; only the head books one.
         self.queue = anyio.Lock()
@@ -65,6 +75,10 @@ class Pacer:
         now = self._clock.monotonic()
         start = max(now, not_before)
         if rate is None:
+            return start - now, start
+        if self.credit > 0:
+            self.credit -= 1
+            self.empty(start)  # the burst empties the server's bucket: then one interval on
             return start - now, start
         # One interval at the rate of now, not of the last booking: a changed rate applies at once.
         due = max(self._last_due + 1.0 / rate, start)
@@ -110,12 +124,24 @@ class ClientRateLimiter:
     controller's ``answer_timeout``, which then ends slow start.
     """
 
-    __slots__ = ("_clock", "_pacer", "controller")
+    __slots__ = ("_clock", "_pacer", "_peers", "_told_burst", "controller")
 
-    def __init__(self, config: RateLimit, clock: Clock) -> None:
+    def __init__(
+        self, config: RateLimit, clock: Clock, *, peers: tuple[PeerRates, tuple[str, str]] | None = None
+    ) -> None:
         self._clock = clock
         self.controller = RateController(config)
         self._pacer = Pacer(clock, config.burst_seconds)
+        #: The ``PeerRates`` this scope learns with, and its key there.
+        self._peers = peers
+        self._told_burst = False
+        if peers is not None:
+            board, key = peers
+            seed = board.seed(key)
+            if seed is not None:
+                rate, burst = seed
+                if self.controller.start_from(rate, clock.monotonic()):
+                    self._pacer.credit = burst
 
     @property
     def rate(self) -> float | None:
@@ -191,10 +217,23 @@ class ClientRateLimiter:
     def on_throttle(self, sent_at: float, retry_after_ms: int | None = None) -> None:
         control = self.controller
         unpaced = control.rate is None
+        cuts = control.cuts
         rate = control.on_throttle(sent_at, self._clock.monotonic(), retry_after_ms)
         if unpaced:
             self._paced_from(rate)
+        self._pacer.credit = 0
         self._pacer.answered()
+        if control.cuts != cuts and self._peers is not None:
+            self._tell_peers()
+
+    def _tell_peers(self) -> None:
+        """A cut: what it measured, and (once) the burst slow start got through, to the peers."""
+        assert self._peers is not None
+        board, key = self._peers
+        control = self.controller
+        burst = None if self._told_burst else control.burst
+        self._told_burst = self._told_burst or burst is not None
+        board.learned(key, control.learned, burst)
 
     def _paced_from(self, rate: float | None) -> None:
         """An answer (or a round given up on) took an unpaced scope to ``rate``, after a throttle.
@@ -224,21 +263,71 @@ class ClientRateLimiter:
         return f"ClientRateLimiter({self.controller!r})"
 
 
-class ClientRateLimiters:
-    """The client's limiters of a scan, one per (region, action), created on first use."""
+class PeerRates:
+    """What the scopes of each (region, action) learned, across the accounts of a scan.
 
-    __slots__ = ("_clock", "_config", "_limiters")
+    ``learned`` records a scope's limit as measured at a cut, and the burst its first round got
+    through; ``seed`` is the median of the last ``keep`` of each once ``min_peers`` scopes'
+    worth have come in (``None`` before: a new scope learns on its own, in slow start).
+    """
+
+    __slots__ = ("_bursts", "_keep", "_min_peers", "_rates")
+
+    def __init__(self, *, keep: int = 32, min_peers: int = 3) -> None:
+        self._keep = keep
+        self._min_peers = min_peers
+        self._rates: dict[tuple[str, str], deque[float]] = {}
+        self._bursts: dict[tuple[str, str], deque[int]] = {}
+
+    def learned(self, key: tuple[str, str], rate: float | None, burst: int | None) -> None:
+        if rate is not None:
+            self._rates.setdefault(key, deque(maxlen=self._keep)).append(rate)
+        if burst is not None:
+            self._bursts.setdefault(key, deque(maxlen=self._keep)).append(burst)
+
+    def seed(self, key: tuple[str, str]) -> tuple[float, int] | None:
+        """``(rate, burst)`` for a new scope of ``key``; ``None``: too few peers have learned."""
+        rates = self._rates.get(key)
+        if rates is None or len(rates) < self._min_peers:
+            return None
+        bursts = self._bursts.get(key)
+        burst = int(statistics.median_low(bursts)) if bursts else 1
+        return statistics.median(rates), burst
+
+    def __repr__(self) -> str:
+        learned = {f"{region}/{action}": len(rates) for (region, action), rates in self._rates.items()}
+        return f"PeerRates({learned})"
+
+
+class ClientRateLimiters:
+    """The client's limiters of a scan, one per (region, action), created on first use.
+
+    After ``join(peers)``, new limiters start from what their peers learned (``PeerRates``).
+    """
+
+    __slots__ = ("_clock", "_config", "_limiters", "_peers")
 
     def __init__(self, config: RateLimit, clock: Clock) -> None:
         self._config = config
         self._clock = clock
         self._limiters: dict[tuple[str, str], ClientRateLimiter] = {}
+        self._peers: PeerRates | None = None
+
+    def join(self, peers: PeerRates) -> None:
+        """Learn with ``peers``: the scopes made from now on seed from, and report to, them."""
+        self._peers = peers
+
+    @property
+    def peers(self) -> PeerRates | None:
+        """The ``PeerRates`` joined (``None``: this registry's scopes learn on their own)."""
+        return self._peers
 
     def get(self, region: str, action: str) -> ClientRateLimiter:
         key = (region, action)
         limiter = self._limiters.get(key)
         if limiter is None:
-            limiter = self._limiters[key] = ClientRateLimiter(self._config, self._clock)
+            peers = None if self._peers is None else (self._peers, key)
+            limiter = self._limiters[key] = ClientRateLimiter(self._config, self._clock, peers=peers)
         return limiter
 
     def snapshot(self) -> dict[tuple[str, str], RateLimiterState]:

@@ -25,6 +25,9 @@ a clock or waits, so the control law is tested as plain function calls. The wait
   ``scale * (t - K)**3 + w_max``. The throttle that ends a ramp knows less (the ramp overshot):
   the rate drops to ``beta`` times the geometric mean of the rate sent and the rate that got
   through, and the curve rises from there toward the overshoot.
+- Seeded (``start_from``): in a scan of several accounts, a scope whose peers (the same region
+  and action in other accounts) have already learned the API's limit starts on the curve, at
+  their rate, on its plateau: no slow start and no ramp from a burst.
 - ``PAUSED``: an ``x-acs-retry-after`` hint pauses the whole scope, at most ``MAX_RETRY_AFTER_S``
   (60 s); ``phase_at(now)`` reports it, and the phase beneath resumes when it ends.
 
@@ -32,6 +35,12 @@ Unlike botocore, one controller serves every task of the scope, so a throttle cu
 request was sent after the previous cut (plus ``cooldown_seconds``): answers to requests sent at
 the old rate say nothing new (TCP's one decrease per window); one sent since the cut, within the
 cooldown, stops growth until the cooldown ends. A throttle never raises the rate.
+
+A slow scope (an organisation's: 1/s per account, region and action) is measured in requests,
+not seconds: sends and successes are counted over at least four intervals at its rate, a cut's
+cooldown lasts at least two, a ramp doubles at most once an interval, and CUBIC's curve runs
+slower in proportion below 10/s. With botocore's constants in seconds, such a scope doubled its
+rate three requests after a cut and had every other request throttled.
 """
 
 from __future__ import annotations
@@ -48,15 +57,28 @@ __all__ = ["CubicCurve", "Phase", "RateController", "SendRateMeter"]
 #: limit does not balloon while something else (concurrency, latency) is what holds us back.
 _MAX_GROWTH_OVER_MEASURED = 2.0
 
+#: Below this rate, CUBIC's curve is slowed in proportion (``CubicCurve``).
+_CUBIC_FULL_SPEED_RATE = 10.0
+
 #: A ramp stops doubling after this many doublings (far above any rate; the growth cap over the
 #: measured rate holds it anyway), so that its arithmetic cannot overflow.
 _MAX_DOUBLINGS = 64.0
 
-#: The span over which sends and successes are counted, in seconds.
+#: The span over which sends and successes are counted, in seconds: at least this...
 _METER_WINDOW = 1.0
+#: ...and at least this many intervals at the scope's rate, so that a slow scope (a limit of
+#: 1/s) still counts a few events: one send in a 1 s window says nothing of a rate.
+_METER_INTERVALS = 4.0
 
-#: What got through in less than this much sending was a burst, not a rate.
-_BURST_SPAN = _METER_WINDOW / 2
+#: What got through in less than this part of the window's sending was a burst, not a rate.
+_BURST_PART = 0.5
+
+#: A ramp doubles no faster than every this many intervals at its starting rate, and a cut's
+#: cooldown lasts at least this many intervals at the rate it cut to: at 1/s, a cooldown of
+#: 0.5 s would end before the next request, and a second throttle of the same excess would cut
+#: again (down to min_rate).
+_RAMP_INTERVALS = 1.0
+_COOLDOWN_INTERVALS = 2.0
 
 #: In slow start, a request is given up on (as failed unreported) after this many times the
 #: slowest answer yet, but not under the floor, in seconds.
@@ -76,22 +98,38 @@ class Phase(enum.Enum):
 
 
 class CubicCurve:
-    """CUBIC window growth, in requests per second. Pure: time is passed in."""
+    """CUBIC window growth, in requests per second. Pure: time is passed in.
 
-    __slots__ = ("_beta", "_k", "_last_cut", "_scale", "w_max")
+    Below ``_CUBIC_FULL_SPEED_RATE`` the curve's clock runs slower, in proportion to ``w_max``:
+    the constants are botocore's, in requests per second and seconds, and at a limit of 1/s its
+    curve doubles the rate within three seconds of a cut (three requests), then throttles again.
+    Slowed, a probe takes as many requests at 1/s as at ``_CUBIC_FULL_SPEED_RATE``.
+    """
+
+    __slots__ = ("_beta", "_k", "_last_cut", "_pace", "_scale", "w_max")
 
     def __init__(self, *, w_max: float, at: float, scale: float, beta: float) -> None:
         self._scale = scale
         self._beta = beta
         self.w_max = w_max
         self._last_cut = at
+        self._pace = self._pace_of(w_max)
         self._k = self._zero_point()
+
+    @staticmethod
+    def _pace_of(w_max: float) -> float:
+        return min(1.0, w_max / _CUBIC_FULL_SPEED_RATE)
 
     def _zero_point(self) -> float:
         return float(math.cbrt(self.w_max * (1 - self._beta) / self._scale))
 
     def rate_at(self, now: float) -> float:
-        return self._scale * (now - self._last_cut - self._k) ** 3 + self.w_max
+        return self._scale * ((now - self._last_cut) * self._pace - self._k) ** 3 + self.w_max
+
+    def plateau(self, at: float) -> None:
+        """Put the curve at its plateau at ``at``: the rate is ``w_max`` then, and probes up after."""
+        self._k = self._zero_point()
+        self._last_cut = at - self._k / self._pace
 
     def cut(self, rate: float, at: float, *, to: float | None = None) -> float:
         """A throttle at ``rate``: remember it as ``w_max`` and return the decreased rate.
@@ -100,6 +138,7 @@ class CubicCurve:
         """
         self.w_max = rate
         self._last_cut = at
+        self._pace = self._pace_of(rate)
         if to is None:
             self._k = self._zero_point()
             return rate * self._beta
@@ -108,20 +147,36 @@ class CubicCurve:
 
 
 class SendRateMeter:
-    """Events per second over the last ``window`` seconds."""
+    """Events per second over the last ``window`` seconds.
 
-    __slots__ = ("_times", "_window")
+    A run of events starts with the first, or the first after a pause of a window or more; a run
+    younger than the window is counted over its own span (but not over ~0 seconds).
+    """
+
+    __slots__ = ("_since", "_times", "_window")
 
     def __init__(self, window: float = _METER_WINDOW) -> None:
         self._window = window
         self._times: deque[float] = deque()
+        self._since = 0.0  # when the current run of events started
+
+    @property
+    def window(self) -> float:
+        return self._window
+
+    @window.setter
+    def window(self, seconds: float) -> None:
+        """A new span; events older than it are dropped as the next ones are recorded."""
+        self._window = seconds
 
     def record(self, now: float) -> None:
         times = self._times
-        times.append(now)
         horizon = now - self._window
-        while times[0] < horizon:
+        while times and times[0] < horizon:
             times.popleft()
+        if not times:
+            self._since = now
+        times.append(now)
 
     def count(self, now: float) -> int:
         """Events in the last ``window`` seconds."""
@@ -132,15 +187,14 @@ class SendRateMeter:
         return len(times)
 
     def span(self, now: float) -> float:
-        """Seconds from the oldest event in the window to ``now`` (0.0: none)."""
-        return now - self._times[0] if self.count(now) else 0.0
+        """Seconds since the current run of events started (0.0: no events in the window)."""
+        return now - self._since if self.count(now) else 0.0
 
     def rate(self, now: float) -> float:
         count = self.count(now)
         if not count:
             return 0.0
-        # A young window is divided by its true span (but not by ~0), else by the window.
-        span = now - self._times[0]
+        span = now - self._since
         if span < self._window:
             return count / max(span, self._window / 20)
         return count / self._window
@@ -159,19 +213,24 @@ class RateController:
         "_answered",
         "_ceiling",
         "_config",
+        "_cooldown",
         "_cubic",
         "_frozen_until",
         "_last_cut",
+        "_ramp_period",
         "_ramp_since",
         "_ramp_start",
         "_round_budget",
         "_round_throttled",
+        "_seeded",
         "_sends",
         "_since_cut",
         "_slowest_answer",
         "_successes",
+        "burst",
         "cuts",
         "last_throttle",
+        "learned",
         "paused_until",
         "phase",
         "rate",
@@ -197,14 +256,24 @@ class RateController:
         self._successes = SendRateMeter()
         self._cubic: CubicCurve | None = None
         self._ramp_start = 0.0  # in RAMP: the rate doubles from this...
-        self._ramp_since = 0.0  # ...since this time
+        self._ramp_since = 0.0  # ...since this time...
+        self._ramp_period = config.ramp_doubling_seconds  # ...every this many seconds
         self._last_cut = -math.inf
+        self._cooldown = config.cooldown_seconds  # after the last cut
+        self._seeded = False  # started from peers' rate, and not cut since
         self._since_cut = 0  # successes since the last cut
         self._frozen_until = -math.inf  # no growth before then
         self.throttles = 0
         self.last_throttle = -math.inf  # when the server's bucket was last found empty
         self.cuts = 0
         self.sent = 0
+        #: What this scope learned of the server, for its peers (``PeerRates``): the limit as
+        #: measured at its last cut on the curve, and the burst its throttled slow-start round
+        #: got through. ``None``: not learned (yet).
+        self.learned: float | None = None
+        self.burst: int | None = None
+        if self.rate is not None:
+            self._set_rate(self.rate)
 
     # --- what the pacer asks ------------------------------------------------------------------
 
@@ -236,6 +305,24 @@ class RateController:
 
     # --- events -------------------------------------------------------------------------------
 
+    def start_from(self, rate: float, at: float) -> bool:
+        """Start at ``rate`` (what peer scopes of the same API learned), on the curve's plateau.
+
+        For a scope that has sent nothing yet: no slow start, no ramp from a burst; it paces at
+        ``rate`` from the first request and probes up from there as a cut scope does. A scope
+        with a configured ceiling (or not adaptive) keeps it: False, nothing changed.
+        """
+        if self.phase is not Phase.SLOW_START or self.sent:
+            return False
+        config = self._config
+        self.window = None
+        self.phase = Phase.CUBIC
+        self._seeded = True
+        rate = self._set_rate(rate)
+        self._cubic = CubicCurve(w_max=rate, at=at, scale=config.scale, beta=config.beta)
+        self._cubic.plateau(at)
+        return True
+
     def on_send(self, send_at: float) -> None:
         self._sends.record(send_at)
         self.sent += 1
@@ -263,7 +350,7 @@ class RateController:
             return self.rate
         phase = self.phase
         if phase is Phase.RAMP:
-            doublings = (now - self._ramp_since) / self._config.ramp_doubling_seconds
+            doublings = (now - self._ramp_since) / self._ramp_period
             # Capped: 2.0 ** 1024 overflows, about six minutes into a ramp that meets no throttle.
             grown = self._ramp_start * 2.0 ** min(doublings, _MAX_DOUBLINGS)
         elif phase is Phase.CUBIC:
@@ -297,22 +384,21 @@ class RateController:
             self._round_throttled = True
             self._answered_one(now)
             return self.rate
-        cooled = self._last_cut + self._config.cooldown_seconds
+        cooled = self._last_cut + self._cooldown
         if sent_at < cooled:
             if sent_at >= self._last_cut:
                 # Sent at the rate of the last cut and still throttled: no growth until the
                 # cooldown lets a throttle cut again.
                 self._frozen_until = cooled
                 if self.phase is Phase.RAMP:
-                    self._ramp_start, self._ramp_since = self.rate or self._config.min_rate, cooled
+                    self._begin_ramp(self.rate or self._config.min_rate, cooled)
             return self.rate
-        if self._sends.span(now) < _BURST_SPAN:
+        if self._sends.span(now) < _BURST_PART * self._sends.window and not self._seeded:
+            # (A seeded scope's first sends are a burst too, but it knows its rate: a cut.)
             self._start_ramp(now)
         else:
             self._cut(now)
-        self._last_cut = now
-        self._since_cut = 0
-        self.cuts += 1
+        self._mark_cut(now)
         return self.rate
 
     # --- the control law ----------------------------------------------------------------------
@@ -325,22 +411,32 @@ class RateController:
         alone may be mostly a ramp). After a ramp, the last second holds the burst that ended
         slow start: count from its cut.
         """
-        succeeded = self._successes.count(now) / _METER_WINDOW
+        window = self._successes.window
+        succeeded = self._successes.count(now) / window
         elapsed = now - self._last_cut
         since_cut = self._since_cut / elapsed if self.cuts and elapsed > 0 else 0.0
         if self.phase is Phase.RAMP:
             return since_cut
-        if elapsed >= _METER_WINDOW:
+        if elapsed >= window:
             return max(succeeded, since_cut)
         return succeeded
 
     def _decide_throttled_round(self, now: float) -> None:
         """A slow-start round with a throttle in it is answered: a burst, so ramp from it."""
+        self.burst = self._since_cut  # the successes of slow start: what the burst let through
         self._end_slow_start()
         self._start_ramp(now)
+        self._mark_cut(now)
+
+    def _mark_cut(self, now: float) -> None:
+        """A cut (or a ramp's start) at ``now``: its cooldown is counted from here."""
+        self._seeded = False
         self._last_cut = now
         self._since_cut = 0
         self.cuts += 1
+        rate = self.rate
+        cooldown = self._config.cooldown_seconds
+        self._cooldown = cooldown if rate is None else max(cooldown, _COOLDOWN_INTERVALS / rate)
 
     def _start_ramp(self, now: float) -> None:
         """What got through was a burst: start from it, and ramp up until the next throttle."""
@@ -348,8 +444,12 @@ class RateController:
         if self.rate is not None:
             start = min(start, self.rate)  # a throttle never raises the rate
         self.phase = Phase.RAMP
-        self._ramp_start, self._ramp_since = start, now
+        self._begin_ramp(start, now)
         self._set_rate(start)
+
+    def _begin_ramp(self, start: float, since: float) -> None:
+        self._ramp_start, self._ramp_since = start, since
+        self._ramp_period = max(self._config.ramp_doubling_seconds, _RAMP_INTERVALS / start)
 
     def _cut(self, now: float) -> None:
         """A cut of the rate that got through, on the CUBIC curve."""
@@ -363,6 +463,10 @@ class RateController:
             # The end of a ramp: between an overshoot and an undershoot (module docstring).
             to = config.beta * math.sqrt(sending * current)
             current = sending
+        if self.phase is Phase.CUBIC and succeeded > 0:
+            # What a settled scope measured (not the end of a ramp, which overshot, nor a cut
+            # with nothing through, which knows only what it sent): what its peers start from.
+            self.learned = current
         if self._cubic is None:
             self._cubic = CubicCurve(w_max=current, at=now, scale=config.scale, beta=config.beta)
         self.phase = Phase.CUBIC
@@ -373,6 +477,7 @@ class RateController:
         if self._ceiling is not None:
             rate = min(self._ceiling, rate)
         self.rate = rate
+        self._sends.window = self._successes.window = max(_METER_WINDOW, _METER_INTERVALS / rate)
         return rate
 
     # --- slow start ---------------------------------------------------------------------------

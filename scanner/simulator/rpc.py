@@ -139,7 +139,10 @@ class RpcHandler:
                 body=body,
             )
         except AuthFailure as failure:
-            raise RpcError(failure.status, failure.code, failure.message) from None
+            # The Date of the clock the signature was judged by, as EAS's answers (and a real
+            # API's) carry it: the client names a clock skew from it.
+            date = {"Date": self._auth.http_date()}
+            raise RpcError(failure.status, failure.code, failure.message, date) from None
         version = request.headers.get("x-acs-version", "")
         if version != product.version:
             raise RpcError(

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scanner.engine.config import MAX_RETRY_AFTER_S, RateLimit, RetryPolicy
-from scanner.engine.pacing import ClientRateLimiter, ClientRateLimiters, Pacer
+from scanner.engine.pacing import ClientRateLimiter, ClientRateLimiters, Pacer, PeerRates
 from scanner.engine.rate_control import CubicCurve, Phase, SendRateMeter
 from scanner.engine.retry import Retrier, RetryBudget
 from scanner.errors import ConfigError, ThrottledError
@@ -305,6 +305,19 @@ def test_cubic_curve_cut_to_a_given_rate_rises_from_it_to_w_max() -> None:
     assert curve.w_max == 40
 
 
+def test_cubic_curve_is_slowed_in_proportion_below_10_per_second() -> None:
+    # botocore's constants at 1/s would be back at w_max 0.9 s after a cut and at 4.2/s after
+    # 3 s (three requests). Slowed tenfold, a probe takes as many requests as at 10/s.
+    curve = CubicCurve(w_max=1, at=0, scale=0.4, beta=0.7)
+    assert curve.cut(1, at=0) == pytest.approx(0.7)
+    k = (1 * 0.3 / 0.4) ** (1 / 3)
+    assert curve.rate_at(10 * k) == pytest.approx(1)
+    assert curve.rate_at(10 * (k + 1)) == pytest.approx(1.4)
+    curve.plateau(at=100.0)
+    assert curve.rate_at(100.0) == pytest.approx(1)
+    assert curve.rate_at(110.0) == pytest.approx(1.4)
+
+
 def test_send_rate_meter() -> None:
     meter = SendRateMeter(window=1.0)
     for i in range(50):
@@ -318,6 +331,121 @@ def test_limiters_are_per_region_and_action() -> None:
     assert limiters.get("a", "X") is limiters.get("a", "X")
     assert limiters.get("a", "X") is not limiters.get("a", "Y")
     assert limiters.get("a", "X") is not limiters.get("b", "X")
+
+
+def test_peer_rates_seed_the_median_once_enough_peers_have_learned() -> None:
+    peers = PeerRates(min_peers=3)
+    key = ("cn-hangzhou", "ListServiceInstances")
+    peers.learned(key, 1.2, 5)
+    peers.learned(key, None, None)  # a ramp's start: nothing measured
+    peers.learned(key, 0.8, None)
+    assert peers.seed(key) is None
+    peers.learned(key, 1.0, 4)
+    assert peers.seed(key) == (1.0, 4)
+    assert peers.seed(("cn-shanghai", "ListServiceInstances")) is None  # per (region, action)
+
+
+def test_peer_rates_keep_the_last_few() -> None:
+    peers = PeerRates(keep=4, min_peers=1)
+    key = ("r", "A")
+    for rate in (100.0, 100.0, 100.0, 1.0, 1.0, 1.0, 2.0):
+        peers.learned(key, rate, None)
+    assert peers.seed(key) == (1.0, 1)  # no burst learned: one at once
+
+
+def test_a_scope_seeded_by_its_peers_sends_their_burst_then_paces_at_their_rate() -> None:
+    clock = FakeClock(100.0)
+    peers = PeerRates(min_peers=1)
+    peers.learned(("r", "A"), 2.0, 5)
+    limiters = ClientRateLimiters(RateLimit(), clock)
+    limiters.join(peers)
+    limiter = limiters.get("r", "A")
+    assert (limiter.phase, limiter.rate, limiter.window) == (Phase.CUBIC, 2.0, None)
+    delays = []
+    for _ in range(8):
+        delay, sent = limiter.reserve()
+        delays.append(round(delay, 6))
+        limiter.on_success(sent)
+    # The burst at once, then one every 0.5 s (2/s), counted from the burst, which emptied the
+    # server's bucket (not up to the GCRA's tolerance early).
+    assert delays == [0.0] * 5 + [0.5, 1.0, 1.5]
+    assert limiter.throttles == 0
+    # A scope of another API, or one made before join, learns on its own.
+    assert limiters.get("r", "B").phase is Phase.SLOW_START
+
+
+def test_a_seeded_scope_on_its_plateau_probes_up_slowly_and_cuts_on_a_throttle() -> None:
+    clock = FakeClock()
+    peers = PeerRates(min_peers=1)
+    peers.learned(("r", "A"), 1.0, None)
+    limiters = ClientRateLimiters(RateLimit(), clock)
+    limiters.join(peers)
+    limiter = limiters.get("r", "A")
+    rates = []
+    for _ in range(10):  # 10 s at about 1/s: +0.4/s on botocore's curve slowed tenfold
+        delay, sent = limiter.reserve()
+        clock.advance(delay)
+        limiter.on_success(sent)
+        rates.append(limiter.rate)
+    assert all(r is not None and 1.0 <= r <= 1.5 for r in rates), rates
+    delay, sent = limiter.reserve()
+    clock.advance(delay)
+    limiter.on_throttle(sent)
+    assert limiter.cuts == 1
+    last = rates[-1]
+    assert limiter.rate is not None
+    assert last is not None
+    assert limiter.rate < last
+
+
+def test_a_seed_does_not_replace_a_configured_rate() -> None:
+    peers = PeerRates(min_peers=1)
+    peers.learned(("r", "A"), 1.0, 5)
+    limiters = ClientRateLimiters(RateLimit(requests_per_second=7), FakeClock())
+    limiters.join(peers)
+    limiter = limiters.get("r", "A")
+    assert (limiter.phase, limiter.rate) == (Phase.FIXED, 7)
+    tolerance = RateLimit().burst_seconds  # the GCRA's: a slot may go this much early
+    expected = [0.0] + [round(n / 7 - tolerance, 6) for n in (1, 2)]
+    assert [round(limiter.reserve()[0], 6) for _ in range(3)] == expected  # no burst at once
+
+
+def test_a_limiter_tells_its_peers_what_each_cut_measured() -> None:
+    clock = FakeClock()
+    peers = PeerRates(min_peers=1)
+    limiters = ClientRateLimiters(RateLimit(), clock)
+    limiters.join(peers)
+    limiter = limiters.get("r", "A")
+    sends = []
+    while limiter.window_open():
+        sends.append(limiter.reserve()[1])
+    clock.advance(0.05)
+    for sent in sends[:5]:
+        limiter.on_success(sent)
+    for sent in sends[5:]:
+        limiter.on_throttle(sent)  # the round's decision: a ramp, nothing measured yet
+    assert phase_of(limiter) is Phase.RAMP
+    assert peers.seed(("r", "A")) is None
+    for _ in range(40):  # the ramp is throttled: the end of a ramp overshot, nothing learned
+        delay, sent = limiter.reserve()
+        clock.advance(delay)
+        limiter.on_throttle(sent)
+        if phase_of(limiter) is Phase.CUBIC:
+            break
+    assert peers.seed(("r", "A")) is None
+    for _ in range(20):  # on the curve: what gets through, then a throttle measures it
+        delay, sent = limiter.reserve()
+        clock.advance(delay)
+        limiter.on_success(sent)
+    rate = limiter.rate
+    delay, sent = limiter.reserve()
+    clock.advance(delay)
+    limiter.on_throttle(sent)
+    seed = peers.seed(("r", "A"))
+    assert seed is not None
+    assert rate is not None
+    assert 0 < seed[0] <= rate  # what got through, at most what was sent
+    assert seed[1] == 5  # slow start's successes: the burst
 
 
 def test_config_validation() -> None:
@@ -378,6 +506,7 @@ def simulate(
     warmup: float = 10.0,
     error_rate: float = 0.0,
     instant_throttles: bool = False,
+    peers: PeerRates | None = None,
 ) -> Run:
     """Discrete-event run of ``workers`` clients sharing one limiter against a hidden limit.
 
@@ -391,7 +520,7 @@ def simulate(
     simulator's shape, and an API gateway's): a round's throttles come back before its successes.
     """
     clock = FakeClock()
-    limiter = ClientRateLimiter(RateLimit(), clock)
+    limiter = ClientRateLimiter(RateLimit(), clock, peers=None if peers is None else (peers, ("r", "A")))
     server = ServerBucket(limit, burst=burst if burst is not None else max(1.0, limit * 0.1))
     rng = random.Random(seed)
     seq = itertools.count()
@@ -521,6 +650,40 @@ def test_a_short_scan_starts_without_a_storm_of_throttles(limit: float, burst: f
     assert run.early_throttles <= 2 * burst, run
     assert run.throttled / run.sent <= 0.05, f"{run.throttled / run.sent:.1%} throttled"
     assert run.ok_after_warmup / seconds >= 0.9 * limit, run
+
+
+@pytest.mark.parametrize(("limit", "burst"), [(1, 5), (2, 5), (0.7, 3), (5, 5)])
+def test_a_slow_scope_settles_at_its_limit_without_throttling_every_other_request(
+    limit: float, burst: float
+) -> None:
+    # An organisation's shape: a limit of a few per second per (account, region, action), a
+    # few workers. Finding the limit costs a few throttles at the start; after that, CUBIC's
+    # probes (slowed below 10/s) throttle rarely. Unslowed, with a 1 s meter, nearly half were.
+    seconds = 60.0
+    run = simulate(limit, workers=8, latency=0.01, seconds=seconds, seed=1, burst=burst, warmup=0.0)
+    assert run.phase is Phase.CUBIC
+    assert run.throttled - run.early_throttles <= 0.1 * run.sent, run
+    assert run.throttled / run.sent <= 0.25, run
+    assert run.ok_after_warmup / seconds >= 0.9 * limit, run
+    assert 0.7 * limit <= run.rate <= 1.5 * limit, run
+
+
+@pytest.mark.parametrize(("limit", "burst"), [(1, 5), (2, 5), (0.7, 3)])
+def test_a_scope_seeded_by_its_peers_starts_at_their_rate_without_throttles(
+    limit: float, burst: float
+) -> None:
+    peers = PeerRates(min_peers=1)
+    peers.learned(("r", "A"), limit, int(burst))
+    seconds = 30.0
+    run = simulate(
+        limit, workers=8, latency=0.01, seconds=seconds, seed=1, burst=burst, warmup=0.0, peers=peers
+    )
+    # At most one early throttle: paced at exactly the limit, the first request after the burst
+    # finds the server's bucket refilled to exactly one token, give or take a float's rounding.
+    assert run.early_throttles <= 1, run
+    assert run.throttled <= 0.1 * run.sent, run
+    # The burst at once, then the limit: all that a fresh server bucket allows.
+    assert run.ok_after_warmup >= 0.95 * (burst + limit * seconds - 1), run
 
 
 @pytest.mark.asyncio

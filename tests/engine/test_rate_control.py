@@ -216,6 +216,44 @@ def test_an_absurd_retry_after_pauses_60_s() -> None:
     assert control.paused_until == 0.1 + MAX_RETRY_AFTER_S
 
 
+def test_a_scope_started_from_its_peers_rate_is_on_the_curve_from_the_first_request() -> None:
+    control = RateController(RateLimit())
+    assert control.start_from(1.0, 50.0)
+    assert (control.phase, control.rate, control.window, control.w_max) == (Phase.CUBIC, 1.0, None, 1.0)
+    assert control.window_open()
+    # Its first throttle is a cut of what got through, not a ramp from a burst, although its
+    # first sends (a seeded burst) all went in the last second.
+    for _ in range(5):
+        control.on_send(50.0)
+        control.on_success(50.0, 50.01)
+    control.on_send(51.0)
+    assert control.on_throttle(51.0, 51.01) == pytest.approx(0.7)
+    assert (control.phase, control.cuts) == (Phase.CUBIC, 1)
+    assert control.learned == pytest.approx(1.0)
+
+
+def test_only_a_scope_that_has_sent_nothing_is_started_from_its_peers_rate() -> None:
+    control = RateController(RateLimit())
+    control.on_send(0.0)
+    assert not control.start_from(1.0, 0.0)
+    assert control.phase is Phase.SLOW_START
+    fixed = RateController(RateLimit(requests_per_second=5))
+    assert not fixed.start_from(1.0, 0.0)
+    assert (fixed.phase, fixed.rate) == (Phase.FIXED, 5)
+
+
+def test_a_slow_scope_counts_its_rate_over_a_few_requests_not_one_second() -> None:
+    # At 1/s, a 1 s window holds one send: young by its span, it read as 20/s, the cap of twice
+    # the measured rate let CUBIC run away, and each throttle looked like a burst.
+    control = RateController(RateLimit())
+    assert control.start_from(1.0, 0.0)
+    for i in range(30):
+        control.on_send(float(i))
+        rate = control.on_success(float(i), i + 0.01)
+    assert rate is not None
+    assert rate <= 2.5
+
+
 def test_a_non_adaptive_limit_only_pauses() -> None:
     control = RateController(RateLimit(requests_per_second=10, adaptive=False))
     control.on_send(0.0)
@@ -284,11 +322,18 @@ def check_phase(control: RateController) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(configs, st.lists(events, max_size=200))
+@given(
+    configs,
+    st.lists(events, max_size=200),
+    st.one_of(st.none(), st.floats(min_value=0.01, max_value=1e6)),  # a rate learned by peers
+)
 def test_rates_stay_in_bounds_and_a_throttle_never_raises_them(
-    config: RateLimit, sequence: list[Send | Answer]
+    config: RateLimit, sequence: list[Send | Answer], seed: float | None
 ) -> None:
     control = RateController(config)
+    if seed is not None:
+        seeded = control.start_from(seed, 0.0)
+        assert seeded is (config.requests_per_second is None)
     ceiling = config.requests_per_second
     now = 0.0
     in_flight: list[float] = []

@@ -278,3 +278,62 @@ async def test_progress_lines_count_accounts() -> None:
     )  # fmt: skip
     assert describe(stats).startswith("accounts 3/12, regions")
     assert not describe(dataclasses.replace(stats, accounts_total=0)).startswith("accounts")
+
+
+async def test_an_account_opens_no_more_listings_than_its_request_slots() -> None:
+    from scanner.engine.accounts import per_account_concurrency
+    from scanner.engine.config import Concurrency
+
+    capped = per_account_concurrency(Concurrency(), 16)
+    assert (capped.total, capped.per_region, capped.pages_per_listing) == (16, 16, 8)
+    assert (capped.services_per_region, capped.long_listings_per_region, capped.long_listings) == (16, 8, 16)
+    wide = per_account_concurrency(Concurrency(total=4, services_per_region=2), 64)
+    assert (wide.total, wide.services_per_region, wide.long_listings) == (4, 2, 32)  # never raised
+
+
+async def test_the_accounts_of_a_scan_learn_their_rates_together() -> None:
+    # Each account's registry joins the scan's one PeerRates: once three scopes of an API have
+    # learned its limit, a later account's scope of it starts on the curve, not in slow start.
+    import random
+
+    import anyio
+
+    from scanner.eas.params import InstanceQuery, ServiceQuery
+    from scanner.engine.accounts import AccountScan
+    from scanner.engine.config import Concurrency, Consistency, RateLimit, RetryPolicy
+    from scanner.engine.pacing import ClientRateLimiters
+    from scanner.engine.rate_control import Phase
+    from scanner.engine.scheduler import ScanItem, ScanPlan
+
+    clock = FakeClock()
+    registries: list[ClientRateLimiters] = []
+
+    def limiters() -> ClientRateLimiters:
+        registries.append(ClientRateLimiters(RateLimit(), clock))
+        return registries[-1]
+
+    send, receive = anyio.create_memory_object_stream[ScanItem](1)
+    plan = ScanPlan(("r",), None, ServiceQuery(), InstanceQuery(), "r")
+    scan = AccountScan(
+        None,  # type: ignore[arg-type]  # no account is opened here
+        plan,
+        send,
+        concurrency=Concurrency(),
+        per_account=16,
+        consistency=Consistency(),
+        retry_policy=RetryPolicy(),
+        limiters=limiters,
+        clock=clock,
+        rng=random.Random(0),
+    )
+    with send, receive:
+        scan._account_limiters()
+        scan._account_limiters()
+    first, second = registries
+    assert first.peers is not None
+    assert first.peers is second.peers
+    for rate in (0.9, 1.0, 1.1):
+        first.peers.learned(("r", "ListServiceInstances"), rate, 5)
+    assert second.get("r", "ListServiceInstances").phase is Phase.CUBIC
+    assert second.get("r", "ListServiceInstances").rate == 1.0
+    assert second.get("r", "ListServices").phase is Phase.SLOW_START  # nothing learned of it

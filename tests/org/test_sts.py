@@ -25,6 +25,7 @@ from scanner.errors import (
 )
 from scanner.org.rpc import STS, RpcClient, classify, redactor_for
 from scanner.org.sts import AssumeRoleRequest, StsClient, parse_role_arn, role_arn, token_expired
+from scanner.simulator import Simulator
 from scanner.testing import FakeClock, MockTransport
 from tests.org.conftest import START, Org
 from tests.org.server import MANAGEMENT_ACCOUNT, MANAGEMENT_KEY_ID, MANAGEMENT_SECRET
@@ -132,6 +133,9 @@ async def test_a_role_that_cannot_be_assumed(
         (400, "Throttling.User", ThrottledError),
         (429, "Throttling.Api", ThrottledError),
         (400, "InvalidSecurityToken.Expired", AuthError),
+        (400, "InvalidSecurityToken.Malformed", AuthError),
+        (400, "InvalidSecurityToken.MismatchWithAccessKey", AuthError),
+        (400, "MissingSecurityToken", AuthError),
         (400, "SignatureDoesNotMatch", AuthError),
         (404, "InvalidAccessKeyId.NotFound", AuthError),
         (403, "Forbidden.RAM", AuthError),
@@ -317,4 +321,29 @@ async def test_a_refused_timestamp_is_a_clock_skew_error_naming_the_skew() -> No
     assert caught.value.message == (
         f"the local clock is 20 minutes behind the server's (server Date: {server_date}); "
         "set the system clock (e.g. enable NTP) and run again"
+    )
+
+
+@pytest.mark.asyncio
+async def test_the_org_simulators_refusal_of_our_timestamp_names_the_skew_in_minutes() -> None:
+    # STS and ResourceManager auth failures carry the server's Date, as EAS's do: without it the
+    # client could only say "check the clock", not by how much.
+    server_clock = FakeClock(wall_start=START)
+    ours = FakeClock(wall_start=START - timedelta(minutes=20))
+    simulator = Simulator(preset="org-small", seed=5, auth_clock=server_clock)
+    async with simulator as sim, AiohttpTransport() as http:
+        assert sim.org is not None
+        member = sim.org.members[0].account_id
+        sts = StsClient(
+            RpcClient(STS, http, endpoint=sim.sts_endpoint, clock=ours, allow_insecure_http=True),
+            source=StaticCredentials(sim.access_key_id, sim.access_key_secret),
+        )
+        arn = role_arn(member, "ResourceDirectoryAccountAccessRole")
+        with pytest.raises(ClockSkewError) as caught:
+            await sts.assume_role(AssumeRoleRequest(role_arn=arn))
+    assert caught.value.code == "InvalidTimeStamp.Expired"
+    assert caught.value.action == "AssumeRole"
+    assert caught.value.message == (
+        f"{arn}: the local clock is 20 minutes behind the server's "
+        "(server Date: Sun, 06 Dec 2026 02:00:00 GMT); set the system clock (e.g. enable NTP) and run again"
     )
