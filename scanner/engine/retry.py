@@ -146,6 +146,9 @@ class Retrier:
             delay = self._backoff.delay(attempts, failure)
             if self._on_retry is not None:
                 self._on_retry(failure, delay)
+            # The failure is decided on: its traceback (and the frames it keeps alive) must not
+            # stay in memory for the whole wait, once per throttled request of a busy scan.
+            del failure
             await self._clock.sleep(delay)
             attempts += 1
             try:

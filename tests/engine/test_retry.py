@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
+import weakref
 
 import pytest
 from hypothesis import given, settings
@@ -168,6 +170,31 @@ async def test_gives_up_after_max_attempts_and_says_so() -> None:
     assert attempt.calls == 3
     assert str(caught.value) == "c"
     assert "gave up after 3 attempts" in caught.value.__notes__[0]
+
+
+class _Held(ThrottledError):
+    """A throttle that can be watched: the Python subclass supports weak references."""
+
+
+@pytest.mark.asyncio
+async def test_a_failure_is_not_held_while_its_retry_waits() -> None:
+    # A busy scan has hundreds of throttled requests waiting at once: each must not keep its
+    # exception, and through its traceback every frame of the failed attempt, for the whole wait.
+    failure = _Held("slow down")
+    watch = weakref.ref(failure)
+    alive_during_wait: list[bool] = []
+
+    class WatchingClock(FakeClock):
+        async def sleep(self, seconds: float) -> None:
+            gc.collect()
+            alive_during_wait.append(watch() is not None)
+            await super().sleep(seconds)
+
+    r = Retrier(RetryPolicy(max_attempts=2), RetryBudget(100), clock=WatchingClock(), rng=MaxRandom())
+    attempt = Flaky([failure])
+    del failure
+    assert await r.call(attempt) == "ok"
+    assert alive_during_wait == [False]
 
 
 @pytest.mark.asyncio
