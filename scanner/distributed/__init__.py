@@ -49,6 +49,7 @@ from scanner.distributed.driver import (
 from scanner.distributed.org import AssumedRoleSource
 from scanner.distributed.runner import (
     DEFAULT_ASSUME_ROLE_RATE,
+    DEFAULT_UNITS_PER_WORKER,
     AccountCredentialsSource,
     DirectoryRunnerFactory,
     RunnerFactory,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ASSUME_ROLE_RATE",
+    "DEFAULT_UNITS_PER_WORKER",
     "AccountCredentialsSource",
     "AssumedRoleSource",
     "DirectoryRunnerFactory",
@@ -115,6 +117,7 @@ async def scan_with_ray_async(
     resume: bool = False,
     max_attempts: int = 3,
     worker_cpus: float = 0.25,
+    units_per_worker: int = DEFAULT_UNITS_PER_WORKER,
     assume_role_rate: float = DEFAULT_ASSUME_ROLE_RATE,
     runner_factory: Callable[[str], RunnerFactory] | None = None,
     on_event: Callable[[DriverEvent], None] | None = None,
@@ -146,6 +149,7 @@ async def scan_with_ray_async(
         resume=resume,
         max_attempts=max_attempts,
         worker_cpus=worker_cpus,
+        units_per_worker=units_per_worker,
         assume_role_rate=assume_role_rate,
         runner_factory=runner_factory,
         on_event=on_event,

@@ -35,6 +35,7 @@ from scanner.distributed.worker import UnitWorker
 from scanner.engine.stats import RegionStatistics, ScanStatistics
 from scanner.scandir import ScanParams
 from scanner.simulator import FaultConfig, FleetSpec, LongTail, Simulator
+from tests.distributed.conftest import directory_digest
 
 PAGE = 10  # records a page
 
@@ -193,13 +194,13 @@ def test_organisation_progress_counts_accounts_done() -> None:
 
 @pytest_asyncio.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    spec = FleetSpec(regions=1, services_per_region=4, total_instances=200, distribution=LongTail(1.0, 80))
+    spec = FleetSpec(regions=2, services_per_region=4, total_instances=400, distribution=LongTail(1.0, 80))
     async with Simulator(spec=spec, seed=5) as simulator:
         yield simulator
 
 
 @pytest.mark.asyncio
-async def test_a_worker_reports_its_unit_page_by_page(sim: Simulator, tmp_path: Path) -> None:
+async def test_a_worker_reports_its_units_in_flight_page_by_page(sim: Simulator, tmp_path: Path) -> None:
     sim.set_faults(FaultConfig(latency_ms=50))  # a unit takes a few round trips of pages
     key = StaticCredentials(sim.access_key_id, sim.access_key_secret)
     config = WorkerScanConfig(
@@ -211,28 +212,35 @@ async def test_a_worker_reports_its_unit_page_by_page(sim: Simulator, tmp_path: 
     factory = DirectoryRunnerFactory(config, str(tmp_path), ScanParams(regions=tuple(sim.regions)), "run1")
     worker = UnitWorker(factory, WorkerSlot(index=0, workers=1, assume_role_rate=1.0))
     await worker.start()
-    unit = WorkUnit(None, sim.regions[0])
-    assert await worker.progress() is None
-    seen: list[int] = []
-    report: UnitReport | None = None
+    units = {WorkUnit(None, region): attempt for attempt, region in enumerate(sim.regions, start=1)}
+    assert await worker.progress() == ()
+    seen: dict[WorkUnit, list[int]] = {unit: [] for unit in units}
+    together = 0  # answers that had both units
+    reports: dict[WorkUnit, UnitReport] = {}
 
-    async def scan() -> None:
-        nonlocal report
-        report = await worker.run(unit, 1)
+    async def scan(unit: WorkUnit) -> None:
+        reports[unit] = await worker.run(unit, units[unit])
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(scan)
-        while report is None:
+        for unit in units:  # both at once, on the worker's one runner
+            tg.start_soon(scan, unit)
+        while len(reports) < len(units):
             await anyio.sleep(0.02)
-            live = await worker.progress()
-            if live is not None:
-                assert (live.unit, live.attempt) == (unit, 1)
-                seen.append(live.statistics.records)
+            answer = await worker.progress()
+            together += len(answer) == 2
+            for live in answer:
+                assert live.attempt == units[live.unit]  # each unit's own attempt
+                seen[live.unit].append(live.statistics.records)
     await worker.close()
-    assert report is not None
-    assert report.complete
-    assert report.statistics is not None
-    assert report.statistics.records == report.records == 200
-    assert await worker.progress() is None  # nothing running
-    assert seen == sorted(seen)
-    assert len({count for count in seen if 0 < count < report.records}) >= 2  # page by page
+    assert await worker.progress() == ()  # nothing running
+    assert together >= 2
+    for unit, report in reports.items():
+        assert report.complete
+        assert report.attempt == units[unit]
+        assert report.statistics is not None
+        assert report.statistics.records == report.records
+        assert set(report.statistics.regions) == {unit.region}  # its own counters, not the other's
+        assert seen[unit] == sorted(seen[unit])
+        assert len({count for count in seen[unit] if 0 < count < report.records}) >= 2  # page by page
+    assert sum(report.records for report in reports.values()) == 400
+    assert directory_digest(tmp_path) == sim.fleet_digest()
