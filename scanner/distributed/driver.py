@@ -61,7 +61,7 @@ logger = logging.getLogger("scanner.distributed")
 
 #: How long a stop or a cancelled unit may take before the worker is abandoned (seconds).
 STOP_GRACE_S = 10.0
-#: How often a busy worker is asked for its unit's live counters (seconds).
+#: How often a busy worker is asked for its units' live counters (seconds).
 PROGRESS_INTERVAL_S = 0.2
 
 
