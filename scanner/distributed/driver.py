@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from scanner.distributed.units import UnitLive, UnitReport, WorkerInfo, WorkUnit, order_units
@@ -166,7 +167,13 @@ class _Queue:
     def has_room(self, index: int) -> bool:
         """Whether worker ``index`` may take a unit now: it has a free slot, and, while the units
         left are fewer than the workers' slots, holds less than its even share of them (so the
-        first worker up does not take them all); a worker with none may always take one."""
+        first worker up does not take them all); a worker with none may always take one.
+
+        Fewer units than slots are thus all in flight at once: right when a unit's quota paces it
+        (each unit takes its own quota's time, whichever worker runs it), a static split when the
+        workers' CPU is the limit (the worker given the big units finishes last; with sizes known
+        the biggest alternate between the workers up, see ``fill``; fewer slots keep the hand-out
+        dynamic)."""
         load = len(self.ready[index])
         share = -(-(len(self.items) + self.in_flight) // max(1, len(self.sharing)))
         return load < self.per_worker and (load == 0 or load < share)
@@ -332,6 +339,9 @@ async def drive(
                 if item is not None:
                     emit(UnitStarted(item.unit, info, item.attempt))
                     tg.start_soon(run_one, handle, item, info, running, lost)
+                    # The other workers waiting for units take the next ones first: the biggest
+                    # units alternate between the workers up, instead of all going to one.
+                    await anyio.lowlevel.checkpoint()
                     continue
             if queue.done():
                 queue.notify()  # the others waiting for a retry see there is none coming

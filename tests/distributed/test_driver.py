@@ -303,6 +303,8 @@ async def test_each_worker_runs_up_to_its_slots_biggest_first_every_unit_once() 
     assert [w.peak for w in workers] == [3, 3]  # nor did the workers see more
     started = [e.unit.region for e in events if isinstance(e, UnitStarted)]
     assert started == sorted(SIZES, key=lambda region: -SIZES[region])  # handed out biggest first
+    first = [e.worker.index for e in events if isinstance(e, UnitStarted)][:6]
+    assert first == [0, 1, 0, 1, 0, 1]  # the biggest alternate between the workers
     assert sorted(r.unit.region for r in reports) == sorted(SIZES)  # every unit reported once
     assert sorted(region for w in workers for region, _ in w.ran) == sorted(SIZES)  # and run once
     assert all(r.complete and r.attempt == 1 for r in reports)
