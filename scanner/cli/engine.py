@@ -26,7 +26,7 @@ DEFAULT_WORKERS = 2
 #: Units each worker scans at once when --units-per-worker is not given (``scan_with_ray``'s
 #: default, ``scanner.distributed.DEFAULT_UNITS_PER_WORKER``: not imported here, this module must
 #: not import the distributed package for a local scan; a test keeps the two equal).
-DEFAULT_UNITS_PER_WORKER = 16
+DEFAULT_UNITS_PER_WORKER = 8
 RAY_EXTRA_HINT = "--engine ray needs the optional extra: pip install 'eas-fleet-scanner[ray]'"
 
 

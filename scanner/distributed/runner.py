@@ -72,12 +72,17 @@ __all__ = [
 
 #: Units a worker scans at once (``scan_with_ray(units_per_worker=...)``, ``--units-per-worker``).
 #: A unit in flight costs about 1.2 MB (measured: 16 units of 3,000 records, each of its own
-#: account, peak 18 MB above one unit's): 16 add about 20 MB to a worker's ~145 MB. At the
-#: realistic quota (30 requests/s a unit) a 1,000-record unit takes ~0.78 s for ~25 ms of CPU, so
-#: 16 keep a worker about half busy (31 would saturate its core); the local engine's 32 accounts
-#: in flight are a whole process's, a worker is one of several on a machine. Fewer slots also
-#: bound what a lost worker or a Ctrl-C throws away.
-DEFAULT_UNITS_PER_WORKER = 16
+#: account, peak 18 MB above one unit's): 8 add about 10 MB to a worker's ~145 MB. At the
+#: realistic quota (30 requests/s a unit) a 1,000-record unit takes ~0.78 s for ~25 ms of CPU:
+#: 8 units make a worker 8 times as fast as one at a time, and leave it three quarters idle (31
+#: would saturate its core; raise it for big organisations held by their quotas). Not more by
+#: default: where the CPU is the limit (the ``scaleout`` benchmark, 32 units of uneven sizes on
+#: 2 workers) 16 slots cost 7-15% against one (all the units handed out at once are a static
+#: split, and 16 scans at once took ~30 µs of CPU a record against ~23), while 8 kept half the
+#: units queued and measured level with one. Fewer slots also bound what a lost worker or a
+#: Ctrl-C throws away. (The local engine's 32 accounts in flight are a whole process's; a worker
+#: is one of several on a machine.)
+DEFAULT_UNITS_PER_WORKER = 8
 
 #: AssumeRole calls per second for the whole scan (STS allows about 100/s per calling account,
 #: shared with every other tool of the management account: leave them room).
