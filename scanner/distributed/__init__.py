@@ -189,8 +189,8 @@ def scan_with_ray(
     - ``workers``: how many actors (default 2); ``worker_cpus``: the CPU each asks of Ray (0.25).
     - ``units_per_worker``: units each actor scans at once (default 8, ``DEFAULT_UNITS_PER_WORKER``).
       A unit is paced by its own API quota (about 30 requests/s), so one at a time leaves an actor
-      idle most of the time; each unit in flight costs about 1.2 MB (its page buffer, part writer
-      and, for a new account, a ``Scanner``), so 8 add about 10 MB to an actor's ~145 MB. A
+      idle most of the time; each unit in flight costs 1-2.5 MB (its page buffer, part writer
+      and, for a new account, a ``Scanner``), so 8 add 10-20 MB to an actor's ~145 MB. A
       worker that dies has all its units in flight retried elsewhere: more slots, more to redo.
     - ``ray_address``: None starts Ray on this machine (loopback only, no dashboard) and stops it at
       the end; ``"auto"`` or ``"ray://host:10001"`` joins a cluster, where ``output_dir`` must be a

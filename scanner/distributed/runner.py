@@ -71,8 +71,9 @@ __all__ = [
 ]
 
 #: Units a worker scans at once (``scan_with_ray(units_per_worker=...)``, ``--units-per-worker``).
-#: A unit in flight costs about 1.2 MB (measured: 16 units of 3,000 records, each of its own
-#: account, peak 18 MB above one unit's): 8 add about 10 MB to a worker's ~145 MB. At the
+#: A unit in flight costs 1-2.5 MB, more for bigger units (measured: 16 units of 3,000 records,
+#: each of its own account, peak 18 MB above one unit's; a Ray worker's peak RSS 145 MB with one
+#: unit of 7,500 records at a time, 164 MB with 8, 183 MB with 16): 8 add 10-20 MB. At the
 #: realistic quota (30 requests/s a unit) a 1,000-record unit takes ~0.78 s for ~25 ms of CPU:
 #: 8 units make a worker 8 times as fast as one at a time, and leave it three quarters idle (31
 #: would saturate its core; raise it for big organisations held by their quotas). Not more by
