@@ -17,6 +17,11 @@ process (``getrusage``) from the moment its runner opens to the end of its last 
 largest worker's peak RSS, ``driver_peak_rss_mb`` the driver's. Ray's own processes (GCS,
 raylet) are not counted. ``unit_costs``: a unit's wall time on its worker, as a fixed part plus a
 part per record (a least-squares line through the units).
+
+Each worker scans ``scan_with_ray``'s default ``units_per_worker`` (8) units at once, unless the
+job's ``options`` give another: a unit's wall time then includes the time it shares its worker's
+core with the others in flight there, so ``unit_costs`` is a unit's latency, not what it takes of
+a worker.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""``--engine local|ray`` and the Ray engine's flags (``--ray-address``, ``--workers``), checked
-before any request. The Ray engine's scan itself is ``scanner.cli.ray_scan`` (imported only when
-``--engine ray`` is given)."""
+"""``--engine local|ray`` and the Ray engine's flags (``--ray-address``, ``--workers``,
+``--units-per-worker``), checked before any request. The Ray engine's scan itself is
+``scanner.cli.ray_scan`` (imported only when ``--engine ray`` is given)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 from dataclasses import dataclass
 
@@ -22,17 +23,22 @@ __all__ = [
 ENGINES = ("local", "ray")
 #: Ray workers when --workers is not given (``scan_with_ray``'s default).
 DEFAULT_WORKERS = 2
+#: Units each worker scans at once when --units-per-worker is not given (``scan_with_ray``'s
+#: default, ``scanner.distributed.DEFAULT_UNITS_PER_WORKER``: not imported here, this module must
+#: not import the distributed package for a local scan; a test keeps the two equal).
+DEFAULT_UNITS_PER_WORKER = 8
 RAY_EXTRA_HINT = "--engine ray needs the optional extra: pip install 'eas-fleet-scanner[ray]'"
 
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
-    """``--engine``, and the Ray engine's ``--ray-address`` and ``--workers``."""
+    """``--engine``, and the Ray engine's ``--ray-address``, ``--workers`` and ``--units-per-worker``."""
 
     name: str = "local"
     #: None: start Ray on this machine (loopback only); ``auto`` or ``ray://host:10001``: join.
     ray_address: str | None = None
     workers: int = DEFAULT_WORKERS
+    units_per_worker: int = DEFAULT_UNITS_PER_WORKER
 
 
 def add_engine_flags(group: argparse._ArgumentGroup) -> None:
@@ -52,19 +58,26 @@ def add_engine_flags(group: argparse._ArgumentGroup) -> None:
     )
     group.add_argument(
         "--workers",
-        type=_positive_int,
+        type=functools.partial(_positive_int, "--workers"),
         metavar="N",
         help=f"with --engine ray: Ray workers (default {DEFAULT_WORKERS})",
     )
+    group.add_argument(
+        "--units-per-worker",
+        type=functools.partial(_positive_int, "--units-per-worker"),
+        metavar="N",
+        help="with --engine ray: (account, region) units each worker scans at once, each paced by "
+        f"its own API quota (default {DEFAULT_UNITS_PER_WORKER})",
+    )
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(flag: str, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--workers must be a positive number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"{flag} must be a positive integer, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"--workers must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(f"{flag} must be positive, got {text!r}")
     return value
 
 
@@ -73,9 +86,14 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     name = getattr(args, "engine", None) or "local"
     address: str | None = getattr(args, "ray_address", None)
     workers: int | None = getattr(args, "workers", None)
+    per_worker: int | None = getattr(args, "units_per_worker", None)
     if name != "ray":
-        for flag, given in (("--ray-address", address is not None), ("--workers", workers is not None)):
-            if given:
+        for flag, value in (
+            ("--ray-address", address),
+            ("--workers", workers),
+            ("--units-per-worker", per_worker),
+        ):
+            if value is not None:
                 raise ConfigError(f"{flag} needs --engine ray")
         return EngineOptions()
     if getattr(args, "output_dir", None) is None:
@@ -86,7 +104,12 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
         raise ConfigError("--ray-address is empty: give auto, or ray://host:10001")
     if not ray_installed():
         raise ConfigError(RAY_EXTRA_HINT)
-    return EngineOptions(name="ray", ray_address=address, workers=workers or DEFAULT_WORKERS)
+    return EngineOptions(
+        name="ray",
+        ray_address=address,
+        workers=workers or DEFAULT_WORKERS,
+        units_per_worker=per_worker or DEFAULT_UNITS_PER_WORKER,
+    )
 
 
 def ray_installed() -> bool:

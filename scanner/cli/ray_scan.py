@@ -215,6 +215,7 @@ async def scan_with_ray(
                             format=config.fmt,
                             params=config.scan_params(),
                             workers=engine.workers,
+                            units_per_worker=engine.units_per_worker,
                             ray_address=engine.ray_address,
                             resume=config.resume,
                             on_event=run.on_event,

@@ -14,9 +14,10 @@
     summary.complete, summary.records, summary.to_dict()
 
 The unit of work is one (account, region): its own API quota and its own part in the scan
-directory. The driver (this process) hands units to Ray async actors one at a time, biggest first;
-each actor scans its unit with its own ``Scanner`` and commits the unit's part into DIR, as a local
-scan with ``--output-dir`` would. See ``driver`` (hand-out, retries, progress, cancellation),
+directory. The driver (this process) hands units to Ray async actors one at a time, biggest first,
+as each actor has a free slot: an actor scans up to ``units_per_worker`` units at once (each paced
+by its own quota), with its own ``Scanner`` per account, and commits each unit's part into DIR, as
+a local scan with ``--output-dir`` would. See ``driver`` (hand-out, retries, progress, cancellation),
 ``runner`` (what runs in a worker, and why AssumeRole gets a per-worker share of its quota),
 ``summary`` (the summary, and ``Progress``: a local scan's live statistics from the workers'
 reports) and ``ray_engine``. An organisation scan planned by the caller (``OrgRoster``: accounts,
@@ -49,6 +50,7 @@ from scanner.distributed.driver import (
 from scanner.distributed.org import AssumedRoleSource
 from scanner.distributed.runner import (
     DEFAULT_ASSUME_ROLE_RATE,
+    DEFAULT_UNITS_PER_WORKER,
     AccountCredentialsSource,
     DirectoryRunnerFactory,
     RunnerFactory,
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ASSUME_ROLE_RATE",
+    "DEFAULT_UNITS_PER_WORKER",
     "AccountCredentialsSource",
     "AssumedRoleSource",
     "DirectoryRunnerFactory",
@@ -115,6 +118,7 @@ async def scan_with_ray_async(
     resume: bool = False,
     max_attempts: int = 3,
     worker_cpus: float = 0.25,
+    units_per_worker: int = DEFAULT_UNITS_PER_WORKER,
     assume_role_rate: float = DEFAULT_ASSUME_ROLE_RATE,
     runner_factory: Callable[[str], RunnerFactory] | None = None,
     on_event: Callable[[DriverEvent], None] | None = None,
@@ -146,6 +150,7 @@ async def scan_with_ray_async(
         resume=resume,
         max_attempts=max_attempts,
         worker_cpus=worker_cpus,
+        units_per_worker=units_per_worker,
         assume_role_rate=assume_role_rate,
         runner_factory=runner_factory,
         on_event=on_event,
@@ -182,6 +187,11 @@ def scan_with_ray(
 
     - ``regions`` (single-account) or ``units`` (``WorkUnit(account, region, size)``): the work.
     - ``workers``: how many actors (default 2); ``worker_cpus``: the CPU each asks of Ray (0.25).
+    - ``units_per_worker``: units each actor scans at once (default 8, ``DEFAULT_UNITS_PER_WORKER``).
+      A unit is paced by its own API quota (about 30 requests/s), so one at a time leaves an actor
+      idle most of the time; each unit in flight costs 1-2.5 MB (its page buffer, part writer
+      and, for a new account, a ``Scanner``), so 8 add 10-20 MB to an actor's ~145 MB. A
+      worker that dies has all its units in flight retried elsewhere: more slots, more to redo.
     - ``ray_address``: None starts Ray on this machine (loopback only, no dashboard) and stops it at
       the end; ``"auto"`` or ``"ray://host:10001"`` joins a cluster, where ``output_dir`` must be a
       shared file system mounted at the same path on every node (and on this one).

@@ -6,7 +6,10 @@ Only this module imports ``ray`` (the optional extra ``eas-fleet-scanner[ray]``)
 
 Each actor has its own event loop (Ray's, for async actors), on which a host task opens the runner
 (``RunnerFactory.open``: the actor's HTTP sessions, rate limiters and credential cache) and holds
-it until the actor is closed; ``run`` calls execute on that loop, one unit at a time per actor.
+it until the actor is closed; ``run`` calls execute on that loop, up to ``units_per_worker`` at
+once per actor. Ray lets an async actor run 1,000 calls at once unless told otherwise; each actor
+is told ``units_per_worker`` plus room for its ``start``, ``progress`` and ``close`` calls
+(``CONTROL_CALLS``), so a progress question never waits behind the units.
 Actors ask for a small share of a CPU (``worker_cpus``), are spread over the cluster's nodes, and
 are restarted by Ray when their process dies (``max_restarts``); the driver, not Ray, retries the
 unit that was running (``max_task_retries=0``), so that it can go to another worker.
@@ -41,6 +44,7 @@ from scanner.distributed.units import UnitLive, UnitReport, WorkerInfo, WorkUnit
 from scanner.distributed.worker import UnitWorker
 from scanner.errors import ConfigError
 from scanner.scandir import ScanDirectory, ScanParams
+from scanner.validation import require_positive
 
 __all__ = ["scan_with_ray_async"]
 
@@ -50,6 +54,8 @@ logger = logging.getLogger("scanner.distributed")
 MAX_RESTARTS = 3
 #: How long a worker may stay unavailable (starting, restarting) before the driver counts it gone.
 START_TIMEOUT_S = 120.0
+#: Calls an actor may run besides its units: ``start``, ``progress``, ``close``, and one to spare.
+CONTROL_CALLS = 4
 
 
 _ACTOR: Any = None
@@ -91,19 +97,20 @@ class _RayWorker:
             raise WorkerLost(_first_line(exc)) from None
         except asyncio.CancelledError:
             # Stop the unit on the worker too: it discards its uncommitted part (the unit keeps its
-            # previous entry); wait for that, within bounds, so the directory is left as it will stay.
-            ray.cancel(ref)
+            # previous entry), or finishes its commit; wait for that, within bounds, so the directory
+            # is left as it will stay. Not ray.cancel: see ``UnitWorker.cancel``.
             with (
                 anyio.CancelScope(shield=True),
                 anyio.move_on_after(STOP_GRACE_S),
-                contextlib.suppress(Exception),  # TaskCancelledError, RayActorError...
+                contextlib.suppress(Exception),  # the unit's "cancelled", RayActorError...
             ):
+                await self._actor.cancel.remote(unit, attempt)
                 await ref
             raise
         return report
 
-    async def progress(self) -> UnitLive | None:
-        live: UnitLive | None = await self._actor.progress.remote()
+    async def progress(self) -> tuple[UnitLive, ...]:
+        live: tuple[UnitLive, ...] = await self._actor.progress.remote()
         return live
 
     async def stop(self) -> None:
@@ -152,6 +159,7 @@ async def scan_with_ray_async(
     resume: bool,
     max_attempts: int,
     worker_cpus: float,
+    units_per_worker: int,
     assume_role_rate: float,
     runner_factory: Callable[[str], RunnerFactory] | None,
     on_event: Callable[[DriverEvent], None] | None,
@@ -165,6 +173,7 @@ async def scan_with_ray_async(
         raise ConfigError(f"workers must be >= 1, got {workers}")
     if not worker_cpus > 0:
         raise ConfigError(f"worker_cpus must be > 0, got {worker_cpus}")
+    require_positive("units_per_worker", units_per_worker, integer=True)
     if roster is not None and units is None and regions is None:
         units = roster.units()
         if not units:  # every account failed while planned: nothing for the workers
@@ -224,6 +233,7 @@ async def scan_with_ray_async(
                         num_cpus=worker_cpus,
                         max_restarts=MAX_RESTARTS,
                         max_task_retries=0,
+                        max_concurrency=units_per_worker + CONTROL_CALLS,
                         scheduling_strategy="SPREAD",
                     ).remote(factory, WorkerSlot(index=index, workers=workers, assume_role_rate=share)),
                 )
@@ -231,7 +241,12 @@ async def scan_with_ray_async(
             ]
 
             reports = await drive(
-                todo, handles, give_up=give_up, max_attempts=max_attempts, on_event=on_event
+                todo,
+                handles,
+                give_up=give_up,
+                max_attempts=max_attempts,
+                on_event=on_event,
+                units_per_worker=units_per_worker,
             )
         cancelled = False
         directory.finish_run()

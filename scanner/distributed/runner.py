@@ -5,6 +5,12 @@ HTTP session and one set of rate limiters per account (a ``Scanner``), and, in a
 scan, one credential cache. The factory is pickled to reach the workers, so it holds plain
 configuration (``WorkerScanConfig``), never an open session or credentials already fetched.
 
+The runner is called for several units at once (the driver's ``units_per_worker``). Units of one
+account share that account's ``Scanner``: its connection pool (sized, as in a local organisation
+scan, by ``concurrency_per_account``) and its rate limiters, which are per (region, action), so each
+unit keeps its own quota's pace. Each unit has its own scan stream (``buffer_pages`` pages at most
+waiting) and its own part writer (``PartRouter``), committed when the unit ends.
+
 **AssumeRole: a per-worker share of the quota.** STS's AssumeRole quota (about 100 calls/s) is one
 bucket per *calling* account, so the calls of every worker of an organisation scan count against
 the management account's one limit. Each worker gets ``WorkerSlot.assume_role_rate``, the total
@@ -53,6 +59,7 @@ from scanner.scanner import DEFAULT_CONCURRENCY_PER_ACCOUNT
 
 __all__ = [
     "DEFAULT_ASSUME_ROLE_RATE",
+    "DEFAULT_UNITS_PER_WORKER",
     "AccountCredentialsSource",
     "DirectoryRunnerFactory",
     "RunnerFactory",
@@ -62,6 +69,21 @@ __all__ = [
     "assume_role_share",
     "live_unit",
 ]
+
+#: Units a worker scans at once (``scan_with_ray(units_per_worker=...)``, ``--units-per-worker``).
+#: A unit in flight costs 1-2.5 MB, more for bigger units (measured: 16 units of 3,000 records,
+#: each of its own account, peak 18 MB above one unit's; a Ray worker's peak RSS 145 MB with one
+#: unit of 7,500 records at a time, 164 MB with 8, 183 MB with 16): 8 add 10-20 MB. At the
+#: realistic quota (30 requests/s a unit) a 1,000-record unit takes ~0.78 s for ~25 ms of CPU:
+#: 8 units make a worker 8 times as fast as one at a time, and leave it three quarters idle (31
+#: would saturate its core; raise it for big organisations held by their quotas). Not more by
+#: default: where the CPU is the limit (the ``scaleout`` benchmark, 32 units of uneven sizes on
+#: 2 workers) 16 slots cost 7-15% against one (all the units handed out at once are a static
+#: split, and 16 scans at once took ~30 µs of CPU a record against ~23), while 8 kept half the
+#: units queued and measured level with one. Fewer slots also bound what a lost worker or a
+#: Ctrl-C throws away. (The local engine's 32 accounts in flight are a whole process's; a worker
+#: is one of several on a machine.)
+DEFAULT_UNITS_PER_WORKER = 8
 
 #: AssumeRole calls per second for the whole scan (STS allows about 100/s per calling account,
 #: shared with every other tool of the management account: leave them room).
@@ -197,7 +219,8 @@ class DirectoryRunnerFactory:
     output_dir: str
     params: ScanParams
     run_id: str
-    #: Scanners (HTTP session, pool, rate limiters) a worker keeps open, one per account.
+    #: Scanners (HTTP session, pool, rate limiters) a worker keeps open, one per account; more while
+    #: more accounts have units in flight there.
     max_open_accounts: int = 8
 
     @contextlib.asynccontextmanager
@@ -219,21 +242,28 @@ class DirectoryRunnerFactory:
                     task_status.started(owned)
                     await owned.closing.wait()
 
-            async def scanner_for(account: str | None) -> Scanner:
+            async def scanner_for(account: str | None) -> _Owned:
                 async with lock:
                     owned = scanners.get(account)
                     if owned is None:
-                        while len(scanners) >= self.max_open_accounts:
-                            # A worker moves from account to account: close the one it used least
-                            # recently (its session and pool), not keep hundreds open.
-                            _, evicted = scanners.popitem(last=False)
-                            evicted.closing.set()
+                        # A worker moves from account to account: close the ones it used least
+                        # recently (their sessions and pools), not keep hundreds open; never one
+                        # that a unit in flight is using (so at most max(max_open_accounts, the
+                        # units in flight) stay open).
+                        idle = [key for key, held in scanners.items() if held.users == 0]
+                        while len(scanners) >= self.max_open_accounts and idle:
+                            scanners.pop(idle.pop(0)).closing.set()
                         owned = scanners[account] = await owners.start(own, account)
                     scanners.move_to_end(account)
-                    return owned.scanner
+                    owned.users += 1
+                    return owned
 
             async def run(work: WorkUnit) -> UnitReport:
-                return await self._run(directory, await scanner_for(work.account), work)
+                owned = await scanner_for(work.account)
+                try:
+                    return await self._run(directory, owned.scanner, work)
+                finally:
+                    owned.users -= 1
 
             async with anyio.create_task_group() as owners:
                 try:
@@ -304,8 +334,10 @@ def _tag_account(page: list[dict[str, Any]], account: str) -> None:
 
 
 class _Owned:
-    __slots__ = ("closing", "scanner")
+    __slots__ = ("closing", "scanner", "users")
 
     def __init__(self, scanner: Scanner) -> None:
         self.scanner = scanner
         self.closing = anyio.Event()
+        #: Units in flight on this Scanner: it is not closed under them.
+        self.users = 0

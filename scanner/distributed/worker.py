@@ -3,13 +3,25 @@
 Ray runs each call of an async actor's method as its own task on the actor's event loop. A
 ``Scanner`` (like any anyio task group) must be left by the task that entered it, so the runner is
 opened, held and closed by one long-lived host task (started by the first ``start``, ended by
-``close``), and ``run`` calls use it from their own tasks. A cancelled ``run`` (``ray.cancel``)
-gets a ``CancelledError`` inside the unit's scan: its part is discarded, its previous entry stands.
+``close``), and ``run`` calls use it from their own tasks.
 
-**Progress.** While a unit runs, ``progress()`` answers with its live counters (``UnitLive``): the
-runner publishes its scan's ``statistics`` (``runner.live_unit``) and each call takes one snapshot,
-so the driver, which asks a busy worker every 0.2 s, sees a unit move page by page while the worker
-does no work per page (nor per record) for it.
+**Cancelling a unit** is ``cancel(unit, attempt)``: it cancels the anyio cancel scope the unit runs
+in, so its part is discarded and its previous entry stands, or, when the cancellation lands while
+the part is being committed (in a thread, shielded), the commit ends first and the unit stays
+committed. ``ray.cancel`` would instead cancel the asyncio task of the ``run`` call, and asyncio's
+own cancellation goes through anyio's shields: the writer would discard a part while its commit
+thread was naming it in the unit's entry (an entry without its file).
+
+**Several units at once.** The driver may call ``run`` again before the earlier calls return (up
+to its ``units_per_worker``): each call is a task of its own on the actor's loop, and they share the
+one runner (its HTTP sessions, rate limiters and credential cache), while what is a unit's own
+stays its own: its scan stream, its part writer, its live counters (kept by (unit, attempt)).
+
+**Progress.** While units run, ``progress()`` answers with their live counters (``UnitLive``, one
+per unit that has started listing): the runner publishes each scan's ``statistics``
+(``runner.live_unit``) and each call takes one snapshot of each, so the driver, which asks a busy
+worker every 0.2 s, sees its units move page by page while the worker does no work per page (nor
+per record) for it.
 """
 
 from __future__ import annotations
@@ -20,9 +32,12 @@ import socket
 from collections.abc import Callable
 from dataclasses import replace
 
+import anyio
+
 from scanner.distributed.runner import RunnerFactory, UnitRunner, WorkerSlot, live_unit
 from scanner.distributed.units import UnitLive, UnitReport, WorkerInfo, WorkUnit
 from scanner.engine.stats import ScanStatistics
+from scanner.errors import ScannerError
 
 __all__ = ["UnitWorker"]
 
@@ -37,9 +52,8 @@ class UnitWorker:
         self._host: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[UnitRunner] | None = None
         self._stop = asyncio.Event()
-        #: The unit running now, its attempt, and where its counters are read (once published).
-        self._running: tuple[WorkUnit, int] | None = None
-        self._source: Callable[[], ScanStatistics] | None = None
+        #: The units running now, by (unit, attempt).
+        self._running: dict[tuple[WorkUnit, int], _Running] = {}
 
     async def _serve(self, ready: asyncio.Future[UnitRunner]) -> None:
         try:
@@ -62,27 +76,35 @@ class UnitWorker:
         return WorkerInfo(index=self._slot.index, pid=os.getpid(), host=socket.gethostname())
 
     async def run(self, unit: WorkUnit, attempt: int) -> UnitReport:
+        """Scan ``unit`` (attempt ``attempt``) into its part; ``ScannerError`` if it was cancelled
+        (``cancel``) before its commit."""
         runner = self._runner or await self._ensure_started()
-        self._running, self._source = (unit, attempt), None
-
-        def publish(source: Callable[[], ScanStatistics]) -> None:
-            if self._running == (unit, attempt):
-                self._source = source
-
+        key = (unit, attempt)
+        running = self._running[key] = _Running()
+        report: UnitReport | None = None
         try:
-            with live_unit(publish):
+            with running.scope, live_unit(running.publish):
                 report = await runner(unit)
         finally:
-            if self._running == (unit, attempt):
-                self._running = self._source = None
+            self._running.pop(key, None)
+        if report is None:
+            raise ScannerError(f"unit {unit}, attempt {attempt}: cancelled before its commit")
         return replace(report, worker=self._info(), attempt=attempt)
 
-    async def progress(self) -> UnitLive | None:
-        """The live counters of the unit running now (None: none, or it has not started listing)."""
-        running, source = self._running, self._source
-        if running is None or source is None:
-            return None
-        return UnitLive(running[0], running[1], source())
+    async def cancel(self, unit: WorkUnit, attempt: int) -> None:
+        """Cancel the unit's scan if it runs here (its ``run`` then raises, or returns its report
+        if it was committing already); nothing if it does not."""
+        running = self._running.get((unit, attempt))
+        if running is not None:
+            running.scope.cancel()
+
+    async def progress(self) -> tuple[UnitLive, ...]:
+        """The live counters of the units running now (those that have started listing)."""
+        return tuple(
+            UnitLive(unit, attempt, running.source())
+            for (unit, attempt), running in list(self._running.items())
+            if running.source is not None
+        )
 
     async def _ensure_started(self) -> UnitRunner:
         await self.start()
@@ -93,3 +115,16 @@ class UnitWorker:
         self._stop.set()
         if self._host is not None:
             await asyncio.gather(self._host, return_exceptions=True)
+
+
+class _Running:
+    """A unit running in the worker: its cancel scope, and where its counters are read."""
+
+    __slots__ = ("scope", "source")
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.source: Callable[[], ScanStatistics] | None = None
+
+    def publish(self, source: Callable[[], ScanStatistics]) -> None:
+        self.source = source

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from scanner.distributed import (
@@ -220,3 +221,146 @@ async def test_an_idle_worker_helps_with_a_busy_account_once_no_fresh_one_is_lef
     by_worker = {index: [r.unit for r in reports if r.worker and r.worker.index == index] for index in (0, 1)}
     assert WorkUnit("small", "r0", 1) in by_worker[1]
     assert any(unit.account == "big" for unit in by_worker[1])  # it stole work once "small" was done
+
+
+# --- several units in flight on a worker (units_per_worker) ----------------------------------------
+
+
+class SlotWorker:
+    """Runs several units at once; records how many it had in flight. ``die_at``: when it first
+    holds that many units, its process 'dies': every unit in flight on it ends with WorkerLost."""
+
+    def __init__(self, index: int, *, delays: dict[str, float], die_at: int | None = None) -> None:
+        self.index = index
+        self.delays = delays
+        self.die_at = die_at
+        self.pid = 2000 + index
+        self.in_flight: set[str] = set()
+        self.peak = 0
+        self.ran: list[tuple[str, int]] = []
+        self.lost_units: set[str] = set()
+        self._died = anyio.Event()
+
+    async def start(self) -> WorkerInfo:
+        await anyio.lowlevel.checkpoint()  # a real worker answers later: the other may be up first
+        if self._died.is_set():  # restarted
+            self._died = anyio.Event()
+        return WorkerInfo(self.index, self.pid, "here")
+
+    async def run(self, unit: WorkUnit, attempt: int) -> UnitReport:
+        self.ran.append((unit.region, attempt))
+        self.in_flight.add(unit.region)
+        self.peak = max(self.peak, len(self.in_flight))
+        try:
+            if self.die_at is not None and len(self.in_flight) >= self.die_at:
+                self.die_at = None
+                self.lost_units = set(self.in_flight)
+                self.pid += 100  # restarted: a new process
+                self._died.set()
+                raise WorkerLost("process died")
+            with anyio.move_on_after(self.delays[unit.region]) as waited:
+                await self._died.wait()
+            if not waited.cancelled_caught:  # it died while this unit ran on it
+                raise WorkerLost("process died")
+        finally:
+            self.in_flight.discard(unit.region)
+        return UnitReport(
+            unit=unit,
+            status="complete",
+            records=unit.size or 0,
+            worker=WorkerInfo(self.index, self.pid, "here"),
+            attempt=attempt,
+        )
+
+    async def stop(self) -> None:
+        return None
+
+
+SIZES = {f"r{i}": size for i, size in enumerate([50, 900, 300, 10, 700, 80, 600, 20, 400, 100])}
+
+
+@pytest.mark.asyncio
+async def test_each_worker_runs_up_to_its_slots_biggest_first_every_unit_once() -> None:
+    delays = {region: 0.02 + (size % 7) * 0.005 for region, size in SIZES.items()}
+    workers = [SlotWorker(0, delays=delays), SlotWorker(1, delays=delays)]
+    events: list[DriverEvent] = []
+    in_flight: dict[int, int] = {0: 0, 1: 0}
+    most: dict[int, int] = {0: 0, 1: 0}
+
+    def on_event(event: DriverEvent) -> None:
+        events.append(event)
+        if isinstance(event, UnitStarted):
+            in_flight[event.worker.index] += 1
+            most[event.worker.index] = max(most[event.worker.index], in_flight[event.worker.index])
+        elif isinstance(event, UnitFinished):
+            assert event.report.worker is not None
+            in_flight[event.report.worker.index] -= 1
+
+    work = units(*SIZES, sizes=SIZES)
+    reports = await drive(work, workers, give_up=give_up, on_event=on_event, units_per_worker=3)
+
+    assert most == {0: 3, 1: 3}  # the driver never had more than 3 on a worker, and filled them
+    assert [w.peak for w in workers] == [3, 3]  # nor did the workers see more
+    started = [e.unit.region for e in events if isinstance(e, UnitStarted)]
+    assert started == sorted(SIZES, key=lambda region: -SIZES[region])  # handed out biggest first
+    first = [e.worker.index for e in events if isinstance(e, UnitStarted)][:6]
+    assert first == [0, 1, 0, 1, 0, 1]  # the biggest alternate between the workers
+    assert sorted(r.unit.region for r in reports) == sorted(SIZES)  # every unit reported once
+    assert sorted(region for w in workers for region, _ in w.ran) == sorted(SIZES)  # and run once
+    assert all(r.complete and r.attempt == 1 for r in reports)
+    assert not [e for e in events if isinstance(e, UnitRetried)]
+
+
+@pytest.mark.asyncio
+async def test_the_units_in_flight_on_a_lost_worker_all_run_again_once_elsewhere() -> None:
+    delays = dict.fromkeys(SIZES, 0.05)
+    workers = [SlotWorker(0, delays=delays, die_at=3), SlotWorker(1, delays=delays)]
+    events: list[DriverEvent] = []
+    reports = await drive(
+        units(*SIZES, sizes=SIZES), workers, give_up=give_up, on_event=events.append, units_per_worker=3
+    )
+    lost = workers[0].lost_units
+    assert len(lost) == 3  # it died with 3 units in flight
+    retried = [e for e in events if isinstance(e, UnitRetried)]
+    assert sorted(e.unit.region for e in retried) == sorted(lost)  # each of them retried, once
+    assert all(e.worker.index == 0 and e.attempt == 1 for e in retried)
+    by_region = {r.unit.region: r for r in reports}
+    assert sorted(by_region) == sorted(SIZES)
+    assert len(reports) == len(SIZES)  # every unit ended once
+    for region in lost:
+        again = by_region[region]
+        assert again.complete
+        assert again.attempt == 2
+        assert again.worker is not None
+        assert again.worker.index == 1  # on the other worker
+    ran = [run for w in workers for run in w.ran]
+    assert sorted(ran) == sorted([(region, 1) for region in SIZES] + [(region, 2) for region in lost])
+    assert all(r.attempt == 1 for region, r in by_region.items() if region not in lost)
+    summary = summarize(reports, planned=units(*SIZES, sizes=SIZES), duration_s=1.0, cancelled=False)
+    assert summary.complete
+    assert sorted(u["region"] for u in summary.to_dict()["units"]["retried"]) == sorted(lost)
+
+
+@pytest.mark.asyncio
+async def test_fewer_units_than_slots_are_shared_evenly() -> None:
+    delays = dict.fromkeys(SIZES, 0.05)
+    workers = [SlotWorker(0, delays=delays), SlotWorker(1, delays=delays)]
+    work = units(*list(SIZES)[:6], sizes=SIZES)
+    reports = await drive(work, workers, give_up=give_up, units_per_worker=16)
+    assert [w.peak for w in workers] == [3, 3]  # not 6 on whichever worker was up first
+    assert len(reports) == 6
+
+
+@pytest.mark.asyncio
+async def test_cancelling_stops_every_unit_in_flight_on_every_worker() -> None:
+    workers = [FakeWorker(0, delay=10), FakeWorker(1, delay=10)]
+    with anyio.move_on_after(0.2):
+        await drive(units("a", "b", "c", "d", "e"), workers, give_up=give_up, units_per_worker=2)
+    assert sorted(workers[0].cancelled + workers[1].cancelled) == ["a", "b", "c", "d"]
+    assert all(w.stopped for w in workers)
+
+
+@pytest.mark.asyncio
+async def test_units_per_worker_must_be_a_positive_integer() -> None:
+    with pytest.raises(ScannerError, match="units_per_worker must be a positive integer"):
+        await drive(units("a"), [FakeWorker(0)], give_up=give_up, units_per_worker=0)

@@ -14,7 +14,7 @@ import anyio
 import pytest
 import pytest_asyncio
 
-from scanner import Consistency, StaticCredentials
+from scanner import Concurrency, Consistency, StaticCredentials
 from scanner.distributed import (
     DirectoryRunnerFactory,
     DriverEvent,
@@ -35,6 +35,7 @@ from scanner.distributed.worker import UnitWorker
 from scanner.engine.stats import RegionStatistics, ScanStatistics
 from scanner.scandir import ScanParams
 from scanner.simulator import FaultConfig, FleetSpec, LongTail, Simulator
+from tests.distributed.conftest import directory_digest
 
 PAGE = 10  # records a page
 
@@ -176,6 +177,77 @@ async def test_stale_answers_of_another_unit_are_ignored() -> None:
     assert [e for e in events if isinstance(e, UnitFinished)]
 
 
+class SlotPagingWorker:
+    """Lists several units at once; ``progress()`` answers for all of them in one call."""
+
+    def __init__(self, index: int, *, pages: int, page_s: float) -> None:
+        self.index = index
+        self.pages = pages
+        self.page_s = page_s
+        self.asked = 0
+        self.pages_listed = 0
+        self.lives: dict[tuple[WorkUnit, int], UnitLive] = {}
+        self.answers: list[int] = []  # how many units each answer had
+
+    async def start(self) -> WorkerInfo:
+        return WorkerInfo(self.index, 100 + self.index, "here")
+
+    async def stop(self) -> None:
+        return None
+
+    async def run(self, unit: WorkUnit, attempt: int) -> UnitReport:
+        for page in range(1, self.pages + 1):
+            await anyio.sleep(self.page_s)
+            self.pages_listed += 1
+            self.lives[unit, attempt] = UnitLive(unit, attempt, counters(unit.region, page, self.pages))
+        del self.lives[unit, attempt]
+        final = counters(unit.region, self.pages, self.pages)
+        return UnitReport(
+            unit=unit,
+            status="complete",
+            records=final.records,
+            requests=final.requests,
+            worker=WorkerInfo(self.index, 100 + self.index, "here"),
+            attempt=attempt,
+            statistics=final,
+        )
+
+    async def progress(self) -> tuple[UnitLive, ...]:
+        self.asked += 1
+        self.answers.append(len(self.lives))
+        return tuple(self.lives.values())
+
+
+@pytest.mark.asyncio
+async def test_one_question_a_worker_carries_all_its_units_into_the_display() -> None:
+    workers = [SlotPagingWorker(i, pages=40, page_s=0.005) for i in range(2)]
+    work = [WorkUnit(None, f"r{i}") for i in range(6)]
+    progress = Progress(len(work), units=work)
+    seen: list[ScanStatistics] = []
+    live_units: list[int] = []  # units with live counters in the display, at each report
+
+    def on_event(event: DriverEvent) -> None:
+        progress.on_event(event)
+        if isinstance(event, UnitProgress):
+            now = progress.statistics(1.0)
+            seen.append(now)
+            live_units.append(sum(0 < r.instances_done < PAGE * 40 for r in now.regions.values()))
+
+    started = anyio.current_time()
+    await drive(work, workers, give_up=give_up, on_event=on_event, progress_interval=0.05, units_per_worker=3)
+    elapsed = anyio.current_time() - started
+
+    for worker in workers:
+        assert max(worker.answers) == 3  # three units in one answer
+        assert worker.asked <= elapsed / 0.05 + 2  # one question an interval, not one per unit
+    assert max(live_units) >= 4  # several units of each worker moving at once in the display
+    assert [s.instances_done for s in seen] == sorted(s.instances_done for s in seen)
+    final = progress.statistics(2.0)
+    assert final.records == final.instances_done == final.instances_known == 6 * 40 * PAGE
+    assert final.requests == 6 * 40
+    assert sorted(final.regions) == [f"r{i}" for i in range(6)]
+
+
 def test_organisation_progress_counts_accounts_done() -> None:
     work = [WorkUnit("111", "r1"), WorkUnit("111", "r2"), WorkUnit("222", "r1")]
     progress = Progress(3, units=work, accounts=3, accounts_done=1)  # one account failed while planned
@@ -193,13 +265,13 @@ def test_organisation_progress_counts_accounts_done() -> None:
 
 @pytest_asyncio.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    spec = FleetSpec(regions=1, services_per_region=4, total_instances=200, distribution=LongTail(1.0, 80))
+    spec = FleetSpec(regions=2, services_per_region=4, total_instances=400, distribution=LongTail(1.0, 80))
     async with Simulator(spec=spec, seed=5) as simulator:
         yield simulator
 
 
 @pytest.mark.asyncio
-async def test_a_worker_reports_its_unit_page_by_page(sim: Simulator, tmp_path: Path) -> None:
+async def test_a_worker_reports_its_units_in_flight_page_by_page(sim: Simulator, tmp_path: Path) -> None:
     sim.set_faults(FaultConfig(latency_ms=50))  # a unit takes a few round trips of pages
     key = StaticCredentials(sim.access_key_id, sim.access_key_secret)
     config = WorkerScanConfig(
@@ -207,32 +279,40 @@ async def test_a_worker_reports_its_unit_page_by_page(sim: Simulator, tmp_path: 
         endpoints=dict(sim.endpoints),
         allow_insecure_http=True,
         consistency=Consistency(page_size=10),
+        concurrency=Concurrency(pages_per_listing=1),  # a service's pages one after the other
     )
     factory = DirectoryRunnerFactory(config, str(tmp_path), ScanParams(regions=tuple(sim.regions)), "run1")
     worker = UnitWorker(factory, WorkerSlot(index=0, workers=1, assume_role_rate=1.0))
     await worker.start()
-    unit = WorkUnit(None, sim.regions[0])
-    assert await worker.progress() is None
-    seen: list[int] = []
-    report: UnitReport | None = None
+    units = {WorkUnit(None, region): attempt for attempt, region in enumerate(sim.regions, start=1)}
+    assert await worker.progress() == ()
+    seen: dict[WorkUnit, list[int]] = {unit: [] for unit in units}
+    together = 0  # answers that had both units
+    reports: dict[WorkUnit, UnitReport] = {}
 
-    async def scan() -> None:
-        nonlocal report
-        report = await worker.run(unit, 1)
+    async def scan(unit: WorkUnit) -> None:
+        reports[unit] = await worker.run(unit, units[unit])
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(scan)
-        while report is None:
+        for unit in units:  # both at once, on the worker's one runner
+            tg.start_soon(scan, unit)
+        while len(reports) < len(units):
             await anyio.sleep(0.02)
-            live = await worker.progress()
-            if live is not None:
-                assert (live.unit, live.attempt) == (unit, 1)
-                seen.append(live.statistics.records)
+            answer = await worker.progress()
+            together += len(answer) == 2
+            for live in answer:
+                assert live.attempt == units[live.unit]  # each unit's own attempt
+                seen[live.unit].append(live.statistics.records)
     await worker.close()
-    assert report is not None
-    assert report.complete
-    assert report.statistics is not None
-    assert report.statistics.records == report.records == 200
-    assert await worker.progress() is None  # nothing running
-    assert seen == sorted(seen)
-    assert len({count for count in seen if 0 < count < report.records}) >= 2  # page by page
+    assert await worker.progress() == ()  # nothing running
+    assert together >= 2
+    for unit, report in reports.items():
+        assert report.complete
+        assert report.attempt == units[unit]
+        assert report.statistics is not None
+        assert report.statistics.records == report.records
+        assert set(report.statistics.regions) == {unit.region}  # its own counters, not the other's
+        assert seen[unit] == sorted(seen[unit])
+        assert len({count for count in seen[unit] if 0 < count < report.records}) >= 2  # page by page
+    assert sum(report.records for report in reports.values()) == 400
+    assert directory_digest(tmp_path) == sim.fleet_digest()

@@ -19,7 +19,10 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 
 from scanner.cli import engine as cli_engine
+from scanner.cli.args import build_parser
+from scanner.cli.config import config_from
 from scanner.cli.main import main
+from scanner.distributed import DEFAULT_UNITS_PER_WORKER
 from scanner.simulator import Digest, Simulator
 from tests.distributed.conftest import directory_digest
 
@@ -59,10 +62,21 @@ def test_two_ray_workers_scan_exactly_the_simulated_fleet(small_fleet: Digest, t
 
 def test_ctrl_c_leaves_the_directory_for_resume(small_fleet: Digest, tmp_path: Path) -> None:
     out = tmp_path / "scan"
-    # One worker, a page of one instance, 200 requests/s: the second region takes ~3 s, and is
-    # still being listed when the first one's units line comes.
+    # One worker scanning one unit at a time, a page of one instance, 200 requests/s: the second
+    # region takes ~3 s, and is still being listed when the first one's units line comes.
     process = subprocess.Popen(
-        [*RAY_SCAN, str(out), "--workers", "1", "--page-size", "1", "--rate-limit", "200"],
+        [
+            *RAY_SCAN,
+            str(out),
+            "--workers",
+            "1",
+            "--units-per-worker",
+            "1",
+            "--page-size",
+            "1",
+            "--rate-limit",
+            "200",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -103,6 +117,19 @@ def _lines(stream: object) -> Iterator[str]:
         (["--workers", "2", "--output-dir", "{dir}"], "--workers needs --engine ray"),
         (["--ray-address", "auto", "--output-dir", "{dir}"], "--ray-address needs --engine ray"),
         (["--engine", "ray", "--output-dir", "{dir}", "--workers", "0"], "--workers must be positive"),
+        (["--units-per-worker", "4", "--output-dir", "{dir}"], "--units-per-worker needs --engine ray"),
+        (
+            ["--engine", "ray", "--output-dir", "{dir}", "--units-per-worker", "0"],
+            "--units-per-worker must be positive, got '0'",
+        ),
+        (
+            ["--engine", "ray", "--output-dir", "{dir}", "--units-per-worker", "1.5"],
+            "--units-per-worker must be a positive integer, got '1.5'",
+        ),
+        (
+            ["--engine", "ray", "--output-dir", "{dir}", "--units-per-worker", "many"],
+            "--units-per-worker must be a positive integer, got 'many'",
+        ),
         (["--engine", "spark", "--output-dir", "{dir}"], "invalid choice: 'spark'"),
     ],
 )
@@ -138,3 +165,13 @@ def test_a_local_scan_into_a_directory_never_imports_ray(tmp_path: Path) -> None
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_units_per_worker_reaches_the_ray_engine(tmp_path: Path) -> None:
+    def engine(*flags: str) -> cli_engine.EngineOptions:
+        argv = ["scan", "--simulate", "--output-dir", str(tmp_path / "scan"), "--engine", "ray", *flags]
+        return config_from(build_parser().parse_args(argv)).engine
+
+    assert engine("--units-per-worker", "3").units_per_worker == 3
+    # The CLI's default is the library's (the CLI does not import the library for a local scan).
+    assert engine().units_per_worker == cli_engine.DEFAULT_UNITS_PER_WORKER == DEFAULT_UNITS_PER_WORKER

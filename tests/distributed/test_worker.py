@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,10 +10,12 @@ import anyio
 import pytest
 import pytest_asyncio
 
-from scanner import Consistency, StaticCredentials
+from scanner import Consistency, ScannerError, StaticCredentials
 from scanner.distributed import (
     AssumedRoleSource,
     DirectoryRunnerFactory,
+    UnitReport,
+    UnitRunner,
     WorkerScanConfig,
     WorkerSlot,
     WorkUnit,
@@ -134,4 +137,105 @@ async def test_a_worker_moving_between_accounts_keeps_few_scanners_open(tmp_path
         assert all(report.complete for report in reports)
         assert account_digests(tmp_path) == {a: d for a, d in sim.org_digests().items() if d.count}
         # The credentials outlive the Scanners: one AssumeRole per account.
+        assert sim.org_info()["rpc_requests"]["Sts"]["AssumeRole"] == len(accounts)
+
+
+@pytest.mark.asyncio
+async def test_a_unit_cancelled_through_the_worker_leaves_no_trace(sim: Simulator, tmp_path: Path) -> None:
+    sim.set_faults(FaultConfig(latency_ms=200))
+    unit_worker = worker(sim, tmp_path)
+    await unit_worker.start()
+    unit = WorkUnit(None, sim.regions[0])
+    raised: list[BaseException] = []
+
+    async def scan() -> None:
+        try:
+            await unit_worker.run(unit, 1)
+        except ScannerError as exc:
+            raised.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(scan)
+        await anyio.sleep(0.55)  # ListServices answered, instance pages in flight
+        await unit_worker.cancel(unit, 2)  # another attempt: not this one
+        await unit_worker.cancel(unit, 1)
+    await unit_worker.close()
+    assert [str(exc) for exc in raised] == [f"unit {unit}, attempt 1: cancelled before its commit"]
+    assert ScanDirectory.open(tmp_path).entries() == {}
+    assert data_files(tmp_path) == []
+    assert await unit_worker.progress() == ()
+
+
+class CommittingFactory:
+    """A runner whose units end in a shielded 'commit' (as a part's commit thread is)."""
+
+    def __init__(self) -> None:
+        self.committing = anyio.Event()
+
+    @contextlib.asynccontextmanager
+    async def open(self, slot: WorkerSlot) -> AsyncIterator[UnitRunner]:
+        async def run(unit: WorkUnit) -> UnitReport:
+            with anyio.CancelScope(shield=True):
+                self.committing.set()
+                await anyio.sleep(0.1)
+            return UnitReport(unit=unit, status="complete", records=3)
+
+        yield run
+
+
+@pytest.mark.asyncio
+async def test_a_unit_cancelled_while_it_commits_stays_committed() -> None:
+    factory = CommittingFactory()
+    unit_worker = UnitWorker(factory, SLOT)
+    await unit_worker.start()
+    unit = WorkUnit(None, "r1")
+    reports: list[UnitReport] = []
+
+    async def scan() -> None:
+        reports.append(await unit_worker.run(unit, 1))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(scan)
+        await factory.committing.wait()
+        await unit_worker.cancel(unit, 1)
+    await unit_worker.close()
+    assert [(r.unit, r.status, r.records, r.attempt) for r in reports] == [(unit, "complete", 3, 1)]
+
+
+@pytest.mark.asyncio
+async def test_units_of_several_accounts_at_once_share_a_worker(tmp_path: Path) -> None:
+    org = OrgSpec(members=3, fleet=FleetSpec(regions=2, services_per_region=3), total_instances=300)
+    async with Simulator(org=org, seed=4) as sim:
+        assert sim.org is not None
+        sim.set_faults(FaultConfig(latency_ms=20))
+        accounts = [member.account_id for member in sim.org.scannable()]
+        key = StaticCredentials(sim.access_key_id, sim.access_key_secret)
+        source = AssumedRoleSource(
+            source=lambda: key, sts_endpoint=sim.sts_endpoint, allow_insecure_http=True
+        )
+        scan_config = WorkerScanConfig(
+            account_credentials=source,
+            endpoints=dict(sim.endpoints),
+            allow_insecure_http=True,
+            consistency=Consistency(page_size=10),
+        )
+        params = ScanParams(regions=tuple(sim.regions), accounts=tuple(accounts))
+        # One Scanner kept open when idle: the units in flight still keep theirs open.
+        factory = DirectoryRunnerFactory(scan_config, str(tmp_path), params, "run1", max_open_accounts=1)
+        unit_worker = UnitWorker(factory, SLOT)
+        await unit_worker.start()
+        reports: list[UnitReport] = []
+
+        async def scan(unit: WorkUnit) -> None:
+            reports.append(await unit_worker.run(unit, 1))
+
+        async with anyio.create_task_group() as tg:
+            for unit in [WorkUnit(account, region) for account in accounts for region in sim.regions]:
+                tg.start_soon(scan, unit)
+        await unit_worker.close()
+        assert len(reports) == 2 * len(accounts)
+        assert all(report.complete for report in reports)
+        assert account_digests(tmp_path) == {a: d for a, d in sim.org_digests().items() if d.count}
+        assert ScanDirectory.open(tmp_path).verify() == []
+        # Each account's role assumed once: its units shared its credentials.
         assert sim.org_info()["rpc_requests"]["Sts"]["AssumeRole"] == len(accounts)
