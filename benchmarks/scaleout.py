@@ -7,7 +7,8 @@ unit), with a quota of ``LIMIT_QPS`` requests/s per (account, region, action), t
 EAS's quotas, that the scanner is not told. Summed over the 32 scopes that is 16,000 requests/s,
 some forty times what one process can use (``summed_limit_qps`` against the local run's
 ``achieved_qps``); and one scope's quota is more than one core can use in one scope, so a Ray
-worker, which scans one unit at a time, is held by its CPU and not by a quota (``throttled`` 0).
+worker, even one unit at a time, is held by its CPU and not by a quota (``throttled`` 0; its
+``units_per_worker`` slots buy nothing here, see the README's model).
 Units are this big because a Ray worker pays a fixed wall time per unit (its first round trips and
 its commit, ``unit_costs.fixed_ms``) while the local engine overlaps its 32 accounts in flight:
 see the README's "Scaling out: a model".
