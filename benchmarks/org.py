@@ -27,6 +27,13 @@ client that caps its rate:
   whatever the client does. With even sizes it is just above the summed limit (the burst), so
   the summed limit is the bound; it stays computed so that a shape that breaks this shows.
 
+Where the scanner loses against the summed limit (the simulator's counters sampled every 2 s):
+the accounts open over the first 5-15 s (AssumeRole, then ListServices; longer the busier the
+machine), and a late account's scopes finish as late, so the scan's tail is that spread; and
+in the first 10-20 s all 400 scopes learn the limit at once (a first round of 8 into a bucket
+of 5, then a ramp), which throws most of the run's throttles. Steady state is at ~400 qps with
+5-10% throttled.
+
 ``exact``: every account's key digest equals the simulator's (``/_simulator/org/digests``).
 ``assume_role_calls`` against ``accounts + token_refreshes`` (goal: no more).
 """
