@@ -143,7 +143,9 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         goal("diff_exact", diff["exact"], "yes", diff["exact"] is True)
     org = results.get("org")
     if org:
-        ceiling = min(org["summed_limit_qps"], org["cpu_bound_qps"] or org["summed_limit_qps"])
+        # min(summed, CPU-bound, work-bound): benchmarks.org says why each bound is there.
+        bounds = (org["summed_limit_qps"], org["cpu_bound_qps"], org.get("work_bound_qps"))
+        ceiling = min(bound for bound in bounds if bound)
         achieved = _ratio(org["scanner"]["achieved_qps"], ceiling)
         goal("org_achieved_vs_min_limit_cpu", achieved, ">= 0.85", achieved is not None and achieved >= 0.85)
         calls, refreshes = org["scanner"]["assume_role_calls"], org["scanner"]["token_refreshes"]

@@ -150,6 +150,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     org.add_argument("--accounts", type=int, metavar="N", help="member accounts (default: the org preset's)")
     org.add_argument("--org-instances", type=int, metavar="N", help="instances over all members")
+    org.add_argument(
+        "--account-distribution",
+        choices=("longtail", "even"),
+        help="how --org-instances spread over the members: long-tailed (the preset's, the default), "
+        "or the same for each",
+    )
     org.add_argument("--folders", type=int, metavar="N", help="child folders under the root")
     org.add_argument("--role-name", help="the member role (default: ResourceDirectoryAccountAccessRole)")
     org.add_argument("--external-id", help="every role requires this ExternalId")
@@ -238,9 +244,12 @@ def _org(args: argparse.Namespace) -> OrgSpec | None:
     changes = {
         field: getattr(args, flag) for flag, field in _ORG_FLAGS.items() if getattr(args, flag) is not None
     }
-    if args.preset not in ORG_PRESETS and not changes:
+    if args.preset not in ORG_PRESETS and not changes and args.account_distribution is None:
         return None
     base = ORG_PRESETS.get(args.preset, ORG_PRESETS["org-small"])
+    if args.account_distribution is not None:
+        # "longtail": the preset's own long tail (every preset's sizes are long-tailed).
+        changes["account_sizes"] = Even() if args.account_distribution == "even" else base.account_sizes
     template = _spec(args)
     if template is not None:
         changes["fleet"] = template

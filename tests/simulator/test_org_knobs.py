@@ -19,7 +19,8 @@ from alibabacloud_sts20150401 import models as sts_models
 from scanner.eas.signing import EMPTY_BODY_SHA256, canonical_query, format_date, sign
 from scanner.errors import ConfigError
 from scanner.simulator import FleetSpec, OrgSpec, Simulator
-from scanner.simulator.org import ORG_PRESETS
+from scanner.simulator.org import ORG_PRESETS, SUCCESS_STATUSES
+from scanner.simulator.spec import Even
 from scanner.simulator.standalone import build_parser, simulator_from_args
 from scanner.testing import FakeClock
 from tests.simulator.helpers import RawClient
@@ -370,6 +371,38 @@ async def test_command_line_builds_an_organisation() -> None:
     assert (spec.list_management, spec.list_accounts_rate) == (True, 20.0)
     assert simulator_from_args(build_parser().parse_args(["--preset", "small"])).org is None
     assert simulator_from_args(build_parser().parse_args(["--accounts", "3"])).org is not None
+
+
+@pytest.mark.parametrize("preset", ["org-small", "org-large"])
+async def test_account_distribution_even_gives_every_member_the_same_size(preset: str) -> None:
+    common = ["--preset", preset, "--accounts", "37", "--org-instances", "10007", "--non-success", "2"]
+    even = simulator_from_args(build_parser().parse_args([*common, "--account-distribution", "even"])).org
+    tail = simulator_from_args(build_parser().parse_args(common)).org
+    assert even is not None
+    assert tail is not None
+    assert isinstance(even.spec.account_sizes, Even)
+    sizes = [m.instances for m in even.members if m.status in SUCCESS_STATUSES]
+    assert len(sizes) == 35
+    assert max(sizes) - min(sizes) <= 1
+    assert sum(sizes) == 10_007 == sum(m.instances for m in tail.members)
+    # Each member's fleet holds its size, and the default stays the preset's long tail.
+    member = even.members[0]
+    assert even.tenant(member.account_id).fleet.instance_count == member.instances
+    assert tail.spec.account_sizes == ORG_PRESETS[preset].account_sizes
+    tail_sizes = [m.instances for m in tail.members if m.status in SUCCESS_STATUSES]
+    assert max(tail_sizes) > 2 * min(tail_sizes)
+    longtail = simulator_from_args(build_parser().parse_args([*common, "--account-distribution", "longtail"]))
+    assert longtail.org is not None
+    assert longtail.org.spec.account_sizes == ORG_PRESETS[preset].account_sizes
+
+
+async def test_account_distribution_alone_makes_an_organisation() -> None:
+    org = simulator_from_args(build_parser().parse_args(["--account-distribution", "even"])).org
+    assert org is not None
+    assert org.spec.total_instances == ORG_PRESETS["org-small"].total_instances
+    sizes = [m.instances for m in org.members if m.status in SUCCESS_STATUSES]
+    assert max(sizes) - min(sizes) <= 1
+    assert sum(sizes) == org.spec.total_instances
 
 
 async def test_the_list_accounts_quota() -> None:
