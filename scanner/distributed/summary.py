@@ -23,7 +23,7 @@ from scanner.distributed.driver import (
     WorkerGone,
 )
 from scanner.distributed.units import UnitReport, WorkUnit
-from scanner.engine.stats import RegionStatistics, ScanStatistics
+from scanner.engine.stats import RegionStatistics, ScanStatistics, StatisticsTotals
 
 __all__ = ["DistributedSummary", "OrgRoster", "Progress", "summarize"]
 
@@ -276,7 +276,7 @@ class Progress:
         for unit in units:
             self._left[unit.account] = self._left.get(unit.account, 0) + 1
         self._live: dict[WorkUnit, ScanStatistics] = {}
-        self._ended = _Sums()
+        self._ended = StatisticsTotals()
 
     def on_event(self, event: DriverEvent) -> None:
         if isinstance(event, UnitProgress):
@@ -297,7 +297,7 @@ class Progress:
             self.records += report.records
             self.requests += report.requests
             self.failures += len(report.failures)
-            self._ended.add_report(report)
+            _add_report(self._ended, report)
             left = self._left.get(report.unit.account)
             if left is not None:
                 self._left[report.unit.account] = left - 1
@@ -318,8 +318,8 @@ class Progress:
 
     def statistics(self, elapsed_s: float) -> ScanStatistics:
         """The scan's counters now, as a local scan's ``statistics()`` gives them (regions by name)."""
-        sums = _Sums()
-        sums.add_sums(self._ended)
+        sums = StatisticsTotals()
+        sums.add(self._ended)
         for live in self._live.values():
             sums.add(live)
         done = sum(1 for account, left in self._left.items() if account is not None and left <= 0)
@@ -337,67 +337,25 @@ class Progress:
         )
 
 
-class _Sums:
-    """Counters added up, regions by name (an organisation's accounts added together)."""
-
-    def __init__(self) -> None:
-        self.requests = self.retries = self.throttled = self.bytes_received = 0
-        self.records = self.failures = 0
-        self.regions: dict[str, RegionStatistics] = {}
-
-    def add(self, stats: ScanStatistics) -> None:
-        self.requests += stats.requests
-        self.retries += stats.retries
-        self.throttled += stats.throttled
-        self.bytes_received += stats.bytes_received
-        self.records += stats.records
-        self.failures += stats.failures
-        for name, region in stats.regions.items():
-            self._region(name, region)
-
-    def add_sums(self, other: _Sums) -> None:
-        self.requests += other.requests
-        self.retries += other.retries
-        self.throttled += other.throttled
-        self.bytes_received += other.bytes_received
-        self.records += other.records
-        self.failures += other.failures
-        for name, region in other.regions.items():
-            self._region(name, region)
-
-    def add_report(self, report: UnitReport) -> None:
-        """A unit that ended: its last counters, or (none: given up, a custom runner) its report."""
-        if report.statistics is not None:
-            self.add(report.statistics)
-            return
-        summary = report.summary
-        self.requests += report.requests
-        self.records += report.records
-        self.failures += len(report.failures)
-        region = summary.get("regions", {}).get(report.unit.region) or {}
-        services = int(region.get("services", 0))
-        self._region(
-            report.unit.region,
-            RegionStatistics(
-                services_known=services,
-                services_done=services,
-                instances_known=report.records,
-                instances_done=report.records,
-                requests=report.requests,
-                error=None if report.complete else "; ".join(str(f.get("message")) for f in report.failures),
-            ),
-        )
-
-    def _region(self, name: str, region: RegionStatistics) -> None:
-        held = self.regions.get(name)
-        if held is None:
-            self.regions[name] = region
-            return
-        self.regions[name] = RegionStatistics(
-            services_known=held.services_known + region.services_known,
-            services_done=held.services_done + region.services_done,
-            instances_known=held.instances_known + region.instances_known,
-            instances_done=held.instances_done + region.instances_done,
-            requests=held.requests + region.requests,
-            error=held.error or region.error,
-        )
+def _add_report(totals: StatisticsTotals, report: UnitReport) -> None:
+    """A unit that ended: its last counters, or (none: given up, a custom runner) its report."""
+    if report.statistics is not None:
+        totals.add(report.statistics)
+        return
+    summary = report.summary
+    totals.requests += report.requests
+    totals.records += report.records
+    totals.failures += len(report.failures)
+    region = summary.get("regions", {}).get(report.unit.region) or {}
+    services = int(region.get("services", 0))
+    totals.add_region(
+        report.unit.region,
+        RegionStatistics(
+            services_known=services,
+            services_done=services,
+            instances_known=report.records,
+            instances_done=report.records,
+            requests=report.requests,
+            error=None if report.complete else "; ".join(str(f.get("message")) for f in report.failures),
+        ),
+    )

@@ -44,10 +44,10 @@ from scanner.engine.scheduler import ScanItem, ScanJob, ScanPlan, ScanRun
 from scanner.engine.stats import (
     AccountSummary,
     Failure,
-    RegionStatistics,
     RegionSummary,
     ScanStatistics,
     ScanSummary,
+    StatisticsTotals,
 )
 from scanner.errors import RequestError, ScanFailedError, ScannerError
 
@@ -144,11 +144,11 @@ class AccountStats:
         self.accounts: dict[str, _Account] = {}
         self.skipped: tuple[tuple[str, str], ...] = ()
         # Counters of accounts already ended (their jobs are dropped, so memory stays bounded).
-        self._ended = _Totals()
+        self._ended = StatisticsTotals()
 
     def snapshot(self, now: float) -> ScanStatistics:
-        totals = _Totals()
-        totals.add_totals(self._ended)
+        totals = StatisticsTotals()
+        totals.add(self._ended)
         for account in self.accounts.values():
             if account.job is not None and not account.done:
                 totals.add(account.job.stats.snapshot(now))
@@ -168,47 +168,6 @@ class AccountStats:
     def ended(self, account: _Account, now: float) -> None:
         if account.job is not None:
             self._ended.add(account.job.stats.snapshot(now))
-
-
-class _Totals:
-    def __init__(self) -> None:
-        self.requests = self.retries = self.throttled = self.bytes_received = 0
-        self.records = self.failures = 0
-        self.regions: dict[str, RegionStatistics] = {}
-
-    def add(self, stats: ScanStatistics) -> None:
-        self.requests += stats.requests
-        self.retries += stats.retries
-        self.throttled += stats.throttled
-        self.bytes_received += stats.bytes_received
-        self.records += stats.records
-        self.failures += stats.failures
-        for name, region in stats.regions.items():
-            self._add_region(name, region)
-
-    def add_totals(self, other: _Totals) -> None:
-        self.requests += other.requests
-        self.retries += other.retries
-        self.throttled += other.throttled
-        self.bytes_received += other.bytes_received
-        self.records += other.records
-        self.failures += other.failures
-        for name, region in other.regions.items():
-            self._add_region(name, region)
-
-    def _add_region(self, name: str, region: RegionStatistics) -> None:
-        held = self.regions.get(name)
-        if held is None:
-            self.regions[name] = region
-            return
-        self.regions[name] = RegionStatistics(
-            services_known=held.services_known + region.services_known,
-            services_done=held.services_done + region.services_done,
-            instances_known=held.instances_known + region.instances_known,
-            instances_done=held.instances_done + region.instances_done,
-            requests=held.requests + region.requests,
-            error=held.error or region.error,
-        )
 
 
 class AccountScan(ScanRun):

@@ -20,6 +20,7 @@ __all__ = [
     "ScanStatistics",
     "ScanSummary",
     "ServiceVerdict",
+    "StatisticsTotals",
 ]
 
 
@@ -297,4 +298,38 @@ class LiveStats:
             missing_services=missing_services,
             cancelled=cancelled,
             bytes_received=self.bytes_received,
+        )
+
+
+class StatisticsTotals:
+    """Scans' counters added up, regions by name: the live view of several scans at once (the
+    accounts of an organisation, the units of a distributed scan)."""
+
+    def __init__(self) -> None:
+        self.requests = self.retries = self.throttled = self.bytes_received = 0
+        self.records = self.failures = 0
+        self.regions: dict[str, RegionStatistics] = {}
+
+    def add(self, stats: ScanStatistics | StatisticsTotals) -> None:
+        self.requests += stats.requests
+        self.retries += stats.retries
+        self.throttled += stats.throttled
+        self.bytes_received += stats.bytes_received
+        self.records += stats.records
+        self.failures += stats.failures
+        for name, region in stats.regions.items():
+            self.add_region(name, region)
+
+    def add_region(self, name: str, region: RegionStatistics) -> None:
+        held = self.regions.get(name)
+        if held is None:
+            self.regions[name] = region
+            return
+        self.regions[name] = RegionStatistics(
+            services_known=held.services_known + region.services_known,
+            services_done=held.services_done + region.services_done,
+            instances_known=held.instances_known + region.instances_known,
+            instances_done=held.instances_done + region.instances_done,
+            requests=held.requests + region.requests,
+            error=held.error or region.error,
         )
