@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from scanner import (
     Account,
@@ -28,6 +28,18 @@ from scanner.scandir.params import ScanParams
 from scanner.scandir.shard import Shard
 
 __all__ = ["ScanConfig", "config_from"]
+
+
+class ScannerOptions(TypedDict):
+    """The ``Scanner`` arguments that come from flags alone (typed, so mypy checks them at the call)."""
+
+    endpoint_type: str
+    concurrency: Concurrency
+    rate_limit: RateLimit
+    retry: RetryPolicy
+    timeouts: Timeouts
+    connection_limits: ConnectionLimits
+    page_size: int
 
 
 @dataclass
@@ -69,6 +81,18 @@ class ScanConfig:
     shard: Shard | None = None
     #: --engine (local, or ray with --ray-address and --workers).
     engine: EngineOptions = field(default_factory=EngineOptions)
+
+    def scanner_options(self) -> ScannerOptions:
+        """``Scanner``'s keyword arguments these flags set, whoever builds it (either engine)."""
+        return {
+            "endpoint_type": self.endpoint_type,
+            "concurrency": self.concurrency,
+            "rate_limit": self.rate_limit,
+            "retry": self.retry,
+            "timeouts": self.timeouts,
+            "connection_limits": self.connection_limits,
+            "page_size": self.page_size,
+        }
 
     def scan_params(self) -> ScanParams:
         """What makes two runs parts of one scan directory (a resume refuses when it differs)."""

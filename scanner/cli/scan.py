@@ -189,13 +189,7 @@ async def _open_scanner(config: ScanConfig, stack: AsyncExitStack) -> Scanner:
         Scanner(
             credentials=credentials,
             endpoints=endpoints or None,
-            endpoint_type=config.endpoint_type,
-            concurrency=config.concurrency,
-            rate_limit=config.rate_limit,
-            retry=config.retry,
-            timeouts=config.timeouts,
-            connection_limits=config.connection_limits,
-            page_size=config.page_size,
+            **config.scanner_options(),
             **accounts,
         )
     )
