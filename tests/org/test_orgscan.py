@@ -22,8 +22,9 @@ from scanner.engine.stats import ScanStatistics
 from scanner.org.sources import Account, Organization
 from scanner.output.progress import describe
 from scanner.simulator import OrgSpec, Simulator, account_key_digests
-from scanner.simulator.org import ORG_PRESETS, SUCCESS_STATUSES
+from scanner.simulator.org import ORG_PRESETS
 from scanner.testing import FakeClock
+from tests.org.members import members_by_flag
 
 pytestmark = pytest.mark.asyncio
 
@@ -63,21 +64,6 @@ async def org_small() -> AsyncIterator[Simulator]:
 async def knob_sim() -> AsyncIterator[Simulator]:
     async with Simulator(org=KNOBS, seed=9) as simulator:
         yield simulator
-
-
-def members_by_flag(sim: Simulator) -> dict[str, list[str]]:
-    assert sim.org is not None
-    out: dict[str, list[str]] = {"ok": [], "skipped": [], "missing_role": [], "denied": []}
-    for m in sim.org.members:
-        if m.status not in SUCCESS_STATUSES:
-            out["skipped"].append(m.account_id)
-        elif not m.role_exists:
-            out["missing_role"].append(m.account_id)
-        elif m.eas_denied:
-            out["denied"].append(m.account_id)
-        else:
-            out["ok"].append(m.account_id)
-    return out
 
 
 async def test_org_small_scan_is_exact_per_account(org_small: Simulator) -> None:

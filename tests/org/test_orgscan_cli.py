@@ -20,8 +20,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from scanner import cli
 from scanner.simulator import OrgSpec, Simulator, account_key_digests
-from scanner.simulator.org import SUCCESS_STATUSES
 from tests.cli.conftest import Run, ThreadedSimulator, run_process
+from tests.org.members import members_by_flag
 
 KNOBS = OrgSpec(members=8, total_instances=400, non_success=2, missing_role=1, eas_denied=1)
 
@@ -74,18 +74,7 @@ def org_args(org: ThreadedSimulator) -> list[str]:
 
 
 def flags(org: ThreadedSimulator) -> dict[str, list[str]]:
-    assert org.sim.org is not None
-    out: dict[str, list[str]] = {"ok": [], "skipped": [], "missing_role": [], "denied": []}
-    for m in org.sim.org.members:
-        if m.status not in SUCCESS_STATUSES:
-            out["skipped"].append(m.account_id)
-        elif not m.role_exists:
-            out["missing_role"].append(m.account_id)
-        elif m.eas_denied:
-            out["denied"].append(m.account_id)
-        else:
-            out["ok"].append(m.account_id)
-    return out
+    return members_by_flag(org.sim)
 
 
 def digests(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
