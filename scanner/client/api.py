@@ -405,7 +405,7 @@ def response_error(
     """
     code = message = request_id = None
     try:
-        data = orjson.loads(redact.scrub(raw.body))
+        data = orjson.loads(_without_bom(redact.scrub(raw.body)))
     except orjson.JSONDecodeError:
         data = None
     if isinstance(data, dict):
@@ -466,9 +466,18 @@ def _decode_error(
     )
 
 
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+def _without_bom(body: bytes) -> bytes:
+    """``body`` without a leading UTF-8 byte order mark, which some gateways put before JSON (and
+    orjson, following RFC 8259, refuses)."""
+    return body[3:] if body.startswith(_BOM) else body
+
+
 def _decode_object(raw: Response, region: str, action: str, service: str | None) -> dict[str, Any]:
     try:
-        data = orjson.loads(raw.body)
+        data = orjson.loads(_without_bom(raw.body))
     except orjson.JSONDecodeError as exc:
         problem = f"the body is not valid JSON ({exc}; {len(raw.body)} bytes)"
         raise _decode_error(problem, raw, None, region, action, service) from None

@@ -53,6 +53,8 @@ __all__ = [
     "json_response",
     "make_fleet",
     "raw_response",
+    "reshaped",
+    "xml_error_response",
 ]
 
 #: The API caps PageSize at 100.
@@ -254,6 +256,38 @@ def error_response(
     """The API's JSON error shape."""
     body = {"RequestId": "E5C6B4A1-0000-4000-8000-HOSTILE", "Code": code, "Message": message}
     return json_response(body, status=status, content_type=ERROR_CONTENT_TYPE, headers=headers)
+
+
+def xml_error_response(
+    status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The API's error in XML, as Alibaba's gateways send it (the SDK reads it for ``text/xml``)."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>\n'
+        "  <RequestId>E5C6B4A1-0000-4000-8000-HOSTILEXML</RequestId>\n"
+        "  <HostId>pai-eas.cn-hangzhou.aliyuncs.com</HostId>\n"
+        f"  <Code>{code}</Code>\n  <Message>{message}</Message>\n"
+        "  <Recommend><![CDATA[https://api.aliyun.com/troubleshoot?q=" + code + "]]></Recommend>\n"
+        "</Error>\n"
+    ).encode()
+    return raw_response(body, status=status, content_type="text/xml;charset=utf-8", headers=headers)
+
+
+def reshaped(
+    response: web.StreamResponse,
+    *,
+    data: Callable[[Any], Any] | None = None,
+    prefix: bytes = b"",
+) -> web.StreamResponse:
+    """``response`` (a whole JSON answer) with its decoded body passed through ``data``, and
+    ``prefix`` (a byte order mark, say) before its bytes. Status and headers are kept."""
+    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+        return response
+    body = response.body
+    if data is not None:
+        body = json.dumps(data(json.loads(body)), ensure_ascii=False, separators=(",", ":")).encode()
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return web.Response(status=response.status, body=prefix + body, headers=headers)
 
 
 async def _write_quietly(response: web.StreamResponse, chunks: Iterable[bytes]) -> None:
