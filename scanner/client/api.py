@@ -233,6 +233,15 @@ class EasClient:
         except DecodeError as exc:
             _redact_error(exc, redact)
             raise
+        except _ErrorIn2xx as exc:
+            raise response_error(
+                exc.raw,
+                redact,
+                self._clock.wall(),
+                action=exc.action,
+                region=exc.region,
+                service=exc.service,
+            ) from None
 
     def _prepare(
         self, endpoint: Endpoint, action: str, path: str, query: str, credentials: Credentials
@@ -475,6 +484,31 @@ def _without_bom(body: bytes) -> bytes:
     return body[3:] if body.startswith(_BOM) else body
 
 
+#: ``Code`` values some APIs put in a successful answer: not errors.
+_SUCCESS_CODES: Final = frozenset({"0", "200", "ok", "success"})
+
+
+class _ErrorIn2xx(Exception):
+    """A 2xx answer that is an API error body (``Code``, ``Message``) instead of the data asked for.
+
+    Some gateways answer 200 whatever happened and say the error in the body; the SDK would read
+    it as an empty page. ``EasClient._decode`` turns it into the error its code names.
+    """
+
+    def __init__(self, raw: Response, region: str, action: str, service: str | None) -> None:
+        super().__init__()
+        self.raw, self.region, self.action, self.service = raw, region, action, service
+
+
+def _check_error_in_2xx(
+    data: dict[str, Any], items_key: str, raw: Response, region: str, action: str, service: str | None
+) -> None:
+    """Raise ``_ErrorIn2xx`` when ``data`` (without ``items_key``) carries an error code."""
+    code = first_str(data, "Code", "code")
+    if code is not None and data.get(items_key) is None and code.lower() not in _SUCCESS_CODES:
+        raise _ErrorIn2xx(raw, region, action, service)
+
+
 def _decode_object(raw: Response, region: str, action: str, service: str | None) -> dict[str, Any]:
     try:
         data = orjson.loads(_without_bom(raw.body))
@@ -490,6 +524,7 @@ def _decode_regions(raw: Response, region: str, action: str) -> list[Region]:
     data = _decode_object(raw, region, action, None)
     regions = data.get("Regions")
     if type(regions) is not list:
+        _check_error_in_2xx(data, "Regions", raw, region, action, None)
         raise _decode_error("Regions is missing or not a list", raw, data, region, action, None)
     result = []
     for entry in regions:
@@ -520,6 +555,8 @@ def _decode_page(
 
     total = data.get("TotalCount")
     if type(total) is not int or total < 0:
+        if total is None:
+            _check_error_in_2xx(data, items_key, raw, region, action, service)
         error = fail(f"TotalCount is missing or not a non-negative integer ({total!r})")
         if total is not None:
             error.code = "ImplausibleTotalCount"  # a count no listing can have (issue 11)

@@ -14,6 +14,8 @@ from pathlib import Path
 from tests.hostile.harness import (
     BAD,
     EXIT_COMPLETE,
+    EXIT_INCOMPLETE,
+    assert_failure,
     assert_outcome,
     assert_records,
     assert_well_behaved,
@@ -60,3 +62,44 @@ def test_a_throttle_after_a_byte_order_mark_is_still_a_throttle(tmp_path: Path) 
     assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
     assert_records(run, server)
     assert run.summary["throttled"] >= 1, f"the answer was a throttle\n{run.explain()}"
+
+
+# --- an error code in a 200 ------------------------------------------------------------------------
+
+
+def _error_in_a_200(code: str, message: str) -> Response:
+    return error_response(200, code, message)
+
+
+def test_a_throttle_answered_with_status_200_is_a_throttle(tmp_path: Path) -> None:
+    """Some gateways answer every request 200 and say the error in the body. A ``Throttling.User``
+    there is a throttle: slowed down for and retried, not a page to decode."""
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        return _error_in_a_200(*THROTTLED_USER) if on_svc_a_once(server, call) else None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    assert_records(run, server)
+    assert run.summary["throttled"] >= 1, f"the answer was a throttle\n{run.explain()}"
+
+
+def test_a_refusal_answered_with_status_200_fails_with_its_code_unretried(tmp_path: Path) -> None:
+    """A ``Forbidden.RAM`` in a 200: the service fails with the server's code and words (the fix is
+    a permission), once, instead of a retried 'TotalCount is missing'."""
+    message = "User not authorized to operate on the specified resource."
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            return _error_in_a_200("Forbidden.RAM", message)
+        return None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    failure = assert_failure(run, region=BAD, service="svc-a", codes=["Forbidden.RAM"])
+    assert message in str(failure["message"]), f"the server's message must be shown: {failure}"
+    assert_records(run, server, none_of=[(BAD, "svc-a")])
+    requests = server.count("ListServiceInstances", region=BAD, service="svc-a")
+    assert requests == 1, f"a refusal is not retried: expected 1 request, got {requests}"

@@ -1,0 +1,49 @@
+"""EasClient against answers real servers give that the API reference does not show (the
+end-to-end cases are in tests/hostile/test_real_servers.py): the client-level details."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from scanner.errors import AuthError, DecodeError, ThrottledError
+from tests.test_client import AK_ID, SECRET, Scripted, make_client, reply
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_an_error_code_in_a_200_is_that_error_for_every_operation() -> None:
+    mocked = Scripted()
+    body = orjson.dumps({"RequestId": "R-1", "Code": "Throttling.User", "Message": f"slow down {SECRET}"})
+    for _ in range(3):
+        reply(mocked, body=body)
+    async with make_client(transport=mocked.transport) as client:
+        for call in (
+            client.describe_regions(),
+            client.list_services("cn-shanghai"),
+            client.list_service_instances("cn-shanghai", "foo"),
+        ):
+            with pytest.raises(ThrottledError) as caught:
+                await call
+            error = caught.value
+            assert (error.status, error.code, error.request_id) == (200, "Throttling.User", "R-1")
+            assert SECRET not in str(error), "the server's words are redacted like any error's"
+
+
+async def test_an_echoed_key_id_in_a_200_error_is_masked() -> None:
+    mocked = Scripted()
+    reply(mocked, body=orjson.dumps({"Code": "Forbidden.RAM", "Message": f"key {AK_ID} may not"}))
+    async with make_client(transport=mocked.transport) as client:
+        with pytest.raises(AuthError) as caught:
+            await client.list_service_instances("cn-shanghai", "foo")
+    assert AK_ID not in str(caught.value)
+
+
+@pytest.mark.parametrize("code", ["Success", "200", "OK"])
+async def test_a_success_code_without_the_data_is_still_not_a_page(code: str) -> None:
+    """Some APIs put ``"Code": "Success"`` in every good answer: that is no error to report."""
+    mocked = Scripted()
+    reply(mocked, body=orjson.dumps({"RequestId": "R-2", "Code": code, "Data": {}}))
+    async with make_client(transport=mocked.transport) as client:
+        with pytest.raises(DecodeError):
+            await client.list_service_instances("cn-shanghai", "foo")
