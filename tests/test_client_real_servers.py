@@ -47,3 +47,41 @@ async def test_a_success_code_without_the_data_is_still_not_a_page(code: str) ->
     async with make_client(transport=mocked.transport) as client:
         with pytest.raises(DecodeError):
             await client.list_service_instances("cn-shanghai", "foo")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"RequestId": "R-3"},
+        {"RequestId": "R-3", "PageNumber": 2},
+        {"RequestId": "R-3", "TotalCount": None, "PageNumber": None, "PageSize": None, "Instances": None},
+        {"RequestId": "R-3", "PageNumber": None, "Instances": []},
+    ],
+    ids=["all left out", "TotalCount left out", "all null", "paging null"],
+)
+async def test_an_empty_page_with_its_zero_values_left_out_or_null(payload: dict[str, object]) -> None:
+    mocked = Scripted()
+    reply(mocked, payload)
+    async with make_client(transport=mocked.transport) as client:
+        page = await client.list_service_instances("cn-shanghai", "foo", page_number=2, page_size=50)
+    expected_number = payload.get("PageNumber") or 2
+    assert (page.items, page.total_count, page.page_number, page.page_size) == ([], 0, expected_number, 50)
+    assert page.request_id == "R-3"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"RequestId": "R-4", "Data": {"Instances": [{"InstanceName": "a"}]}},
+        {"Instances": [{"InstanceName": "a"}]},
+    ],
+    ids=["another shape", "items without a count"],
+)
+async def test_a_body_without_a_count_is_an_empty_page_only_when_it_is_a_page(
+    payload: dict[str, object],
+) -> None:
+    mocked = Scripted()
+    reply(mocked, payload)
+    async with make_client(transport=mocked.transport) as client:
+        with pytest.raises(DecodeError):
+            await client.list_service_instances("cn-shanghai", "foo")

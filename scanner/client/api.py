@@ -537,6 +537,9 @@ def _decode_regions(raw: Response, region: str, action: str) -> list[Region]:
 
 
 _DICT_ONLY: Final = frozenset({dict})
+_ITEMS_KEYS: Final = frozenset({"Instances", "Services"})
+#: Every key of a ListServices or ListServiceInstances answer.
+_PAGE_KEYS: Final = frozenset({"RequestId", "TotalCount", "PageNumber", "PageSize", *_ITEMS_KEYS})
 
 
 def _decode_page(
@@ -554,15 +557,23 @@ def _decode_page(
         return _decode_error(problem, raw, data, region, action, service)
 
     total = data.get("TotalCount")
+    if total is None:
+        _check_error_in_2xx(data, items_key, raw, region, action, service)
+        if not data.get(items_key) and _PAGE_KEYS.issuperset(data):
+            # An empty listing from a server that leaves zero values out (Go's ``omitempty``:
+            # no TotalCount, no items) or sends them as null. Only a body of a page's own keys:
+            # with items, the count is needed; with other keys, this is some other answer.
+            total = 0
     if type(total) is not int or total < 0:
-        if total is None:
-            _check_error_in_2xx(data, items_key, raw, region, action, service)
         error = fail(f"TotalCount is missing or not a non-negative integer ({total!r})")
         if total is not None:
             error.code = "ImplausibleTotalCount"  # a count no listing can have (issue 11)
         raise error
-    page_number = data.get("PageNumber", page_number)
-    page_size = data.get("PageSize", page_size)
+    # The echo of the paging asked for; left out, or null, it is what was asked.
+    echoed = data.get("PageNumber")
+    page_number = page_number if echoed is None else echoed
+    echoed = data.get("PageSize")
+    page_size = page_size if echoed is None else echoed
     if type(page_number) is not int or type(page_size) is not int:
         raise fail(f"PageNumber/PageSize are not integers ({page_number!r}, {page_size!r})")
     items = data.get(items_key)

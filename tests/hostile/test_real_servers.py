@@ -10,18 +10,31 @@ did and what to do. The fleet and the harness are ``tests.hostile``'s.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.hostile.harness import (
     BAD,
     EXIT_COMPLETE,
     EXIT_INCOMPLETE,
+    GOOD,
+    SIZES,
     assert_failure,
     assert_outcome,
     assert_records,
     assert_well_behaved,
+    run_scan,
     scan,
 )
-from tests.hostile.server import Call, HostileServer, Response, error_response, reshaped
+from tests.hostile.server import (
+    Call,
+    HostileServer,
+    Response,
+    error_response,
+    make_fleet,
+    reshaped,
+)
 
 BOM = b"\xef\xbb\xbf"
 THROTTLED_USER = ("Throttling.User", "Request was denied due to user flow control.")
@@ -103,3 +116,47 @@ def test_a_refusal_answered_with_status_200_fails_with_its_code_unretried(tmp_pa
     assert_records(run, server, none_of=[(BAD, "svc-a")])
     requests = server.count("ListServiceInstances", region=BAD, service="svc-a")
     assert requests == 1, f"a refusal is not retried: expected 1 request, got {requests}"
+
+
+# --- zero values left out, or null ---------------------------------------------------------------
+
+EMPTY_REGION = "cn-beijing"
+_ZERO: tuple[Any, ...] = (0, "", [], {}, False, None)
+
+
+def _omitempty(data: Any) -> Any:
+    """What Go's encoding/json sends for a struct whose fields are all ``omitempty``: zero values
+    (``TotalCount: 0``, an empty ``Instances``) are left out."""
+    return {key: value for key, value in data.items() if not any(value is z or value == z for z in _ZERO)}
+
+
+def _nulls(data: Any) -> Any:
+    """What a server with pointer fields left unset sends: ``null`` for the zero values, and for
+    the echoed paging (which it never filled in)."""
+    nulled = {
+        key: None if any(value is z or value == z for z in _ZERO) else value for key, value in data.items()
+    }
+    return {**nulled, "PageNumber": None, "PageSize": None}
+
+
+@pytest.mark.parametrize("shape", [_omitempty, _nulls], ids=["zero values left out", "zero values null"])
+def test_an_empty_listing_without_its_zero_count_is_read_as_empty(tmp_path: Path, shape: Any) -> None:
+    """An empty service (in every region) and a region without services, in each answer's shape:
+    complete, every record exact. (An answer with items and no TotalCount is still refused:
+    tests/test_client.py.)"""
+    regions = (BAD, GOOD, EMPTY_REGION)
+    fleet = make_fleet(regions, {**SIZES, "svc-empty": 0})
+    fleet[EMPTY_REGION] = []
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if call.action not in ("ListServices", "ListServiceInstances"):
+            return None
+        return reshaped(server.honest(call), data=shape)
+
+    with HostileServer(fleet, behave) as server:
+        run = run_scan(server, tmp_path, regions=regions)
+    assert not server.errors, server.errors
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    assert_records(run, server)
+    assert run.summary["regions"][EMPTY_REGION]["complete"] is True, run.explain()
