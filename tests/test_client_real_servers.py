@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from scanner.errors import AuthError, DecodeError, ThrottledError
+from scanner.errors import ApiError, AuthError, DecodeError, ThrottledError
 from tests.test_client import AK_ID, SECRET, Scripted, make_client, reply
 
 pytestmark = pytest.mark.asyncio
@@ -85,3 +85,46 @@ async def test_a_body_without_a_count_is_an_empty_page_only_when_it_is_a_page(
     async with make_client(transport=mocked.transport) as client:
         with pytest.raises(DecodeError):
             await client.list_service_instances("cn-shanghai", "foo")
+
+
+XML_THROTTLE = b"""\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?>
+<Error>
+  <RequestId>X-1</RequestId>
+  <HostId>pai-eas.cn-shanghai.aliyuncs.com</HostId>
+  <Code>Throttling.User</Code>
+  <Message><![CDATA[Request was denied
+    due to user flow control & more.]]></Message>
+</Error>"""
+
+
+async def test_an_xml_error_is_read_like_a_json_one() -> None:
+    mocked = Scripted()
+    reply(mocked, status=400, body=XML_THROTTLE, content_type="text/xml;charset=utf-8")
+    reply(mocked, status=403, body=b"<Error><Code>Forbidden.RAM</Code><Message>no &amp; no</Message></Error>")
+    async with make_client(transport=mocked.transport) as client:
+        with pytest.raises(ThrottledError) as throttled:
+            await client.list_service_instances("cn-shanghai", "foo")
+        with pytest.raises(AuthError) as refused:
+            await client.list_service_instances("cn-shanghai", "foo")
+    error = throttled.value
+    assert (error.status, error.code, error.request_id) == (400, "Throttling.User", "X-1")
+    assert error.message == "Request was denied due to user flow control & more."
+    assert (refused.value.code, refused.value.message) == ("Forbidden.RAM", "no & no")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<?xml version='1.0'?><Error><Message>busy</Message></Error>",
+        b"<html><body><Code>X</Code></body></html>",
+    ],
+    ids=["XML without a code", "HTML"],
+)
+async def test_other_markup_is_still_shown_as_a_snippet(body: bytes) -> None:
+    mocked = Scripted()
+    reply(mocked, status=400, body=body, content_type="text/html")
+    async with make_client(transport=mocked.transport) as client:
+        with pytest.raises(ApiError) as caught:
+            await client.list_service_instances("cn-shanghai", "foo")
+    assert caught.value.code is None
+    assert "HTTP 400 with a non-JSON body" in caught.value.message

@@ -396,6 +396,32 @@ def _parse_http_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+#: How much of an XML error body is searched for its fields (a real one is a few hundred bytes).
+_XML_ERROR_BYTES: Final = 64 * 1024
+_XML_FIELD = re.compile(r"<(Code|Message|RequestId)>\s*(?:<!\[CDATA\[(.*?)\]\]>|([^<]*?))\s*</\1>", re.DOTALL)
+
+
+def _xml_error(body: bytes) -> dict[str, str] | None:
+    """``Code``, ``Message`` and ``RequestId`` of an error in XML, as Alibaba's gateways may send it
+    (``<Error><RequestId>..</RequestId><Code>..</Code><Message>..</Message></Error>``, the shape
+    the SDK reads for ``text/xml``); None when the body is not such a document or has no code.
+
+    Read with a pattern, not an XML parser: three flat text fields are all we take, and a
+    server's document must not cost more than a scan over its first 64 KiB.
+    """
+    head = _without_bom(body[:_XML_ERROR_BYTES]).lstrip()
+    if not head.startswith((b"<?xml", b"<Error")):
+        return None
+    text = head.decode("utf-8", "replace")
+    fields: dict[str, str] = {}
+    for match in _XML_FIELD.finditer(text):
+        name, cdata, plain = match.groups()
+        value = html.unescape(cdata if cdata is not None else plain).strip()
+        if value and name not in fields:
+            fields[name] = _SPACE.sub(" ", value)
+    return fields if "Code" in fields else None
+
+
 def response_error(
     raw: Response,
     redact: Redactor,
@@ -406,17 +432,20 @@ def response_error(
     service: str | None = None,
     extra_rules: Sequence[tuple[str, type[ApiError]]] = (),
 ) -> ApiError:
-    """The error for a non-2xx response; tolerates lower-case keys and a non-JSON body.
+    """The error for a non-2xx response; tolerates lower-case keys, an XML error and a non-JSON body.
 
     Everything taken from the response is redacted before it goes into the error. A refused
     timestamp is a ``ClockSkewError``; otherwise the class comes from ``faults.classify``, with
     ``extra_rules`` (another product's codes, e.g. ``scanner.org.rpc.ORG_CODE_RULES``) tried first.
     """
     code = message = request_id = None
+    body = redact.scrub(raw.body)
     try:
-        data = orjson.loads(_without_bom(redact.scrub(raw.body)))
+        data = orjson.loads(_without_bom(body))
     except orjson.JSONDecodeError:
         data = None
+    if not isinstance(data, dict):
+        data = _xml_error(body)
     if isinstance(data, dict):
         code = redact.optional(first_str(data, "Code", "code"))
         message = redact.optional(first_str(data, "Message", "message"))

@@ -34,6 +34,7 @@ from tests.hostile.server import (
     error_response,
     make_fleet,
     reshaped,
+    xml_error_response,
 )
 
 BOM = b"\xef\xbb\xbf"
@@ -160,3 +161,36 @@ def test_an_empty_listing_without_its_zero_count_is_read_as_empty(tmp_path: Path
     assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
     assert_records(run, server)
     assert run.summary["regions"][EMPTY_REGION]["complete"] is True, run.explain()
+
+
+# --- errors in XML -------------------------------------------------------------------------------
+
+
+def test_a_throttle_in_xml_is_a_throttle(tmp_path: Path) -> None:
+    """Alibaba's gateways can answer an error in XML (``text/xml``; the SDK reads those): a
+    ``Throttling.User`` there is retried, not refused as a bad request."""
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        return xml_error_response(400, *THROTTLED_USER) if on_svc_a_once(server, call) else None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    assert_records(run, server)
+    assert run.summary["throttled"] >= 1, f"the answer was a throttle\n{run.explain()}"
+
+
+def test_a_refusal_in_xml_fails_with_its_code_and_message(tmp_path: Path) -> None:
+    message = "User not authorized to operate on the specified resource."
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            return xml_error_response(403, "Forbidden.RAM", message)
+        return None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    failure = assert_failure(run, region=BAD, service="svc-a", codes=["Forbidden.RAM"])
+    assert failure["message"] == message, f"the server's message, as it said it: {failure}"
+    assert_records(run, server, none_of=[(BAD, "svc-a")])
