@@ -3,15 +3,17 @@ end-to-end cases are in tests/hostile/test_real_servers.py): the client-level de
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 import pytest
 
-from scanner.errors import ApiError, AuthError, DecodeError, ThrottledError
+from scanner.client.api import standard_retry_after_ms
+from scanner.errors import ApiError, AuthError, DecodeError, ServerError, ThrottledError
 from tests.test_client import AK_ID, SECRET, Scripted, make_client, reply
 
-pytestmark = pytest.mark.asyncio
 
-
+@pytest.mark.asyncio
 async def test_an_error_code_in_a_200_is_that_error_for_every_operation() -> None:
     mocked = Scripted()
     body = orjson.dumps({"RequestId": "R-1", "Code": "Throttling.User", "Message": f"slow down {SECRET}"})
@@ -30,6 +32,7 @@ async def test_an_error_code_in_a_200_is_that_error_for_every_operation() -> Non
             assert SECRET not in str(error), "the server's words are redacted like any error's"
 
 
+@pytest.mark.asyncio
 async def test_an_echoed_key_id_in_a_200_error_is_masked() -> None:
     mocked = Scripted()
     reply(mocked, body=orjson.dumps({"Code": "Forbidden.RAM", "Message": f"key {AK_ID} may not"}))
@@ -39,6 +42,7 @@ async def test_an_echoed_key_id_in_a_200_error_is_masked() -> None:
     assert AK_ID not in str(caught.value)
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("code", ["Success", "200", "OK"])
 async def test_a_success_code_without_the_data_is_still_not_a_page(code: str) -> None:
     """Some APIs put ``"Code": "Success"`` in every good answer: that is no error to report."""
@@ -49,6 +53,7 @@ async def test_a_success_code_without_the_data_is_still_not_a_page(code: str) ->
             await client.list_service_instances("cn-shanghai", "foo")
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     "payload",
     [
@@ -69,6 +74,7 @@ async def test_an_empty_page_with_its_zero_values_left_out_or_null(payload: dict
     assert page.request_id == "R-3"
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     "payload",
     [
@@ -97,6 +103,7 @@ XML_THROTTLE = b"""\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?>
 </Error>"""
 
 
+@pytest.mark.asyncio
 async def test_an_xml_error_is_read_like_a_json_one() -> None:
     mocked = Scripted()
     reply(mocked, status=400, body=XML_THROTTLE, content_type="text/xml;charset=utf-8")
@@ -112,6 +119,7 @@ async def test_an_xml_error_is_read_like_a_json_one() -> None:
     assert (refused.value.code, refused.value.message) == ("Forbidden.RAM", "no & no")
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     "body",
     [
@@ -128,3 +136,44 @@ async def test_other_markup_is_still_shown_as_a_snippet(body: bytes) -> None:
             await client.list_service_instances("cn-shanghai", "foo")
     assert caught.value.code is None
     assert "HTTP 400 with a non-JSON body" in caught.value.message
+
+
+NOW = datetime(2026, 12, 6, 8, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "server_date", "expected"),
+    [
+        ("7", None, 7000),
+        (" 120 ", None, 120_000),
+        ("0", None, None),
+        ("-5", None, None),
+        ("soon", None, None),
+        ("٣", None, None),  # a digit, but not an ASCII one
+        ("Sun, 06 Dec 2026 08:00:30 GMT", None, 30_000),
+        ("Sun, 06 Dec 2026 08:00:30 GMT", "Sun, 06 Dec 2026 08:00:20 GMT", 10_000),  # server clock
+        ("Sun, 06 Dec 2026 07:59:00 GMT", None, None),  # already past
+        (None, None, None),
+    ],
+)
+def test_standard_retry_after(value: str | None, server_date: str | None, expected: int | None) -> None:
+    assert standard_retry_after_ms(value, server_date, NOW) == expected
+
+
+@pytest.mark.asyncio
+async def test_retry_after_is_read_on_429_and_503_only_and_x_acs_retry_after_wins() -> None:
+    mocked = Scripted()
+    reply(mocked, status=503, body=b"", headers={"Retry-After": "3"})
+    reply(mocked, status=429, body=b"", headers={"Retry-After": "3", "x-acs-retry-after": "1500"})
+    reply(mocked, status=500, body=b"", headers={"Retry-After": "3"})
+    async with make_client(transport=mocked.transport) as client:
+        errors = []
+        for _ in range(3):
+            with pytest.raises(ApiError) as caught:
+                await client.list_service_instances("cn-shanghai", "foo")
+            errors.append(caught.value)
+    assert [(type(e), e.retry_after_ms) for e in errors] == [
+        (ThrottledError, 3000),
+        (ThrottledError, 1500),
+        (ServerError, None),
+    ]

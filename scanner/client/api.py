@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -54,6 +55,7 @@ __all__ = [
     "non_json_message",
     "random_nonce",
     "response_error",
+    "standard_retry_after_ms",
 ]
 
 _Query = TypeVar("_Query", InstanceQuery, ServiceQuery)
@@ -422,6 +424,30 @@ def _xml_error(body: bytes) -> dict[str, str] | None:
     return fields if "Code" in fields else None
 
 
+#: The statuses HTTP gives a ``Retry-After`` on to say "come back later" (RFC 9110, 10.2.3).
+_RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+
+
+def standard_retry_after_ms(value: str | None, server_date: str | None, now: datetime) -> int | None:
+    """HTTP's ``Retry-After`` in milliseconds: delay-seconds, or an HTTP date (counted from the
+    server's ``Date`` when it sent one, so a skewed local clock does not matter); None when absent,
+    unreadable or not in the future. Gateways and proxies use it where the API uses
+    ``x-acs-retry-after``; the caller treats both alike (and the engine caps both at 60 s).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        seconds = int(value)
+        return seconds * 1000 if seconds > 0 else None
+    when = _parse_http_date(value)
+    if when is None:
+        return None
+    reference = _parse_http_date(server_date) or now
+    millis = math.ceil((when - reference).total_seconds() * 1000)
+    return millis if millis > 0 else None
+
+
 def response_error(
     raw: Response,
     redact: Redactor,
@@ -464,12 +490,15 @@ def response_error(
             code=code,
             request_id=request_id,
         )
+    retry_after_ms = raw.retry_after_ms
+    if retry_after_ms is None and raw.status in _RETRY_AFTER_STATUSES:
+        retry_after_ms = standard_retry_after_ms(raw.headers.get("retry-after"), raw.date, now)
     return faults.api_error(
         status=raw.status,
         code=code,
         message=message,
         request_id=request_id,
-        retry_after_ms=raw.retry_after_ms,
+        retry_after_ms=retry_after_ms,
         region=region,
         action=action,
         service=service,

@@ -9,6 +9,8 @@ did and what to do. The fleet and the harness are ``tests.hostile``'s.
 
 from __future__ import annotations
 
+import time
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from tests.hostile.server import (
     HostileServer,
     Response,
     error_response,
+    json_response,
     make_fleet,
     reshaped,
     xml_error_response,
@@ -194,3 +197,46 @@ def test_a_refusal_in_xml_fails_with_its_code_and_message(tmp_path: Path) -> Non
     failure = assert_failure(run, region=BAD, service="svc-a", codes=["Forbidden.RAM"])
     assert failure["message"] == message, f"the server's message, as it said it: {failure}"
     assert_records(run, server, none_of=[(BAD, "svc-a")])
+
+
+# --- a standard Retry-After ----------------------------------------------------------------------
+
+#: How long the gateway below refuses svc-a after its first refusal.
+REFUSED_FOR_S = 8.0
+
+
+def _refusing_for(status: int, hint: str) -> Any:
+    """svc-a refused with ``status`` and ``Retry-After`` for ``REFUSED_FOR_S`` after the first refusal
+    (a gateway's limiter, an upstream restarting), honest after that."""
+    started: list[float] = []
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) != (BAD, "ListServiceInstances", "svc-a"):
+            return None
+        now = time.monotonic()
+        if not started:
+            started.append(now)
+        if now - started[0] >= REFUSED_FOR_S:
+            return None
+        retry_after = hint if hint != "date" else formatdate(time.time() + REFUSED_FOR_S, usegmt=True)
+        body = {"RequestId": "GW", "Code": "Throttling" if status == 429 else "ServiceUnavailable"}
+        return json_response(body, status=status, headers={"Retry-After": retry_after})
+
+    return behave
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [(429, str(int(REFUSED_FOR_S))), (429, "date"), (503, str(int(REFUSED_FOR_S)))],
+    ids=["429, seconds", "429, an HTTP date", "503, seconds"],
+)
+def test_a_standard_retry_after_is_waited_for(tmp_path: Path, status: int, hint: str) -> None:
+    """Gateways and proxies (Envoy, Cloudflare, nginx configurations) say how long to wait in the
+    standard ``Retry-After`` (seconds, or an HTTP date), not in ``x-acs-retry-after``. With
+    --max-attempts 2, a retry that does not wait for it is refused again and the service fails."""
+    server, run = scan(tmp_path, _refusing_for(status, hint))
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    assert_records(run, server)
+    requests = server.count("ListServiceInstances", region=BAD, service="svc-a")
+    assert requests == 2, f"svc-a: one refusal, then one request after the wait; got {requests}"
