@@ -177,3 +177,20 @@ async def test_retry_after_is_read_on_429_and_503_only_and_x_acs_retry_after_win
         (ThrottledError, 1500),
         (ServerError, None),
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_redirect_names_its_target_redacted_or_says_it_had_none() -> None:
+    mocked = Scripted()
+    reply(
+        mocked, status=301, body=b"<html>Moved</html>", headers={"Location": f"https://x.example/?k={SECRET}"}
+    )
+    reply(mocked, status=302, body=b"")
+    async with make_client(transport=mocked.transport) as client:
+        messages = []
+        for _ in range(2):
+            with pytest.raises(ApiError) as caught:
+                await client.list_service_instances("cn-shanghai", "foo")
+            messages.append(caught.value.message)
+    assert messages[0].startswith("HTTP 301 redirect to https://x.example/?k=***: not followed")
+    assert messages[1].startswith("HTTP 302 redirect (no Location): not followed")

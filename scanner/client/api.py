@@ -54,6 +54,7 @@ __all__ = [
     "first_str",
     "non_json_message",
     "random_nonce",
+    "redirect_message",
     "response_error",
     "standard_retry_after_ms",
 ]
@@ -365,6 +366,23 @@ def non_json_message(raw: Response, redact: Redactor) -> str:
     return f'HTTP {raw.status} with a non-JSON body{kind}: "{_snippet(raw.body, redact)}"'
 
 
+#: The longest ``Location`` shown in a redirect's error.
+LOCATION_CHARS: Final = 200
+
+
+def redirect_message(raw: Response, redact: Redactor) -> str:
+    """What a 3xx means for a signed API call, where it pointed, and the fix."""
+    location = _SPACE.sub(" ", redact(raw.headers.get("location", "")).strip())
+    if len(location) > LOCATION_CHARS:
+        location = location[: LOCATION_CHARS - 1] + "…"
+    target = f" redirect to {location}" if location else " redirect (no Location)"
+    return (
+        f"HTTP {raw.status}{target}: not followed (it would send the signed request, credentials "
+        "included, to another address); if the API has moved there, give that address as the "
+        "region's endpoint (eas-scan: --endpoint REGION=URL)"
+    )
+
+
 def clock_skew_message(code: str | None, server_date: str | None, now: datetime) -> str | None:
     """What to tell the user when the server refused our timestamp; None when it is not that.
 
@@ -478,6 +496,8 @@ def response_error(
         request_id = redact.optional(first_str(data, "RequestId", "requestId", "requestid"))
     elif raw.body.strip():
         message = non_json_message(raw, redact)
+    if 300 <= raw.status < 400:
+        message = redirect_message(raw, redact)
     request_id = request_id or redact.optional(raw.request_id)
     skew = clock_skew_message(code, raw.date, now)
     if skew is not None:
