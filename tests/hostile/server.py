@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import traceback
 import zlib
@@ -412,9 +413,13 @@ class HostileServer:
     its base URL, ``server.thief_url`` is the redirect target on another host.
     """
 
-    def __init__(self, fleet: Fleet, behaviour: Behaviour | None = None) -> None:
+    def __init__(
+        self, fleet: Fleet, behaviour: Behaviour | None = None, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.fleet = fleet
         self.behaviour = behaviour
+        #: Serve the regions over https with this context (the thief stays plain http).
+        self.tls = tls
         self.endpoints: dict[str, str] = {}
         self.thief_url = ""
         #: (region, action, service, PageNumber, PageSize) of the first 5,000 requests (``count``
@@ -461,11 +466,11 @@ class HostileServer:
             loop.close()
             self._loop = self._thread = None
 
-    async def _serve(self, app: web.Application, host: str) -> int:
+    async def _serve(self, app: web.Application, host: str, tls: ssl.SSLContext | None = None) -> int:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, host, 0)
+        site = web.TCPSite(runner, host, 0, ssl_context=tls)
         await site.start()
         port: int = runner.addresses[0][1]
         return port
@@ -475,8 +480,9 @@ class HostileServer:
         for region in self.fleet:
             app = web.Application()
             app.router.add_route("GET", "/{tail:.*}", self._handler(region))
-            port = await self._serve(app, "127.0.0.1")
-            self.endpoints[region] = f"http://127.0.0.1:{port}"
+            port = await self._serve(app, "127.0.0.1", self.tls)
+            scheme = "https" if self.tls is not None else "http"
+            self.endpoints[region] = f"{scheme}://127.0.0.1:{port}"
         thief = web.Application()
         thief.router.add_route("*", "/{tail:.*}", self._handler(""))
         host = "127.0.0.2" if _can_bind("127.0.0.2") else "localhost"
