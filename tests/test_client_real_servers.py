@@ -8,8 +8,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from scanner import Scanner
 from scanner.client.api import standard_retry_after_ms
-from scanner.errors import ApiError, AuthError, DecodeError, ServerError, ThrottledError
+from scanner.client.credentials import StaticCredentials
+from scanner.errors import ApiError, AuthError, DecodeError, ScanFailedError, ServerError, ThrottledError
+from scanner.testing import MockTransport, Request, Response, json_response
 from tests.test_client import AK_ID, SECRET, Scripted, make_client, reply
 
 
@@ -194,3 +197,42 @@ async def test_a_redirect_names_its_target_redacted_or_says_it_had_none() -> Non
             messages.append(caught.value.message)
     assert messages[0].startswith("HTTP 301 redirect to https://x.example/?k=***: not followed")
     assert messages[1].startswith("HTTP 302 redirect (no Location): not followed")
+
+
+def _regions_transport(region_ids: list[str]) -> MockTransport:
+    def answer(request: Request) -> Response:
+        if request.url.endswith("/api/v2/regions"):
+            regions = [{"RegionId": region, "RegionName": region.upper()} for region in region_ids]
+            return json_response({"RequestId": "R", "Regions": regions})
+        if "/instances" in request.url:
+            page = {"RequestId": "R", "TotalCount": 1, "PageNumber": 1, "PageSize": 100}
+            return json_response({**page, "Instances": [{"InstanceName": "i-1"}]})
+        page = {"RequestId": "R", "TotalCount": 1, "PageNumber": 1, "PageSize": 100}
+        return json_response({**page, "Services": [{"ServiceName": "svc", "TotalInstance": 1}]})
+
+    return MockTransport(answer)
+
+
+@pytest.mark.asyncio
+async def test_a_region_listed_twice_is_scanned_once() -> None:
+    """DescribeRegions naming a region twice: each instance is still written once, scan complete."""
+    transport = _regions_transport(["cn-hangzhou", "cn-shanghai", "cn-hangzhou"])
+    async with Scanner(credentials=StaticCredentials("id", "secret"), transport=transport) as scanner:
+        stream = scanner.scan()
+        records = [record async for record in stream]
+    assert sorted(record["ClusterId"] for record in records) == ["cn-hangzhou", "cn-shanghai"]
+    assert stream.summary.complete
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("bad", ["CN_HANGZHOU", "cn-hangzhou/../x", "cn-hangzhou "])
+async def test_a_region_id_that_is_none_fails_the_region_listing_by_name(bad: str) -> None:
+    """Not a region id (no endpoint can be made of it): the scan fails at once naming it, not with an
+    exception group from inside the scan."""
+    transport = _regions_transport(["cn-hangzhou", bad])
+    async with Scanner(credentials=StaticCredentials("id", "secret"), transport=transport) as scanner:
+        stream = scanner.scan()
+        with pytest.raises(ScanFailedError) as caught:
+            _ = [record async for record in stream]
+    assert "DescribeRegions" in str(caught.value)
+    assert repr(bad) in str(caught.value)

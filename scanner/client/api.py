@@ -33,7 +33,7 @@ from scanner.client.signer import RequestSigner
 from scanner.client.transport import AiohttpTransport, ConnectionLimits, Timeouts, default_user_agent
 from scanner.clock import Clock, SystemClock
 from scanner.eas import faults
-from scanner.eas.endpoints import Endpoint, EndpointResolver
+from scanner.eas.endpoints import Endpoint, EndpointResolver, validate_region
 from scanner.eas.models import Page, Region
 from scanner.eas.params import (
     Action,
@@ -605,10 +605,20 @@ def _decode_regions(raw: Response, region: str, action: str) -> list[Region]:
         _check_error_in_2xx(data, "Regions", raw, region, action, None)
         raise _decode_error("Regions is missing or not a list", raw, data, region, action, None)
     result = []
+    seen: set[str] = set()
     for entry in regions:
         region_id = entry.get("RegionId") if type(entry) is dict else None
         if type(region_id) is not str or not region_id:
             raise _decode_error("a Regions entry has no RegionId", raw, data, region, action, None)
+        if region_id in seen:
+            continue  # listed twice: scanned once (else every instance there would be written twice)
+        try:
+            validate_region(region_id)
+        except ConfigError:
+            # No endpoint can be made of it; refused here, by name, rather than deep in the scan.
+            problem = f"a Regions entry has a RegionId that is not a region id: {region_id[:64]!r}"
+            raise _decode_error(problem, raw, data, region, action, None) from None
+        seen.add(region_id)
         name = entry.get("RegionName")
         result.append(Region(region_id=region_id, region_name=name if type(name) is str else ""))
     return result
