@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ from scanner.client.signer import RequestSigner
 from scanner.client.transport import AiohttpTransport, ConnectionLimits, Timeouts, default_user_agent
 from scanner.clock import Clock, SystemClock
 from scanner.eas import faults
-from scanner.eas.endpoints import Endpoint, EndpointResolver
+from scanner.eas.endpoints import Endpoint, EndpointResolver, validate_region
 from scanner.eas.models import Page, Region
 from scanner.eas.params import (
     Action,
@@ -53,7 +54,9 @@ __all__ = [
     "first_str",
     "non_json_message",
     "random_nonce",
+    "redirect_message",
     "response_error",
+    "standard_retry_after_ms",
 ]
 
 _Query = TypeVar("_Query", InstanceQuery, ServiceQuery)
@@ -233,6 +236,15 @@ class EasClient:
         except DecodeError as exc:
             _redact_error(exc, redact)
             raise
+        except _ErrorIn2xx as exc:
+            raise response_error(
+                exc.raw,
+                redact,
+                self._clock.wall(),
+                action=exc.action,
+                region=exc.region,
+                service=exc.service,
+            ) from None
 
     def _prepare(
         self, endpoint: Endpoint, action: str, path: str, query: str, credentials: Credentials
@@ -354,6 +366,23 @@ def non_json_message(raw: Response, redact: Redactor) -> str:
     return f'HTTP {raw.status} with a non-JSON body{kind}: "{_snippet(raw.body, redact)}"'
 
 
+#: The longest ``Location`` shown in a redirect's error.
+LOCATION_CHARS: Final = 200
+
+
+def redirect_message(raw: Response, redact: Redactor) -> str:
+    """What a 3xx means for a signed API call, where it pointed, and the fix."""
+    location = _SPACE.sub(" ", redact(raw.headers.get("location", "")).strip())
+    if len(location) > LOCATION_CHARS:
+        location = location[: LOCATION_CHARS - 1] + "…"
+    target = f" redirect to {location}" if location else " redirect (no Location)"
+    return (
+        f"HTTP {raw.status}{target}: not followed (it would send the signed request, credentials "
+        "included, to another address); if the API has moved there, give that address as the "
+        "region's endpoint (eas-scan: --endpoint REGION=URL)"
+    )
+
+
 def clock_skew_message(code: str | None, server_date: str | None, now: datetime) -> str | None:
     """What to tell the user when the server refused our timestamp; None when it is not that.
 
@@ -387,6 +416,56 @@ def _parse_http_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+#: How much of an XML error body is searched for its fields (a real one is a few hundred bytes).
+_XML_ERROR_BYTES: Final = 64 * 1024
+_XML_FIELD = re.compile(r"<(Code|Message|RequestId)>\s*(?:<!\[CDATA\[(.*?)\]\]>|([^<]*?))\s*</\1>", re.DOTALL)
+
+
+def _xml_error(body: bytes) -> dict[str, str] | None:
+    """``Code``, ``Message`` and ``RequestId`` of an error in XML, as Alibaba's gateways may send it
+    (``<Error><RequestId>..</RequestId><Code>..</Code><Message>..</Message></Error>``, the shape
+    the SDK reads for ``text/xml``); None when the body is not such a document or has no code.
+
+    Read with a pattern, not an XML parser: three flat text fields are all we take, and a
+    server's document must not cost more than a scan over its first 64 KiB.
+    """
+    head = _without_bom(body[:_XML_ERROR_BYTES]).lstrip()
+    if not head.startswith((b"<?xml", b"<Error")):
+        return None
+    text = head.decode("utf-8", "replace")
+    fields: dict[str, str] = {}
+    for match in _XML_FIELD.finditer(text):
+        name, cdata, plain = match.groups()
+        value = html.unescape(cdata if cdata is not None else plain).strip()
+        if value and name not in fields:
+            fields[name] = _SPACE.sub(" ", value)
+    return fields if "Code" in fields else None
+
+
+#: The statuses HTTP gives a ``Retry-After`` on to say "come back later" (RFC 9110, 10.2.3).
+_RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+
+
+def standard_retry_after_ms(value: str | None, server_date: str | None, now: datetime) -> int | None:
+    """HTTP's ``Retry-After`` in milliseconds: delay-seconds, or an HTTP date (counted from the
+    server's ``Date`` when it sent one, so a skewed local clock does not matter); None when absent,
+    unreadable or not in the future. Gateways and proxies use it where the API uses
+    ``x-acs-retry-after``; the caller treats both alike (and the engine caps both at 60 s).
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        seconds = int(value)
+        return seconds * 1000 if seconds > 0 else None
+    when = _parse_http_date(value)
+    if when is None:
+        return None
+    reference = _parse_http_date(server_date) or now
+    millis = math.ceil((when - reference).total_seconds() * 1000)
+    return millis if millis > 0 else None
+
+
 def response_error(
     raw: Response,
     redact: Redactor,
@@ -397,23 +476,28 @@ def response_error(
     service: str | None = None,
     extra_rules: Sequence[tuple[str, type[ApiError]]] = (),
 ) -> ApiError:
-    """The error for a non-2xx response; tolerates lower-case keys and a non-JSON body.
+    """The error for a non-2xx response; tolerates lower-case keys, an XML error and a non-JSON body.
 
     Everything taken from the response is redacted before it goes into the error. A refused
     timestamp is a ``ClockSkewError``; otherwise the class comes from ``faults.classify``, with
     ``extra_rules`` (another product's codes, e.g. ``scanner.org.rpc.ORG_CODE_RULES``) tried first.
     """
     code = message = request_id = None
+    body = redact.scrub(raw.body)
     try:
-        data = orjson.loads(redact.scrub(raw.body))
+        data = orjson.loads(_without_bom(body))
     except orjson.JSONDecodeError:
         data = None
+    if not isinstance(data, dict):
+        data = _xml_error(body)
     if isinstance(data, dict):
         code = redact.optional(first_str(data, "Code", "code"))
         message = redact.optional(first_str(data, "Message", "message"))
         request_id = redact.optional(first_str(data, "RequestId", "requestId", "requestid"))
     elif raw.body.strip():
         message = non_json_message(raw, redact)
+    if 300 <= raw.status < 400:
+        message = redirect_message(raw, redact)
     request_id = request_id or redact.optional(raw.request_id)
     skew = clock_skew_message(code, raw.date, now)
     if skew is not None:
@@ -426,12 +510,15 @@ def response_error(
             code=code,
             request_id=request_id,
         )
+    retry_after_ms = raw.retry_after_ms
+    if retry_after_ms is None and raw.status in _RETRY_AFTER_STATUSES:
+        retry_after_ms = standard_retry_after_ms(raw.headers.get("retry-after"), raw.date, now)
     return faults.api_error(
         status=raw.status,
         code=code,
         message=message,
         request_id=request_id,
-        retry_after_ms=raw.retry_after_ms,
+        retry_after_ms=retry_after_ms,
         region=region,
         action=action,
         service=service,
@@ -466,9 +553,43 @@ def _decode_error(
     )
 
 
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+def _without_bom(body: bytes) -> bytes:
+    """``body`` without a leading UTF-8 byte order mark, which some gateways put before JSON (and
+    orjson, following RFC 8259, refuses)."""
+    return body[3:] if body.startswith(_BOM) else body
+
+
+#: ``Code`` values some APIs put in a successful answer: not errors.
+_SUCCESS_CODES: Final = frozenset({"0", "200", "ok", "success"})
+
+
+class _ErrorIn2xx(Exception):
+    """A 2xx answer that is an API error body (``Code``, ``Message``) instead of the data asked for.
+
+    Some gateways answer 200 whatever happened and say the error in the body; the SDK would read
+    it as an empty page. ``EasClient._decode`` turns it into the error its code names.
+    """
+
+    def __init__(self, raw: Response, region: str, action: str, service: str | None) -> None:
+        super().__init__()
+        self.raw, self.region, self.action, self.service = raw, region, action, service
+
+
+def _check_error_in_2xx(
+    data: dict[str, Any], items_key: str, raw: Response, region: str, action: str, service: str | None
+) -> None:
+    """Raise ``_ErrorIn2xx`` when ``data`` (without ``items_key``) carries an error code."""
+    code = first_str(data, "Code", "code")
+    if code is not None and data.get(items_key) is None and code.lower() not in _SUCCESS_CODES:
+        raise _ErrorIn2xx(raw, region, action, service)
+
+
 def _decode_object(raw: Response, region: str, action: str, service: str | None) -> dict[str, Any]:
     try:
-        data = orjson.loads(raw.body)
+        data = orjson.loads(_without_bom(raw.body))
     except orjson.JSONDecodeError as exc:
         problem = f"the body is not valid JSON ({exc}; {len(raw.body)} bytes)"
         raise _decode_error(problem, raw, None, region, action, service) from None
@@ -481,18 +602,32 @@ def _decode_regions(raw: Response, region: str, action: str) -> list[Region]:
     data = _decode_object(raw, region, action, None)
     regions = data.get("Regions")
     if type(regions) is not list:
+        _check_error_in_2xx(data, "Regions", raw, region, action, None)
         raise _decode_error("Regions is missing or not a list", raw, data, region, action, None)
     result = []
+    seen: set[str] = set()
     for entry in regions:
         region_id = entry.get("RegionId") if type(entry) is dict else None
         if type(region_id) is not str or not region_id:
             raise _decode_error("a Regions entry has no RegionId", raw, data, region, action, None)
+        if region_id in seen:
+            continue  # listed twice: scanned once (else every instance there would be written twice)
+        try:
+            validate_region(region_id)
+        except ConfigError:
+            # No endpoint can be made of it; refused here, by name, rather than deep in the scan.
+            problem = f"a Regions entry has a RegionId that is not a region id: {region_id[:64]!r}"
+            raise _decode_error(problem, raw, data, region, action, None) from None
+        seen.add(region_id)
         name = entry.get("RegionName")
         result.append(Region(region_id=region_id, region_name=name if type(name) is str else ""))
     return result
 
 
 _DICT_ONLY: Final = frozenset({dict})
+_ITEMS_KEYS: Final = frozenset({"Instances", "Services"})
+#: Every key of a ListServices or ListServiceInstances answer.
+_PAGE_KEYS: Final = frozenset({"RequestId", "TotalCount", "PageNumber", "PageSize", *_ITEMS_KEYS})
 
 
 def _decode_page(
@@ -510,13 +645,23 @@ def _decode_page(
         return _decode_error(problem, raw, data, region, action, service)
 
     total = data.get("TotalCount")
+    if total is None:
+        _check_error_in_2xx(data, items_key, raw, region, action, service)
+        if not data.get(items_key) and _PAGE_KEYS.issuperset(data):
+            # An empty listing from a server that leaves zero values out (Go's ``omitempty``:
+            # no TotalCount, no items) or sends them as null. Only a body of a page's own keys:
+            # with items, the count is needed; with other keys, this is some other answer.
+            total = 0
     if type(total) is not int or total < 0:
         error = fail(f"TotalCount is missing or not a non-negative integer ({total!r})")
         if total is not None:
             error.code = "ImplausibleTotalCount"  # a count no listing can have (issue 11)
         raise error
-    page_number = data.get("PageNumber", page_number)
-    page_size = data.get("PageSize", page_size)
+    # The echo of the paging asked for; left out, or null, it is what was asked.
+    echoed = data.get("PageNumber")
+    page_number = page_number if echoed is None else echoed
+    echoed = data.get("PageSize")
+    page_size = page_size if echoed is None else echoed
     if type(page_number) is not int or type(page_size) is not int:
         raise fail(f"PageNumber/PageSize are not integers ({page_number!r}, {page_size!r})")
     items = data.get(items_key)

@@ -212,6 +212,12 @@ class AiohttpTransport:
             raise NetworkError(f"the connection closed before the whole response arrived: {text}") from exc
         except aiohttp.ServerDisconnectedError as exc:
             raise NetworkError(f"the server closed the connection: {_flat(exc)}") from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise NetworkError(
+                f"cannot connect to {exc.host}:{exc.port}: its TLS certificate is not trusted "
+                f"({_flat(exc.certificate_error)}); if a proxy or gateway in between presents its own "
+                "certificate, point SSL_CERT_FILE at a CA bundle that includes its CA"
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise NetworkError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from exc
         except aiohttp.ClientResponseError as exc:

@@ -143,8 +143,11 @@ def run_scan(
     extra: Sequence[str] = (),
     timeout: float = PROCESS_TIMEOUT_S,
     while_running: WhileRunning | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ScanRun:
     """``python -m scanner scan`` against ``server``, with -o and --summary under ``workdir/out``.
+
+    ``env``: variables set for the scanner on top of ``scanner_env``'s.
 
     ``while_running(server, pid)`` is called every 20 ms while the scanner (``pid``) runs, until it
     returns True: to act on the scan from outside (send it signals) at the right moment.
@@ -179,7 +182,7 @@ def run_scan(
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
-            env=scanner_env(home),
+            env={**scanner_env(home), **(env or {})},
             cwd=workdir,
             start_new_session=True,  # its own process group: a kill reaches the scanner too
         )

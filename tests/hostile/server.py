@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import traceback
 import zlib
@@ -53,6 +54,8 @@ __all__ = [
     "json_response",
     "make_fleet",
     "raw_response",
+    "reshaped",
+    "xml_error_response",
 ]
 
 #: The API caps PageSize at 100.
@@ -256,6 +259,38 @@ def error_response(
     return json_response(body, status=status, content_type=ERROR_CONTENT_TYPE, headers=headers)
 
 
+def xml_error_response(
+    status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The API's error in XML, as Alibaba's gateways send it (the SDK reads it for ``text/xml``)."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>\n'
+        "  <RequestId>E5C6B4A1-0000-4000-8000-HOSTILEXML</RequestId>\n"
+        "  <HostId>pai-eas.cn-hangzhou.aliyuncs.com</HostId>\n"
+        f"  <Code>{code}</Code>\n  <Message>{message}</Message>\n"
+        "  <Recommend><![CDATA[https://api.aliyun.com/troubleshoot?q=" + code + "]]></Recommend>\n"
+        "</Error>\n"
+    ).encode()
+    return raw_response(body, status=status, content_type="text/xml;charset=utf-8", headers=headers)
+
+
+def reshaped(
+    response: web.StreamResponse,
+    *,
+    data: Callable[[Any], Any] | None = None,
+    prefix: bytes = b"",
+) -> web.StreamResponse:
+    """``response`` (a whole JSON answer) with its decoded body passed through ``data``, and
+    ``prefix`` (a byte order mark, say) before its bytes. Status and headers are kept."""
+    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+        return response
+    body = response.body
+    if data is not None:
+        body = json.dumps(data(json.loads(body)), ensure_ascii=False, separators=(",", ":")).encode()
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return web.Response(status=response.status, body=prefix + body, headers=headers)
+
+
 async def _write_quietly(response: web.StreamResponse, chunks: Iterable[bytes]) -> None:
     """Write until done or until the client hangs up (what a client that caps a body does)."""
     with contextlib.suppress(ConnectionError):
@@ -378,9 +413,13 @@ class HostileServer:
     its base URL, ``server.thief_url`` is the redirect target on another host.
     """
 
-    def __init__(self, fleet: Fleet, behaviour: Behaviour | None = None) -> None:
+    def __init__(
+        self, fleet: Fleet, behaviour: Behaviour | None = None, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.fleet = fleet
         self.behaviour = behaviour
+        #: Serve the regions over https with this context (the thief stays plain http).
+        self.tls = tls
         self.endpoints: dict[str, str] = {}
         self.thief_url = ""
         #: (region, action, service, PageNumber, PageSize) of the first 5,000 requests (``count``
@@ -427,11 +466,11 @@ class HostileServer:
             loop.close()
             self._loop = self._thread = None
 
-    async def _serve(self, app: web.Application, host: str) -> int:
+    async def _serve(self, app: web.Application, host: str, tls: ssl.SSLContext | None = None) -> int:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, host, 0)
+        site = web.TCPSite(runner, host, 0, ssl_context=tls)
         await site.start()
         port: int = runner.addresses[0][1]
         return port
@@ -441,8 +480,9 @@ class HostileServer:
         for region in self.fleet:
             app = web.Application()
             app.router.add_route("GET", "/{tail:.*}", self._handler(region))
-            port = await self._serve(app, "127.0.0.1")
-            self.endpoints[region] = f"http://127.0.0.1:{port}"
+            port = await self._serve(app, "127.0.0.1", self.tls)
+            scheme = "https" if self.tls is not None else "http"
+            self.endpoints[region] = f"{scheme}://127.0.0.1:{port}"
         thief = web.Application()
         thief.router.add_route("*", "/{tail:.*}", self._handler(""))
         host = "127.0.0.2" if _can_bind("127.0.0.2") else "localhost"

@@ -282,7 +282,11 @@ def test_a_redirect_to_another_host_is_not_followed(tmp_path: Path, status: int)
     server, run = scan(tmp_path, on_svc_a(answer))
     stolen = server.count(on_thief=True)
     assert stolen == 0, f"the redirect must not be followed: the other host received {stolen} request(s)"
-    assert_svc_a_failed(run, server)
+    failure = assert_svc_a_failed(run, server)
+    # The message says what happened (a redirect, and where to), and the fix.
+    message = str(failure["message"])
+    for part in (f"HTTP {status} redirect to {server.thief_url}/", "not followed", "--endpoint"):
+        assert part in message, f"a redirect's error must say {part!r}; got {message!r}"
 
 
 @pytest.mark.parametrize("hint", ["-5", "soon"])

@@ -1,0 +1,294 @@
+"""Answers a server that follows the API reference, or deviates from it the way real servers do,
+may give: a byte order mark, zero values left out (Go's ``omitempty``) or sent as ``null``, an
+error code in a 200, errors in XML, a standard ``Retry-After``, a redirect.
+
+Each is valid enough that the official SDK, or any JSON reader that is not strict, would get on
+with it; the scanner must either read it exactly or fail that one listing saying what the server
+did and what to do. The fleet and the harness are ``tests.hostile``'s.
+"""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.hostile.harness import (
+    BAD,
+    EXIT_COMPLETE,
+    EXIT_INCOMPLETE,
+    GOOD,
+    SIZES,
+    assert_failure,
+    assert_outcome,
+    assert_records,
+    assert_region,
+    assert_well_behaved,
+    run_scan,
+    scan,
+)
+from tests.hostile.server import (
+    Call,
+    HostileServer,
+    Response,
+    error_response,
+    json_response,
+    make_fleet,
+    reshaped,
+    xml_error_response,
+)
+
+BOM = b"\xef\xbb\xbf"
+THROTTLED_USER = ("Throttling.User", "Request was denied due to user flow control.")
+
+
+def on_svc_a_once(server: HostileServer, call: Call) -> bool:
+    """The first request for svc-a's page in the bad region."""
+    return (call.region, call.action, call.service, call.nth) == (BAD, "ListServiceInstances", "svc-a", 1)
+
+
+# --- a byte order mark -----------------------------------------------------------------------------
+
+
+def test_json_after_a_utf8_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Some gateways (IIS, .NET and Java filters) put a UTF-8 BOM before the JSON. Every answer here
+    has one: the scan must read them all, exactly."""
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        return reshaped(server.honest(call), prefix=BOM)
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    assert_records(run, server)
+
+
+def test_a_throttle_after_a_byte_order_mark_is_still_a_throttle(tmp_path: Path) -> None:
+    """A 400 ``Throttling.User`` behind a BOM: retried as the throttle it is, not refused as a bad
+    request."""
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if on_svc_a_once(server, call):
+            return reshaped(error_response(400, *THROTTLED_USER), prefix=BOM)
+        return None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    assert_records(run, server)
+    assert run.summary["throttled"] >= 1, f"the answer was a throttle\n{run.explain()}"
+
+
+# --- an error code in a 200 ------------------------------------------------------------------------
+
+
+def _error_in_a_200(code: str, message: str) -> Response:
+    return error_response(200, code, message)
+
+
+def test_a_throttle_answered_with_status_200_is_a_throttle(tmp_path: Path) -> None:
+    """Some gateways answer every request 200 and say the error in the body. A ``Throttling.User``
+    there is a throttle: slowed down for and retried, not a page to decode."""
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        return _error_in_a_200(*THROTTLED_USER) if on_svc_a_once(server, call) else None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    assert_records(run, server)
+    assert run.summary["throttled"] >= 1, f"the answer was a throttle\n{run.explain()}"
+
+
+def test_a_refusal_answered_with_status_200_fails_with_its_code_unretried(tmp_path: Path) -> None:
+    """A ``Forbidden.RAM`` in a 200: the service fails with the server's code and words (the fix is
+    a permission), once, instead of a retried 'TotalCount is missing'."""
+    message = "User not authorized to operate on the specified resource."
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            return _error_in_a_200("Forbidden.RAM", message)
+        return None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    failure = assert_failure(run, region=BAD, service="svc-a", codes=["Forbidden.RAM"])
+    assert message in str(failure["message"]), f"the server's message must be shown: {failure}"
+    assert_records(run, server, none_of=[(BAD, "svc-a")])
+    requests = server.count("ListServiceInstances", region=BAD, service="svc-a")
+    assert requests == 1, f"a refusal is not retried: expected 1 request, got {requests}"
+
+
+# --- zero values left out, or null ---------------------------------------------------------------
+
+EMPTY_REGION = "cn-beijing"
+_ZERO: tuple[Any, ...] = (0, "", [], {}, False, None)
+
+
+def _omitempty(data: Any) -> Any:
+    """What Go's encoding/json sends for a struct whose fields are all ``omitempty``: zero values
+    (``TotalCount: 0``, an empty ``Instances``) are left out."""
+    return {key: value for key, value in data.items() if not any(value is z or value == z for z in _ZERO)}
+
+
+def _nulls(data: Any) -> Any:
+    """What a server with pointer fields left unset sends: ``null`` for the zero values, and for
+    the echoed paging (which it never filled in)."""
+    nulled = {
+        key: None if any(value is z or value == z for z in _ZERO) else value for key, value in data.items()
+    }
+    return {**nulled, "PageNumber": None, "PageSize": None}
+
+
+@pytest.mark.parametrize("shape", [_omitempty, _nulls], ids=["zero values left out", "zero values null"])
+def test_an_empty_listing_without_its_zero_count_is_read_as_empty(tmp_path: Path, shape: Any) -> None:
+    """An empty service (in every region) and a region without services, in each answer's shape:
+    complete, every record exact. (An answer with items and no TotalCount is still refused:
+    tests/test_client.py.)"""
+    regions = (BAD, GOOD, EMPTY_REGION)
+    fleet = make_fleet(regions, {**SIZES, "svc-empty": 0})
+    fleet[EMPTY_REGION] = []
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if call.action not in ("ListServices", "ListServiceInstances"):
+            return None
+        return reshaped(server.honest(call), data=shape)
+
+    with HostileServer(fleet, behave) as server:
+        run = run_scan(server, tmp_path, regions=regions)
+    assert not server.errors, server.errors
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    assert_records(run, server)
+    assert run.summary["regions"][EMPTY_REGION]["complete"] is True, run.explain()
+
+
+# --- errors in XML -------------------------------------------------------------------------------
+
+
+def test_a_throttle_in_xml_is_a_throttle(tmp_path: Path) -> None:
+    """Alibaba's gateways can answer an error in XML (``text/xml``; the SDK reads those): a
+    ``Throttling.User`` there is retried, not refused as a bad request."""
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        return xml_error_response(400, *THROTTLED_USER) if on_svc_a_once(server, call) else None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    assert_records(run, server)
+    assert run.summary["throttled"] >= 1, f"the answer was a throttle\n{run.explain()}"
+
+
+def test_a_refusal_in_xml_fails_with_its_code_and_message(tmp_path: Path) -> None:
+    message = "User not authorized to operate on the specified resource."
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            return xml_error_response(403, "Forbidden.RAM", message)
+        return None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    failure = assert_failure(run, region=BAD, service="svc-a", codes=["Forbidden.RAM"])
+    assert failure["message"] == message, f"the server's message, as it said it: {failure}"
+    assert_records(run, server, none_of=[(BAD, "svc-a")])
+
+
+# --- a standard Retry-After ----------------------------------------------------------------------
+
+#: How long the gateway below refuses svc-a after its first refusal.
+REFUSED_FOR_S = 8.0
+
+
+def _refusing_for(status: int, hint: str) -> Any:
+    """svc-a refused with ``status`` and ``Retry-After`` for ``REFUSED_FOR_S`` after the first refusal
+    (a gateway's limiter, an upstream restarting), honest after that."""
+    started: list[float] = []
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) != (BAD, "ListServiceInstances", "svc-a"):
+            return None
+        now = time.monotonic()
+        if not started:
+            started.append(now)
+        if now - started[0] >= REFUSED_FOR_S:
+            return None
+        retry_after = hint if hint != "date" else formatdate(time.time() + REFUSED_FOR_S, usegmt=True)
+        body = {"RequestId": "GW", "Code": "Throttling" if status == 429 else "ServiceUnavailable"}
+        return json_response(body, status=status, headers={"Retry-After": retry_after})
+
+    return behave
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [(429, str(int(REFUSED_FOR_S))), (429, "date"), (503, str(int(REFUSED_FOR_S)))],
+    ids=["429, seconds", "429, an HTTP date", "503, seconds"],
+)
+def test_a_standard_retry_after_is_waited_for(tmp_path: Path, status: int, hint: str) -> None:
+    """Gateways and proxies (Envoy, Cloudflare, nginx configurations) say how long to wait in the
+    standard ``Retry-After`` (seconds, or an HTTP date), not in ``x-acs-retry-after``. With
+    --max-attempts 2, a retry that does not wait for it is refused again and the service fails."""
+    server, run = scan(tmp_path, _refusing_for(status, hint))
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    assert_records(run, server)
+    requests = server.count("ListServiceInstances", region=BAD, service="svc-a")
+    assert requests == 2, f"svc-a: one refusal, then one request after the wait; got {requests}"
+
+
+# --- a service entry without a usable name (engine: reported to the lead) ------------------------
+
+
+def _first_service_named(value: Any) -> Any:
+    """svc-a's ListServices entry in the bad region with its ServiceName replaced (or removed)."""
+
+    def shape(data: Any) -> Any:
+        services = [dict(service) for service in data.get("Services") or []]
+        for service in services:
+            if service.get("ServiceName") == "svc-a":
+                if value is _REMOVED:
+                    del service["ServiceName"]
+                else:
+                    service["ServiceName"] = value
+        return {**data, "Services": services}
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action) == (BAD, "ListServices"):
+            return reshaped(server.honest(call), data=shape)
+        return None
+
+    return behave
+
+
+_REMOVED = object()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "engine/discovery.py ServiceDiscovery.targets skips a ListServices entry whose ServiceName is "
+        "not a string without a failure: its instances are missing from a scan reported complete "
+        "(exit 0); an empty name reaches EasClient.list_service_instances, whose ConfigError ends "
+        "the whole scan (exit 1, no records). Reported to the lead; not apireview's files."
+    ),
+)
+@pytest.mark.parametrize(
+    "name", [_REMOVED, None, 123, ""], ids=["ServiceName missing", "null", "a number", "empty"]
+)
+def test_a_service_without_a_usable_name_fails_that_region_and_only_it(tmp_path: Path, name: Any) -> None:
+    """The API says the region has 3 services; one has no name to list it by. Its instances cannot
+    be read, so the region is incomplete with a failure saying why; the other region, and the
+    other services, are scanned exactly."""
+    server, run = scan(tmp_path, _first_service_named(name))
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    assert_region(run, BAD, complete=False)
+    assert_region(run, GOOD, complete=True)
+    assert_records(run, server, none_of=[(BAD, "svc-a")])
