@@ -24,7 +24,7 @@ from scanner.engine.gate import Gates, at_once_or_wait
 from scanner.engine.listing import MAX_PLAUSIBLE_TOTAL, Deliver, FirstPass, Listing
 from scanner.engine.ports import EasApi
 from scanner.engine.stats import LiveStats
-from scanner.errors import RequestError
+from scanner.errors import DecodeError, RequestError
 from scanner.records import service_summary
 
 __all__ = ["FailureSink", "ServiceDiscovery", "ServiceTarget"]
@@ -138,7 +138,12 @@ class ServiceDiscovery:
         targets = []
         for service in services:
             name = service.get("ServiceName")
-            if not isinstance(name, str) or (wanted is not None and name not in wanted):
+            if type(name) is not str or not name:
+                # A service the API lists but names in no way a listing can use: its instances
+                # cannot be read, so the region is not whole (skipping it would be a silent loss).
+                self._on_failure(region, None, _unnamed(region, name))
+                continue
+            if wanted is not None and name not in wanted:
                 continue
             if wanted is not None:
                 self.found.add(name)
@@ -149,3 +154,14 @@ class ServiceDiscovery:
             counters.instances_known += said
             targets.append(ServiceTarget(name, service_summary(service), said))
         return targets
+
+
+def _unnamed(region: str, name: Any) -> DecodeError:
+    problem = "missing" if name is None else f"{name!r}, not a non-empty string"
+    return DecodeError(
+        f"ListServices in {region} lists a service whose ServiceName is {problem}: its instances "
+        "cannot be listed, so the region is incomplete (a fault in the API's answer)",
+        region=region,
+        action=Action.LIST_SERVICES,
+        code="UnnamedService",
+    )
