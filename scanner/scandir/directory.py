@@ -186,6 +186,10 @@ class ResumePlan:
     removed: tuple[str, ...]
     #: Records in the complete parts.
     records: int = 0
+    #: Units whose entry says complete but whose part is missing or not of the entry's size (removed
+    #: by hand, or by a writer an asyncio cancellation cut in two before this was fixed): among
+    #: ``incomplete``, scanned again. Only the units this process cleaned (``owns``) are checked.
+    damaged: frozenset[Unit] = frozenset()
 
     @property
     def to_scan(self) -> frozenset[Unit]:
@@ -425,6 +429,7 @@ class ScanDirectory:
         ``ConfigError`` (naming each difference) when ``params`` differ from the directory's. Units
         another live process is writing are left alone (``busy``). ``owns``: the units this process
         will write (a shard's); only their leftovers are removed (the other shards clean their own).
+        A complete entry whose part is missing or not of its size is ``damaged``: scanned again.
         """
         differences = params.differences(self.params)
         if differences:
@@ -435,6 +440,7 @@ class ScanDirectory:
         fs = self._fs
         removed: list[str] = []
         busy: set[Unit] = set()
+        damaged: set[Unit] = set()
         units = set(self.entries()) | set(unit_folders(self.path))
         for child in (self.path / PARTS).iterdir():
             if is_temp_name(child.name):
@@ -450,12 +456,16 @@ class ScanDirectory:
                 continue
             try:
                 removed.extend(self._clean_unit(unit))
+                if not self._part_present(unit):  # checked under the lock: no writer replaces it now
+                    damaged.add(unit)
             finally:
                 fs.unlock(lock)
         removed.extend(self._clean_manifest_temps())
         entries = self.entries()
-        complete = {unit for unit, entry in entries.items() if entry.status == "complete"} - busy
-        incomplete = {unit for unit, entry in entries.items() if entry.status != "complete"} - busy
+        complete = {unit for unit, entry in entries.items() if entry.status == "complete"} - busy - damaged
+        incomplete = (
+            {unit for unit, entry in entries.items() if entry.status != "complete"} - busy
+        ) | damaged
         expected = self.expected() or set()
         return ResumePlan(
             complete=frozenset(complete),
@@ -464,7 +474,18 @@ class ScanDirectory:
             busy=frozenset(busy),
             removed=tuple(removed),
             records=sum(entries[unit].records for unit in complete),
+            damaged=frozenset(damaged),
         )
+
+    def _part_present(self, unit: Unit) -> bool:
+        """False when the unit's entry says complete and its part is missing or not of its size."""
+        entry = self.entry(unit)
+        if entry is None or entry.status != "complete" or entry.file is None:
+            return True
+        try:
+            return (self.path / entry.file).stat().st_size == entry.bytes
+        except FileNotFoundError:
+            return False
 
     def _lock_path(self, unit: Unit) -> Path:
         return self.path / LOCKS / f"{unit.key}.lock"
