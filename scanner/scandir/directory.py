@@ -27,9 +27,17 @@ its process, even by SIGKILL. A region with no instances gets an entry and no fi
 
 Event loop: records are encoded and written on the caller's thread (a page is a few hundred KB, and
 writes go to the page cache in 1 MB chunks); Parquet pages are encoded in a worker thread (converting
-a few thousand rows at a time takes tens of ms). The commit (two fsyncs of files, two of folders,
-two renames: 30-45 ms measured on this project's VM disk, more on a network file system) runs in a
-worker thread that a cancellation waits for, so a cancelled commit still ends whole or not at all.
+a few thousand rows at a time takes tens of ms). Opening a part and its commit (two fsyncs of files,
+two of folders, two renames: 30-45 ms measured on this project's VM disk, more on a network file
+system) run in a worker thread too.
+
+Cancellation: a step in a worker thread (opening, encoding a Parquet page, the commit) that has
+started is waited for, whatever cancels the caller, anyio's cancellation or asyncio's own
+(``Task.cancel()``, ``asyncio.timeout()``, Ctrl-C under ``asyncio.run()``, which go through anyio's
+shields; see ``scanner.scandir.threads``); the cancellation is raised once it has ended. So a commit
+cancelled once started still ends whole, the unit committed (``PartWriter.entry``), and one
+cancelled before it started never starts: the part is discarded and the unit's previous entry
+stands. The writer never discards, unlocks or writes on while its own thread works on the part.
 """
 
 from __future__ import annotations
@@ -47,7 +55,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
 
-import anyio
 import orjson
 
 from scanner.clock import Clock, SystemClock
@@ -67,6 +74,7 @@ from scanner.scandir.layout import (
     unit_from_key,
 )
 from scanner.scandir.params import ScanParams
+from scanner.scandir.threads import run_to_end
 
 __all__ = [
     "PartBusyError",
@@ -178,6 +186,10 @@ class ResumePlan:
     removed: tuple[str, ...]
     #: Records in the complete parts.
     records: int = 0
+    #: Units whose entry says complete but whose part is missing or not of the entry's size (removed
+    #: by hand, or by a writer an asyncio cancellation cut in two before this was fixed): among
+    #: ``incomplete``, scanned again. Only the units this process cleaned (``owns``) are checked.
+    damaged: frozenset[Unit] = frozenset()
 
     @property
     def to_scan(self) -> frozenset[Unit]:
@@ -417,6 +429,7 @@ class ScanDirectory:
         ``ConfigError`` (naming each difference) when ``params`` differ from the directory's. Units
         another live process is writing are left alone (``busy``). ``owns``: the units this process
         will write (a shard's); only their leftovers are removed (the other shards clean their own).
+        A complete entry whose part is missing or not of its size is ``damaged``: scanned again.
         """
         differences = params.differences(self.params)
         if differences:
@@ -427,6 +440,7 @@ class ScanDirectory:
         fs = self._fs
         removed: list[str] = []
         busy: set[Unit] = set()
+        damaged: set[Unit] = set()
         units = set(self.entries()) | set(unit_folders(self.path))
         for child in (self.path / PARTS).iterdir():
             if is_temp_name(child.name):
@@ -442,12 +456,16 @@ class ScanDirectory:
                 continue
             try:
                 removed.extend(self._clean_unit(unit))
+                if not self._part_present(unit):  # checked under the lock: no writer replaces it now
+                    damaged.add(unit)
             finally:
                 fs.unlock(lock)
         removed.extend(self._clean_manifest_temps())
         entries = self.entries()
-        complete = {unit for unit, entry in entries.items() if entry.status == "complete"} - busy
-        incomplete = {unit for unit, entry in entries.items() if entry.status != "complete"} - busy
+        complete = {unit for unit, entry in entries.items() if entry.status == "complete"} - busy - damaged
+        incomplete = (
+            {unit for unit, entry in entries.items() if entry.status != "complete"} - busy
+        ) | damaged
         expected = self.expected() or set()
         return ResumePlan(
             complete=frozenset(complete),
@@ -456,7 +474,18 @@ class ScanDirectory:
             busy=frozenset(busy),
             removed=tuple(removed),
             records=sum(entries[unit].records for unit in complete),
+            damaged=frozenset(damaged),
         )
+
+    def _part_present(self, unit: Unit) -> bool:
+        """False when the unit's entry says complete and its part is missing or not of its size."""
+        entry = self.entry(unit)
+        if entry is None or entry.status != "complete" or entry.file is None:
+            return True
+        try:
+            return (self.path / entry.file).stat().st_size == entry.bytes
+        except FileNotFoundError:
+            return False
 
     def _lock_path(self, unit: Unit) -> Path:
         return self.path / LOCKS / f"{unit.key}.lock"
@@ -609,7 +638,8 @@ class PartWriter:
             await part.commit("complete")                  # or ("incomplete", failures)
 
     Leaving the block without ``commit`` (an error, a cancellation) discards the part: the unit's
-    previous entry and part, if any, stay as they were.
+    previous entry and part, if any, stay as they were. A commit cancelled once it has started ends
+    first (see the module docstring): ``entry`` is then the committed entry, and the part is kept.
     """
 
     def __init__(self, directory: ScanDirectory, unit: Unit) -> None:
@@ -627,6 +657,8 @@ class PartWriter:
         self._final: Path | None = None
         self._previous: PartEntry | None = None
         self._started_at = ""
+        #: The unit's entry once ``commit`` has made it visible (even if the caller was then cancelled).
+        self.entry: PartEntry | None = None
         self._state: Literal["new", "opening", "open", "committed", "closed"] = "new"
         self._threaded = directory.params.format == "parquet"
 
@@ -636,8 +668,8 @@ class PartWriter:
         self._state = "opening"
         try:
             # Cleaning the unit's folder, creating it and fsyncing its parents: off the event loop.
-            await anyio.to_thread.run_sync(self._open_sync)
-        except BaseException:  # a cancellation lands after the thread has finished
+            await run_to_end(self._open_sync)
+        except BaseException:  # raised once the thread has ended (or when it never started)
             self._discard()
             self._release()
             self._state = "closed"
@@ -685,9 +717,14 @@ class PartWriter:
         if not records:
             return
         if self._threaded:
-            data = await anyio.to_thread.run_sync(encoder.encode, records)
+            # The page is in the part whole, or not at all: the encoder keeps state (Parquet's footer
+            # names every row group), so its output is never dropped, even by a cancelled caller.
+            await run_to_end(self._write_sync, encoder, records)
         else:
-            data = encoder.encode(records)
+            self._write_sync(encoder, records)
+
+    def _write_sync(self, encoder: PartEncoder, records: list[dict[str, Any]]) -> None:
+        data = encoder.encode(records)
         self.records += len(records)
         self._emit(data)
 
@@ -701,11 +738,7 @@ class PartWriter:
         if status == "complete" and failures:
             raise UsageError("a complete part has no failures: commit it as 'incomplete'")
         failures = tuple(dict(failure) for failure in failures)
-        self._emit(encoder.finish())
-        self._flush()
-        entry = await anyio.to_thread.run_sync(self._commit_sync, status, failures)
-        self._state = "committed"
-        return entry
+        return await run_to_end(self._commit_sync, encoder, status, failures)
 
     def _check_open(self) -> PartEncoder:
         if self._state != "open" or self._encoder is None:
@@ -726,8 +759,12 @@ class PartWriter:
             self._digest.update(data)
             self.bytes += len(data)
 
-    def _commit_sync(self, status: PartStatus, failures: tuple[Mapping[str, Any], ...]) -> PartEntry:
+    def _commit_sync(
+        self, encoder: PartEncoder, status: PartStatus, failures: tuple[Mapping[str, Any], ...]
+    ) -> PartEntry:
         fs, directory, unit = self._fs, self._dir, self.unit
+        self._emit(encoder.finish())
+        self._flush()
         assert self._fd is not None
         assert self._temp is not None
         assert self._final is not None
@@ -762,6 +799,8 @@ class PartWriter:
         )
         atomic_write(fs, directory._entry_path(unit), _dumps(entry.to_json()))
         self._final = None  # named by the entry now: never removed by a discard
+        self.entry = entry
+        self._state = "committed"  # here, not in the caller: a cancelled caller does not get here
         previous = self._previous
         if previous is not None and previous.file is not None and previous.file != file:
             with contextlib.suppress(OSError):

@@ -4,6 +4,7 @@
 The scan commits a unit when its listing ends (``commit``, the unit of resume), or all of them at the
 end from the summary (``commit_all`` with ``outcomes_from_summary``). Leaving the router without a
 commit (an error, Ctrl-C) discards the parts still open: their units keep whatever entry they had.
+A commit under way when the caller is cancelled (by anyio or by asyncio itself) ends first, whole.
 
 ::
 
@@ -143,12 +144,15 @@ class PartRouter:
             return None
         part = await self._open(unit)
         try:
-            entry = await part.commit(status, failures)
+            await part.commit(status, failures)
         finally:
+            # The commit has ended, or never started, even if the caller was cancelled meanwhile: a
+            # committed part is kept (and listed in ``entries``), any other discarded.
             del self._parts[unit]
             await part.__aexit__(None, None, None)
-        self.entries.append(entry)
-        return entry
+            if part.entry is not None:
+                self.entries.append(part.entry)
+        return part.entry
 
     async def commit_all(self, outcomes: Mapping[Unit, Outcome]) -> list[PartEntry]:
         """Commit every unit of ``outcomes``, and any part still open (incomplete: no outcome known)."""

@@ -109,6 +109,31 @@ def test_a_crash_at_each_step_of_a_commit(tmp_path: Path, point: str) -> None:
     assert_exact(scan)
 
 
+@pytest.mark.parametrize(
+    ("point", "region", "fmt"),
+    [
+        *((point, "cn-hangzhou", "jsonl") for point in CRASH_POINTS if point != "before-old-part-removal"),
+        ("after-part-rename", "cn-hangzhou", "parquet"),
+        # A region with no instances: its temporary part is removed, its entry names no file.
+        ("before-entry-rename", "cn-beijing", "jsonl"),
+        ("after-entry-rename", "cn-beijing", "jsonl"),
+    ],
+)
+def test_a_crash_in_the_first_commit_of_a_region(tmp_path: Path, point: str, region: str, fmt: str) -> None:
+    """No previous entry to fall back on: the region is committed whole or has no entry at all."""
+    scan = tmp_path / "scan"
+    process = start(scan, "--format", fmt, "--crash-at", point, "--crash-in", region)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 137, err.decode()
+    assert_consistent(scan)
+    committed = point == "after-entry-rename"
+    assert (ScanDirectory.open(scan).entry(Unit(None, region)) is not None) == committed
+    result = run(scan, "--format", fmt)
+    assert (region in result["written"]) == (not committed)  # resumed: scanned only if not committed
+    assert bool(result["removed"]) == (not committed)  # its leftovers (temporary files, a lone part)
+    assert_exact(scan)
+
+
 def test_sigkill_at_random_points_then_resume_is_exact(tmp_path: Path) -> None:
     scan = tmp_path / "scan"
     rng = random.Random(14)

@@ -394,3 +394,37 @@ async def test_a_shard_cleans_only_its_own_units(tmp_path: Path) -> None:
     plan = directory.resume_plan(ScanParams(), owns=lambda unit: unit.region == "cn-hangzhou")
     assert plan.removed == ("region=cn-hangzhou/part-9.jsonl",)
     assert plan.complete == {Unit(None, "cn-hangzhou"), Unit(None, "cn-shanghai")}
+
+
+@pytest.mark.asyncio
+async def test_resume_scans_again_a_complete_unit_whose_part_is_missing_or_cut(tmp_path: Path) -> None:
+    """An entry says complete but its part is gone or shorter (removed by hand, or by a writer an
+    asyncio cancellation cut in two, before that was fixed): --resume must not keep it."""
+    directory = ScanDirectory.create_or_open(tmp_path, ScanParams())
+    for region in ("cn-hangzhou", "cn-shanghai", "cn-shenzhen", "ap-southeast-1"):
+        await write_region(directory, region, BY_REGION[region])
+    await write_region(directory, "cn-beijing", [])  # no file: nothing to miss
+    (tmp_path / "region=cn-hangzhou/part-0.jsonl").unlink()
+    cut = tmp_path / "region=cn-shanghai/part-0.jsonl"
+    cut.write_bytes(cut.read_bytes()[:-10])
+    (tmp_path / "region=ap-southeast-1/part-0.jsonl").unlink()  # another shard's: left to it
+
+    plan = directory.resume_plan(ScanParams(), owns=lambda unit: unit.region != "ap-southeast-1")
+    damaged = {Unit(None, "cn-hangzhou"), Unit(None, "cn-shanghai")}
+    assert plan.damaged == damaged
+    assert plan.incomplete == damaged
+    assert plan.complete == {Unit(None, r) for r in ("cn-shenzhen", "cn-beijing", "ap-southeast-1")}
+    assert plan.records == len(BY_REGION["cn-shenzhen"]) + len(BY_REGION["ap-southeast-1"])
+    assert plan.should_scan(None, "cn-hangzhou")
+    assert plan.removed == ()  # the cut part is the entry's: replaced by the rescan, not removed here
+
+    for unit in sorted(plan.to_scan, key=lambda unit: unit.region):
+        await write_region(directory, unit.region, BY_REGION[unit.region])
+    again = directory.resume_plan(ScanParams(), owns=lambda unit: unit.region != "ap-southeast-1")
+    assert (again.damaged, again.incomplete) == (frozenset(), frozenset())
+    for region in ("cn-hangzhou", "cn-shanghai"):
+        entry = directory.entry(Unit(None, region))
+        assert entry is not None
+        assert entry.file is not None
+        assert list(iter_records(tmp_path / entry.file, "jsonl")) == BY_REGION[region]
+    assert [path.name for path in (tmp_path / "region=cn-shanghai").iterdir()] == ["part-1.jsonl"]

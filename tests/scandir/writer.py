@@ -1,9 +1,10 @@
 """A process that writes the test fleet into a scan directory, to be killed or run side by side.
 
 ``python -m tests.scandir.writer DIR [--shard I/N] [--page N] [--pause S] [--format F]
-[--incomplete REGION] [--crash-at POINT]``: resumes DIR (removing leftovers), records every region as
-expected, and writes the regions of its shard not yet complete, a page at a time. ``--crash-at``
-stops the process (``os._exit``, no clean-up, like SIGKILL) at one step of a commit.
+[--incomplete REGION] [--crash-at POINT [--crash-in REGION]]``: resumes DIR (removing leftovers),
+records every region as expected, and writes the regions of its shard not yet complete, a page at a
+time. ``--crash-at`` stops the process (``os._exit``, no clean-up, like SIGKILL) at one step of a
+commit: the first commit, or the commit of ``--crash-in``.
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ FAILURE = {"region": "cn-shenzhen", "service": None, "code": "ServerError", "mes
 
 
 class CrashingFileSystem(FileSystem):
-    """Exits the process, without any clean-up, at ``point`` of the first commit."""
+    """Exits the process, without any clean-up, at ``point`` of the first commit once ``armed``."""
 
     def __init__(self, point: str) -> None:
         self.point = point
-        self.entries = 0
+        self.armed = True
 
     def _crash(self, point: str) -> None:
-        if point == self.point:
+        if self.armed and point == self.point:
             os._exit(137)
 
     def rename(self, source: Path, target: Path) -> None:
@@ -65,11 +66,14 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--format", default="jsonl")
     parser.add_argument("--incomplete", default=None)
     parser.add_argument("--crash-at", choices=CRASH_POINTS, default=None)
+    parser.add_argument("--crash-in", default=None)
     args = parser.parse_args(argv)
     index, count = (int(part) for part in args.shard.split("/"))
     by_region = records_by_region()
     params = ScanParams(format=args.format, regions=tuple(by_region))
     fs = CrashingFileSystem(args.crash_at) if args.crash_at else None
+    if fs is not None and args.crash_in is not None:
+        fs.armed = False  # until the commit of that region
     directory = ScanDirectory.create_or_open(args.dir, params, fs=fs)
     positions = {region: position for position, region in enumerate(sorted(by_region))}
     plan = directory.resume_plan(params, owns=lambda unit: positions[unit.region] % count == index)
@@ -88,6 +92,8 @@ async def main(argv: list[str]) -> None:
                 await part.write(records[start : start + args.page])
                 if args.pause:
                     await anyio.sleep(args.pause)  # a slow listing, in a process made to be killed
+            if fs is not None and region == args.crash_in:
+                fs.armed = True
             if incomplete:
                 await part.commit("incomplete", [FAILURE])
             else:
