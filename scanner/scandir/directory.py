@@ -479,13 +479,7 @@ class ScanDirectory:
 
     def _part_present(self, unit: Unit) -> bool:
         """False when the unit's entry says complete and its part is missing or not of its size."""
-        entry = self.entry(unit)
-        if entry is None or entry.status != "complete" or entry.file is None:
-            return True
-        try:
-            return (self.path / entry.file).stat().st_size == entry.bytes
-        except FileNotFoundError:
-            return False
+        return _part_intact(self.path, self.entry(unit))
 
     def _lock_path(self, unit: Unit) -> Path:
         return self.path / LOCKS / f"{unit.key}.lock"
@@ -563,7 +557,12 @@ def merged_entries(directories: Sequence[ScanDirectory]) -> dict[Unit, tuple[Sca
 
 def combined_status(directories: Sequence[ScanDirectory]) -> dict[str, Any]:
     """The status of one scan in one directory, or spread over several (shards); see ``status()``."""
-    entries = {unit: entry for unit, (_, entry) in merged_entries(directories).items()}
+    merged = merged_entries(directories)
+    entries = {unit: entry for unit, (_, entry) in merged.items()}
+    damaged = sorted(
+        (unit for unit, (directory, entry) in merged.items() if not _still_intact(directory, unit, entry)),
+        key=_sort_key,
+    )
     expected: set[Unit] | None = None
     finished: list[str] = []
     for directory in directories:
@@ -583,24 +582,48 @@ def combined_status(directories: Sequence[ScanDirectory]) -> dict[str, Any]:
     ]
     missing = None if expected is None else sorted(expected - set(entries), key=_sort_key)
     all_complete = all(entry.status == "complete" for entry in entries.values())
-    complete = all_complete and (not missing if missing is not None else bool(entries))
+    complete = all_complete and not damaged and (not missing if missing is not None else bool(entries))
     return {
         "complete": complete,
         "records": sum(entry.records for entry in entries.values()),
         "parts": parts,
         "missing": None if missing is None else [unit.to_json() for unit in missing],
+        "damaged": [{**unit.to_json(), "file": entries[unit].file} for unit in damaged],
         "started_at": min(directory.created_at for directory in directories),
         "finished_at": max(finished) if finished else None,
         "params": directories[0].params.to_json(),
     }
 
 
+def _part_intact(root: Path, entry: PartEntry | None) -> bool:
+    """False when ``entry`` says complete and its part is missing or not of its size (a stat, not
+    a re-read: ``verify`` re-reads)."""
+    if entry is None or entry.status != "complete" or entry.file is None:
+        return True
+    try:
+        return (root / entry.file).stat().st_size == entry.bytes
+    except FileNotFoundError:
+        return False
+
+
+def _still_intact(directory: ScanDirectory, unit: Unit, entry: PartEntry) -> bool:
+    """``_part_intact``, asked again of the unit's current entry when the first answer is no: a
+    live writer may have replaced the part (and removed the old file) since the entry was read."""
+    return _part_intact(directory.path, entry) or _part_intact(directory.path, directory.entry(unit))
+
+
 def status_table(status: Mapping[str, Any]) -> list[str]:
     """``ScanDirectory.status()`` as the lines of a plain-text table (``eas-scan status DIR``)."""
     rows = [("account", "region", "status", "records", "failures")]
+    damaged = {(unit["account"], unit["region"]): unit["file"] for unit in status.get("damaged") or ()}
     for part in status["parts"]:
         failures = "; ".join(f"{f.get('service') or '-'}: {f.get('code')}" for f in part["failures"])
-        rows.append((part["account"] or "-", part["region"], part["status"], str(part["records"]), failures))
+        state = part["status"]
+        file = damaged.get((part["account"], part["region"]))
+        if file is not None:
+            state = "damaged"
+            failures = f"{file} is missing or not of its entry's size: --resume scans it again"
+        rows.append((part["account"] or "-", part["region"], state, str(part["records"]), failures))
     for unit in status.get("missing") or ():
         rows.append((unit["account"] or "-", unit["region"], "missing", "0", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -609,10 +632,13 @@ def status_table(status: Mapping[str, Any]) -> list[str]:
         for row in rows
     ]
     parts = status["parts"]
-    complete = sum(1 for part in parts if part["status"] == "complete")
+    broken = len(damaged)
+    complete = sum(1 for part in parts if part["status"] == "complete") - broken
     missing = len(status.get("missing") or ())
     lines.append(
-        f"{complete} complete, {len(parts) - complete} incomplete, {missing} missing; "
+        f"{complete} complete, {len(parts) - complete - broken} incomplete, "
+        + (f"{broken} damaged, " if broken else "")
+        + f"{missing} missing; "
         f"{status['records']} records; " + ("complete" if status["complete"] else "NOT complete")
     )
     return [line.rstrip() for line in lines]

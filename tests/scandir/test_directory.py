@@ -428,3 +428,35 @@ async def test_resume_scans_again_a_complete_unit_whose_part_is_missing_or_cut(t
         assert entry.file is not None
         assert list(iter_records(tmp_path / entry.file, "jsonl")) == BY_REGION[region]
     assert [path.name for path in (tmp_path / "region=cn-shanghai").iterdir()] == ["part-1.jsonl"]
+
+
+@pytest.mark.asyncio
+async def test_status_is_not_complete_while_a_complete_part_is_missing_or_cut(tmp_path: Path) -> None:
+    """``eas-scan status`` exits 0 only for a directory whose records are all there: an entry that
+    says complete over a part that is gone or shorter is named ``damaged`` (a stat per part; a full
+    re-read is ``verify``), and ``--resume`` scans it again."""
+    directory = ScanDirectory.create_or_open(tmp_path, ScanParams())
+    directory.expect([(None, region) for region in ("cn-hangzhou", "cn-shanghai", "cn-beijing")])
+    for region in ("cn-hangzhou", "cn-shanghai"):
+        await write_region(directory, region, BY_REGION[region])
+    await write_region(directory, "cn-beijing", [])  # no file: nothing to miss
+    assert directory.status()["complete"] is True
+    assert directory.status()["damaged"] == []
+
+    (tmp_path / "region=cn-hangzhou/part-0.jsonl").unlink()
+    cut = tmp_path / "region=cn-shanghai/part-0.jsonl"
+    cut.write_bytes(cut.read_bytes()[:-10])
+    status = directory.status()
+    assert status["complete"] is False
+    assert status["damaged"] == [
+        {"account": None, "region": "cn-hangzhou", "file": "region=cn-hangzhou/part-0.jsonl"},
+        {"account": None, "region": "cn-shanghai", "file": "region=cn-shanghai/part-0.jsonl"},
+    ]
+    assert [part["status"] for part in status["parts"]] == ["complete"] * 3  # what the entries say
+    table = status_table(status)
+    assert table[2].split()[:3] == ["-", "cn-hangzhou", "damaged"]
+    assert "--resume scans it again" in table[2]
+    assert table[-1] == (
+        f"1 complete, 0 incomplete, 2 damaged, 0 missing; "
+        f"{len(BY_REGION['cn-hangzhou']) + len(BY_REGION['cn-shanghai'])} records; NOT complete"
+    )
