@@ -106,12 +106,14 @@ def _open_directory(config: ScanConfig) -> DirectoryTarget:
     plan = directory.resume_plan(params)
     log = logging.getLogger("scanner.cli")
     log.info(
-        "resume %s: %d complete region(s) kept (%d records), %d incomplete, %d missing, "
+        "resume %s: %d complete region(s) kept (%d records), %d incomplete (%d of them damaged: "
+        "complete entries whose part is gone or cut), %d missing, "
         "%d being written by another process, %d leftover file(s) removed",
         directory.path,
         len(plan.complete),
         plan.records,
         len(plan.incomplete),
+        len(plan.damaged),
         len(plan.missing),
         len(plan.busy),
         len(plan.removed),
