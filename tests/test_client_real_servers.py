@@ -64,8 +64,9 @@ async def test_a_success_code_without_the_data_is_still_not_a_page(code: str) ->
         {"RequestId": "R-3", "PageNumber": 2},
         {"RequestId": "R-3", "TotalCount": None, "PageNumber": None, "PageSize": None, "Instances": None},
         {"RequestId": "R-3", "PageNumber": None, "Instances": []},
+        {"RequestId": "R-3", "TotalCount": 0, "PageNumber": 0, "PageSize": 0, "Instances": []},
     ],
-    ids=["all left out", "TotalCount left out", "all null", "paging null"],
+    ids=["all left out", "TotalCount left out", "all null", "paging null", "paging 0"],
 )
 async def test_an_empty_page_with_its_zero_values_left_out_or_null(payload: dict[str, object]) -> None:
     mocked = Scripted()

@@ -625,6 +625,13 @@ def _decode_regions(raw: Response, region: str, action: str) -> list[Region]:
 
 
 _DICT_ONLY: Final = frozenset({dict})
+
+
+def _unset(echoed: object) -> bool:
+    """Whether a paging echo says nothing: left out, null, or 0 (no page has number or size 0)."""
+    return echoed is None or (type(echoed) is int and echoed == 0)
+
+
 _ITEMS_KEYS: Final = frozenset({"Instances", "Services"})
 #: Every key of a ListServices or ListServiceInstances answer.
 _PAGE_KEYS: Final = frozenset({"RequestId", "TotalCount", "PageNumber", "PageSize", *_ITEMS_KEYS})
@@ -657,11 +664,12 @@ def _decode_page(
         if total is not None:
             error.code = "ImplausibleTotalCount"  # a count no listing can have (issue 11)
         raise error
-    # The echo of the paging asked for; left out, or null, it is what was asked.
-    echoed = data.get("PageNumber")
-    page_number = page_number if echoed is None else echoed
+    # The echo of the paging asked for. Left out, null or 0 (a server that never fills it in: no
+    # page has number or size 0), it is what was asked.
+    echoed: Any = data.get("PageNumber")
+    page_number = page_number if _unset(echoed) else echoed
     echoed = data.get("PageSize")
-    page_size = page_size if echoed is None else echoed
+    page_size = page_size if _unset(echoed) else echoed
     if type(page_number) is not int or type(page_size) is not int:
         raise fail(f"PageNumber/PageSize are not integers ({page_number!r}, {page_size!r})")
     items = data.get(items_key)

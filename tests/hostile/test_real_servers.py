@@ -144,7 +144,17 @@ def _nulls(data: Any) -> Any:
     return {**nulled, "PageNumber": None, "PageSize": None}
 
 
-@pytest.mark.parametrize("shape", [_omitempty, _nulls], ids=["zero values left out", "zero values null"])
+def _paging_zero(data: Any) -> Any:
+    """What a server sends that never fills in the echo of the paging (a Go struct without
+    ``omitempty``): ``PageNumber`` and ``PageSize`` 0, which no page can have."""
+    return {**data, "PageNumber": 0, "PageSize": 0}
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [_omitempty, _nulls, _paging_zero],
+    ids=["zero values left out", "zero values null", "paging echoed as 0"],
+)
 def test_an_empty_listing_without_its_zero_count_is_read_as_empty(tmp_path: Path, shape: Any) -> None:
     """An empty service (in every region) and a region without services, in each answer's shape:
     complete, every record exact. (An answer with items and no TotalCount is still refused:
