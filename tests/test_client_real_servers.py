@@ -12,7 +12,7 @@ from scanner import Scanner
 from scanner.client.api import standard_retry_after_ms
 from scanner.client.credentials import StaticCredentials
 from scanner.errors import ApiError, AuthError, DecodeError, ScanFailedError, ServerError, ThrottledError
-from scanner.testing import MockTransport, Request, Response, json_response
+from scanner.testing import FakeClock, MockTransport, Request, Response, json_response
 from tests.test_client import AK_ID, SECRET, Scripted, make_client, reply
 
 
@@ -231,7 +231,8 @@ async def test_a_region_id_that_is_none_fails_the_region_listing_by_name(bad: st
     """Not a region id (no endpoint can be made of it): the scan fails at once naming it, not with an
     exception group from inside the scan."""
     transport = _regions_transport(["cn-hangzhou", bad])
-    async with Scanner(credentials=StaticCredentials("id", "secret"), transport=transport) as scanner:
+    credentials = StaticCredentials("id", "secret")
+    async with Scanner(credentials=credentials, transport=transport, clock=FakeClock()) as scanner:
         stream = scanner.scan()
         with pytest.raises(ScanFailedError) as caught:
             _ = [record async for record in stream]
