@@ -233,6 +233,19 @@ class EasClient:
     def _decode(self, redact: Redactor, decode: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
             return decode(*args, **kwargs)
+        except _NotJsonError as exc:
+            # What came instead (a WAF's challenge, a captive portal, a proxy's login page), as
+            # an error answer's body is shown: an excerpt, tags collapsed, redacted.
+            error = DecodeError(
+                f"unexpected response: {non_json_message(exc.raw, redact)} ({exc.reason})",
+                region=exc.region,
+                action=exc.action,
+                service=exc.service,
+                status=exc.status,
+                request_id=exc.request_id,
+            )
+            _redact_error(error, redact)
+            raise error from None
         except DecodeError as exc:
             _redact_error(exc, redact)
             raise
@@ -587,12 +600,28 @@ def _check_error_in_2xx(
         raise _ErrorIn2xx(raw, region, action, service)
 
 
+class _NotJsonError(DecodeError):
+    """A 2xx body that is not JSON; ``EasClient._decode`` adds an excerpt of what it was."""
+
+    def __init__(self, raw: Response, reason: str, error: DecodeError) -> None:
+        super().__init__(
+            error.message,
+            region=error.region,
+            action=error.action,
+            service=error.service,
+            status=error.status,
+            request_id=error.request_id,
+        )
+        self.raw, self.reason = raw, reason
+
+
 def _decode_object(raw: Response, region: str, action: str, service: str | None) -> dict[str, Any]:
     try:
         data = orjson.loads(_without_bom(raw.body))
     except orjson.JSONDecodeError as exc:
-        problem = f"the body is not valid JSON ({exc}; {len(raw.body)} bytes)"
-        raise _decode_error(problem, raw, None, region, action, service) from None
+        reason = f"{exc}; {len(raw.body)} bytes"
+        error = _decode_error(f"the body is not valid JSON ({reason})", raw, None, region, action, service)
+        raise _NotJsonError(raw, reason, error) from None
     if type(data) is not dict:
         raise _decode_error("the body is not a JSON object", raw, None, region, action, service)
     return data

@@ -37,6 +37,7 @@ from tests.hostile.server import (
     error_response,
     json_response,
     make_fleet,
+    raw_response,
     reshaped,
     xml_error_response,
 )
@@ -301,4 +302,32 @@ def test_a_service_without_a_usable_name_fails_that_region_and_only_it(tmp_path:
     assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
     assert_region(run, BAD, complete=False)
     assert_region(run, GOOD, complete=True)
+    assert_records(run, server, none_of=[(BAD, "svc-a")])
+
+
+# --- an HTML page with status 200 ---------------------------------------------------------------
+
+CAPTIVE_PORTAL = (
+    b"<!DOCTYPE html><html><head><title>Network login</title></head><body>"
+    b"<h1>Sign in to the guest network to continue</h1><form>...</form></body></html>"
+)
+
+
+def test_an_html_page_answered_200_is_shown_in_the_error(tmp_path: Path) -> None:
+    """A captive portal, a WAF challenge or a proxy's login page answers 200 with HTML. The failure
+    must show what the page says (as an error answer's does), not only that it is not JSON."""
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            return raw_response(CAPTIVE_PORTAL, status=200, content_type="text/html; charset=utf-8")
+        return None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    failure = assert_failure(run, region=BAD, service="svc-a")
+    message = str(failure["message"])
+    for part in ('HTTP 200 with a non-JSON body (text/html): "', "Sign in to the guest network"):
+        assert part in message, f"the error must show the page ({part!r}); got {message!r}"
+    assert "<" not in message, f"the page's tags are collapsed, as in an error answer's snippet: {message!r}"
     assert_records(run, server, none_of=[(BAD, "svc-a")])
