@@ -331,3 +331,26 @@ def test_an_html_page_answered_200_is_shown_in_the_error(tmp_path: Path) -> None
         assert part in message, f"the error must show the page ({part!r}); got {message!r}"
     assert "<" not in message, f"the page's tags are collapsed, as in an error answer's snippet: {message!r}"
     assert_records(run, server, none_of=[(BAD, "svc-a")])
+
+
+# --- a Content-Encoding that was not asked for -----------------------------------------------------
+
+
+def test_a_body_compressed_in_an_encoding_not_asked_for_is_named_not_called_a_400(tmp_path: Path) -> None:
+    """A CDN or proxy that compresses with Brotli although the request accepts only gzip and
+    deflate: the error names the encoding; it must not read as an HTTP 400 the server never sent."""
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            return raw_response(b"\x1b\x03\x00\xf8\x25\x00", headers={"Content-Encoding": "br"})
+        return None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    failure = assert_failure(run, region=BAD, service="svc-a")
+    message = str(failure["message"])
+    for part in ("Content-Encoding", "br"):
+        assert part in message, f"the encoding must be named ({part!r}): {message!r}"
+    assert "400" not in message, f"the server answered 200, not 400: {message!r}"
+    assert_records(run, server, none_of=[(BAD, "svc-a")])
