@@ -60,13 +60,13 @@ async def test_a_success_code_without_the_data_is_still_not_a_page(code: str) ->
 @pytest.mark.parametrize(
     "payload",
     [
-        {"RequestId": "R-3"},
         {"RequestId": "R-3", "PageNumber": 2},
+        {"RequestId": "R-3", "PageSize": 50},
         {"RequestId": "R-3", "TotalCount": None, "PageNumber": None, "PageSize": None, "Instances": None},
         {"RequestId": "R-3", "PageNumber": None, "Instances": []},
         {"RequestId": "R-3", "TotalCount": 0, "PageNumber": 0, "PageSize": 0, "Instances": []},
     ],
-    ids=["all left out", "TotalCount left out", "all null", "paging null", "paging 0"],
+    ids=["only PageNumber", "only PageSize", "all null", "paging null", "paging 0"],
 )
 async def test_an_empty_page_with_its_zero_values_left_out_or_null(payload: dict[str, object]) -> None:
     mocked = Scripted()
@@ -84,8 +84,9 @@ async def test_an_empty_page_with_its_zero_values_left_out_or_null(payload: dict
     [
         {"RequestId": "R-4", "Data": {"Instances": [{"InstanceName": "a"}]}},
         {"Instances": [{"InstanceName": "a"}]},
+        {"RequestId": "R-4"},
     ],
-    ids=["another shape", "items without a count"],
+    ids=["another shape", "items without a count", "a RequestId alone"],
 )
 async def test_a_body_without_a_count_is_an_empty_page_only_when_it_is_a_page(
     payload: dict[str, object],

@@ -662,8 +662,10 @@ def _unset(echoed: object) -> bool:
 
 
 _ITEMS_KEYS: Final = frozenset({"Instances", "Services"})
+#: The keys of a ListServices or ListServiceInstances answer, but its RequestId.
+_PAGE_FIELDS: Final = frozenset({"TotalCount", "PageNumber", "PageSize", *_ITEMS_KEYS})
 #: Every key of a ListServices or ListServiceInstances answer.
-_PAGE_KEYS: Final = frozenset({"RequestId", "TotalCount", "PageNumber", "PageSize", *_ITEMS_KEYS})
+_PAGE_KEYS: Final = frozenset({"RequestId", *_PAGE_FIELDS})
 
 
 def _decode_page(
@@ -683,10 +685,11 @@ def _decode_page(
     total = data.get("TotalCount")
     if total is None:
         _check_error_in_2xx(data, items_key, raw, region, action, service)
-        if not data.get(items_key) and _PAGE_KEYS.issuperset(data):
+        if not data.get(items_key) and _PAGE_KEYS.issuperset(data) and not _PAGE_FIELDS.isdisjoint(data):
             # An empty listing from a server that leaves zero values out (Go's ``omitempty``:
-            # no TotalCount, no items) or sends them as null. Only a body of a page's own keys:
-            # with items, the count is needed; with other keys, this is some other answer.
+            # no TotalCount, no items) or sends them as null. Only a body of a page's own keys
+            # that shows at least one page field: with items, the count is needed; with other
+            # keys, or a RequestId alone, this is some other answer.
             total = 0
     if type(total) is not int or total < 0:
         error = fail(f"TotalCount is missing or not a non-negative integer ({total!r})")
