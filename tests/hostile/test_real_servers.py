@@ -14,8 +14,10 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from scanner.output.parquet import read_records
 from tests.hostile.harness import (
     BAD,
     EXIT_COMPLETE,
@@ -27,6 +29,7 @@ from tests.hostile.harness import (
     assert_records,
     assert_region,
     assert_well_behaved,
+    key_of,
     run_scan,
     scan,
 )
@@ -35,6 +38,7 @@ from tests.hostile.server import (
     HostileServer,
     Response,
     error_response,
+    expected_record,
     json_response,
     make_fleet,
     raw_response,
@@ -354,3 +358,43 @@ def test_a_body_compressed_in_an_encoding_not_asked_for_is_named_not_called_a_40
         assert part in message, f"the encoding must be named ({part!r}): {message!r}"
     assert "400" not in message, f"the server answered 200, not 400: {message!r}"
     assert_records(run, server, none_of=[(BAD, "svc-a")])
+
+
+# --- numbers a float column cannot hold exactly (Parquet) ------------------------------------------
+
+
+def test_an_integer_beyond_a_doubles_precision_in_a_float_field_is_kept_in_parquet(tmp_path: Path) -> None:
+    """``CurrentAmount`` is a float in the SDK's model; a server (or a proxy re-encoding JSON) may
+    send any JSON number there, an integer past 2**53 too. A Parquet scan must keep it, exactly (in
+    ``extra``), not end with a traceback and no file."""
+    huge = 2**53 + 1
+
+    def shape(data: Any) -> Any:
+        return {**data, "Instances": [{**item, "CurrentAmount": huge} for item in data["Instances"]]}
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            for instance in server.service(BAD, "svc-a").instances:
+                instance["CurrentAmount"] = huge  # what the records must hold
+            return reshaped(server.honest(call), data=shape)
+        return None
+
+    server, run = scan(tmp_path, behave, extra=["--format", "parquet"])
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    output = tmp_path / "out" / "fleet.jsonl"  # the harness's -o path, whatever the format
+    written = {key_of(record): record for record in read_records(output)}
+    expected = {
+        (region, service.name, instance["InstanceName"]): expected_record(region, service, instance)
+        for region, services in server.fleet.items()
+        for service in services
+        for instance in service.instances
+    }
+    assert set(written) == set(expected)
+    for key, record in expected.items():
+        back = {
+            name: value for name, value in written[key].items() if name != "AccountId" or value is not None
+        }
+        assert orjson.dumps(back, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+            record, option=orjson.OPT_SORT_KEYS
+        ), key
