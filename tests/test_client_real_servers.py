@@ -65,15 +65,16 @@ async def test_a_success_code_without_the_data_is_still_not_a_page(code: str) ->
         {"RequestId": "R-3", "TotalCount": None, "PageNumber": None, "PageSize": None, "Instances": None},
         {"RequestId": "R-3", "PageNumber": None, "Instances": []},
         {"RequestId": "R-3", "TotalCount": 0, "PageNumber": 0, "PageSize": 0, "Instances": []},
+        {"RequestId": "R-3", "TotalCount": 0, "PageNumber": "2", "PageSize": "50", "Instances": []},
     ],
-    ids=["only PageNumber", "only PageSize", "all null", "paging null", "paging 0"],
+    ids=["only PageNumber", "only PageSize", "all null", "paging null", "paging 0", "paging as text"],
 )
 async def test_an_empty_page_with_its_zero_values_left_out_or_null(payload: dict[str, object]) -> None:
     mocked = Scripted()
     reply(mocked, payload)
     async with make_client(transport=mocked.transport) as client:
         page = await client.list_service_instances("cn-shanghai", "foo", page_number=2, page_size=50)
-    expected_number = payload.get("PageNumber") or 2
+    expected_number = int(str(payload.get("PageNumber") or 2))
     assert (page.items, page.total_count, page.page_number, page.page_size) == ([], 0, expected_number, 50)
     assert page.request_id == "R-3"
 

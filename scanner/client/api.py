@@ -656,6 +656,14 @@ def _decode_regions(raw: Response, region: str, action: str) -> list[Region]:
 _DICT_ONLY: Final = frozenset({dict})
 
 
+def _echoed_int(echoed: Any) -> Any:
+    """A paging echo as a number: a server that echoes the query string's text (``"2"``) meant 2.
+    Anything else is returned as it is (and refused by the caller if it is not an int)."""
+    if type(echoed) is str and 0 < len(echoed) <= 9 and echoed.isascii() and echoed.isdigit():
+        return int(echoed)
+    return echoed
+
+
 def _unset(echoed: object) -> bool:
     """Whether a paging echo says nothing: left out, null, or 0 (no page has number or size 0)."""
     return echoed is None or (type(echoed) is int and echoed == 0)
@@ -699,9 +707,9 @@ def _decode_page(
     # The echo of the paging asked for. Left out, null or 0 (a server that never fills it in: no
     # page has number or size 0), it is what was asked.
     echoed: Any = data.get("PageNumber")
-    page_number = page_number if _unset(echoed) else echoed
+    page_number = page_number if _unset(echoed) else _echoed_int(echoed)
     echoed = data.get("PageSize")
-    page_size = page_size if _unset(echoed) else echoed
+    page_size = page_size if _unset(echoed) else _echoed_int(echoed)
     if type(page_number) is not int or type(page_size) is not int:
         raise fail(f"PageNumber/PageSize are not integers ({page_number!r}, {page_size!r})")
     items = data.get(items_key)
