@@ -656,6 +656,13 @@ def _decode_regions(raw: Response, region: str, action: str) -> list[Region]:
 _DICT_ONLY: Final = frozenset({dict})
 
 
+def _key_list(data: dict[str, Any], limit: int = 8) -> str:
+    """The first ``limit`` top-level keys of an answer (each cut to 40 characters), to show its shape."""
+    keys = [key[:40] for key in list(data)[:limit]]
+    more = f", ... ({len(data)} in all)" if len(data) > limit else ""
+    return (", ".join(keys) or "none") + more
+
+
 def _echoed_int(echoed: Any) -> Any:
     """A paging echo as a number: a server that echoes the query string's text (``"2"``) meant 2.
     Anything else is returned as it is (and refused by the caller if it is not an int)."""
@@ -700,9 +707,10 @@ def _decode_page(
             # keys, or a RequestId alone, this is some other answer.
             total = 0
     if type(total) is not int or total < 0:
+        if total is None:
+            raise fail(f"TotalCount is missing (the answer's keys: {_key_list(data)})")
         error = fail(f"TotalCount is missing or not a non-negative integer ({total!r})")
-        if total is not None:
-            error.code = "ImplausibleTotalCount"  # a count no listing can have (issue 11)
+        error.code = "ImplausibleTotalCount"  # a count no listing can have (issue 11)
         raise error
     # The echo of the paging asked for. Left out, null or 0 (a server that never fills it in: no
     # page has number or size 0), it is what was asked.

@@ -403,3 +403,29 @@ def test_an_integer_beyond_a_doubles_precision_in_a_float_field_is_kept_in_parqu
         assert orjson.dumps(back, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
             record, option=orjson.OPT_SORT_KEYS
         ), key
+
+
+# --- an answer in another shape ------------------------------------------------------------------
+
+
+def test_an_answer_with_other_key_names_fails_naming_the_keys_it_had(tmp_path: Path) -> None:
+    """A server (or a gateway in front of it) that renames the keys (``totalCount``, ``instances``:
+    camelCase, as some Alibaba APIs do). The listing must fail, not pass as empty, and the error
+    should show what the answer had instead, so the mismatch is seen at once."""
+
+    def camel(data: Any) -> Any:
+        return {key[0].lower() + key[1:]: value for key, value in data.items()}
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            return reshaped(server.honest(call), data=camel)
+        return None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    failure = assert_failure(run, region=BAD, service="svc-a")
+    message = str(failure["message"])
+    for part in ("TotalCount", "totalCount", "instances"):
+        assert part in message, f"the error must name what was missing and what came ({part!r}): {message!r}"
+    assert_records(run, server, none_of=[(BAD, "svc-a")])
