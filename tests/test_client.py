@@ -767,7 +767,7 @@ DECODE_CASES: list[tuple[str, bytes, str | None]] = [
     ("TotalCount a string", b'{"RequestId": "R-8", "TotalCount": "1", "Instances": []}', "R-8"),
     ("TotalCount a bool", b'{"RequestId": "R-9", "TotalCount": true, "Instances": []}', "R-9"),
     ("items missing but due", b'{"RequestId": "R-10", "TotalCount": 3}', "R-10"),
-    ("PageSize not an int", b'{"RequestId": "R-11", "TotalCount": 0, "PageSize": "20"}', "R-11"),
+    ("PageSize not an int", b'{"RequestId": "R-11", "TotalCount": 0, "PageSize": "20 items"}', "R-11"),
 ]
 
 

@@ -12,7 +12,7 @@ from scanner import Scanner
 from scanner.client.api import standard_retry_after_ms
 from scanner.client.credentials import StaticCredentials
 from scanner.errors import ApiError, AuthError, DecodeError, ScanFailedError, ServerError, ThrottledError
-from scanner.testing import MockTransport, Request, Response, json_response
+from scanner.testing import FakeClock, MockTransport, Request, Response, json_response
 from tests.test_client import AK_ID, SECRET, Scripted, make_client, reply
 
 
@@ -60,19 +60,21 @@ async def test_a_success_code_without_the_data_is_still_not_a_page(code: str) ->
 @pytest.mark.parametrize(
     "payload",
     [
-        {"RequestId": "R-3"},
         {"RequestId": "R-3", "PageNumber": 2},
+        {"RequestId": "R-3", "PageSize": 50},
         {"RequestId": "R-3", "TotalCount": None, "PageNumber": None, "PageSize": None, "Instances": None},
         {"RequestId": "R-3", "PageNumber": None, "Instances": []},
+        {"RequestId": "R-3", "TotalCount": 0, "PageNumber": 0, "PageSize": 0, "Instances": []},
+        {"RequestId": "R-3", "TotalCount": 0, "PageNumber": "2", "PageSize": "50", "Instances": []},
     ],
-    ids=["all left out", "TotalCount left out", "all null", "paging null"],
+    ids=["only PageNumber", "only PageSize", "all null", "paging null", "paging 0", "paging as text"],
 )
 async def test_an_empty_page_with_its_zero_values_left_out_or_null(payload: dict[str, object]) -> None:
     mocked = Scripted()
     reply(mocked, payload)
     async with make_client(transport=mocked.transport) as client:
         page = await client.list_service_instances("cn-shanghai", "foo", page_number=2, page_size=50)
-    expected_number = payload.get("PageNumber") or 2
+    expected_number = int(str(payload.get("PageNumber") or 2))
     assert (page.items, page.total_count, page.page_number, page.page_size) == ([], 0, expected_number, 50)
     assert page.request_id == "R-3"
 
@@ -83,8 +85,9 @@ async def test_an_empty_page_with_its_zero_values_left_out_or_null(payload: dict
     [
         {"RequestId": "R-4", "Data": {"Instances": [{"InstanceName": "a"}]}},
         {"Instances": [{"InstanceName": "a"}]},
+        {"RequestId": "R-4"},
     ],
-    ids=["another shape", "items without a count"],
+    ids=["another shape", "items without a count", "a RequestId alone"],
 )
 async def test_a_body_without_a_count_is_an_empty_page_only_when_it_is_a_page(
     payload: dict[str, object],
@@ -230,7 +233,8 @@ async def test_a_region_id_that_is_none_fails_the_region_listing_by_name(bad: st
     """Not a region id (no endpoint can be made of it): the scan fails at once naming it, not with an
     exception group from inside the scan."""
     transport = _regions_transport(["cn-hangzhou", bad])
-    async with Scanner(credentials=StaticCredentials("id", "secret"), transport=transport) as scanner:
+    credentials = StaticCredentials("id", "secret")
+    async with Scanner(credentials=credentials, transport=transport, clock=FakeClock()) as scanner:
         stream = scanner.scan()
         with pytest.raises(ScanFailedError) as caught:
             _ = [record async for record in stream]

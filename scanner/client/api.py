@@ -233,6 +233,19 @@ class EasClient:
     def _decode(self, redact: Redactor, decode: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
             return decode(*args, **kwargs)
+        except _NotJsonError as exc:
+            # What came instead (a WAF's challenge, a captive portal, a proxy's login page), as
+            # an error answer's body is shown: an excerpt, tags collapsed, redacted.
+            error = DecodeError(
+                f"unexpected response: {non_json_message(exc.raw, redact)} ({exc.reason})",
+                region=exc.region,
+                action=exc.action,
+                service=exc.service,
+                status=exc.status,
+                request_id=exc.request_id,
+            )
+            _redact_error(error, redact)
+            raise error from None
         except DecodeError as exc:
             _redact_error(exc, redact)
             raise
@@ -587,12 +600,28 @@ def _check_error_in_2xx(
         raise _ErrorIn2xx(raw, region, action, service)
 
 
+class _NotJsonError(DecodeError):
+    """A 2xx body that is not JSON; ``EasClient._decode`` adds an excerpt of what it was."""
+
+    def __init__(self, raw: Response, reason: str, error: DecodeError) -> None:
+        super().__init__(
+            error.message,
+            region=error.region,
+            action=error.action,
+            service=error.service,
+            status=error.status,
+            request_id=error.request_id,
+        )
+        self.raw, self.reason = raw, reason
+
+
 def _decode_object(raw: Response, region: str, action: str, service: str | None) -> dict[str, Any]:
     try:
         data = orjson.loads(_without_bom(raw.body))
     except orjson.JSONDecodeError as exc:
-        problem = f"the body is not valid JSON ({exc}; {len(raw.body)} bytes)"
-        raise _decode_error(problem, raw, None, region, action, service) from None
+        reason = f"{exc}; {len(raw.body)} bytes"
+        error = _decode_error(f"the body is not valid JSON ({reason})", raw, None, region, action, service)
+        raise _NotJsonError(raw, reason, error) from None
     if type(data) is not dict:
         raise _decode_error("the body is not a JSON object", raw, None, region, action, service)
     return data
@@ -625,9 +654,33 @@ def _decode_regions(raw: Response, region: str, action: str) -> list[Region]:
 
 
 _DICT_ONLY: Final = frozenset({dict})
+
+
+def _key_list(data: dict[str, Any], limit: int = 8) -> str:
+    """The first ``limit`` top-level keys of an answer (each cut to 40 characters), to show its shape."""
+    keys = [key[:40] for key in list(data)[:limit]]
+    more = f", ... ({len(data)} in all)" if len(data) > limit else ""
+    return (", ".join(keys) or "none") + more
+
+
+def _echoed_int(echoed: Any) -> Any:
+    """A paging echo as a number: a server that echoes the query string's text (``"2"``) meant 2.
+    Anything else is returned as it is (and refused by the caller if it is not an int)."""
+    if type(echoed) is str and 0 < len(echoed) <= 9 and echoed.isascii() and echoed.isdigit():
+        return int(echoed)
+    return echoed
+
+
+def _unset(echoed: object) -> bool:
+    """Whether a paging echo says nothing: left out, null, or 0 (no page has number or size 0)."""
+    return echoed is None or (type(echoed) is int and echoed == 0)
+
+
 _ITEMS_KEYS: Final = frozenset({"Instances", "Services"})
+#: The keys of a ListServices or ListServiceInstances answer, but its RequestId.
+_PAGE_FIELDS: Final = frozenset({"TotalCount", "PageNumber", "PageSize", *_ITEMS_KEYS})
 #: Every key of a ListServices or ListServiceInstances answer.
-_PAGE_KEYS: Final = frozenset({"RequestId", "TotalCount", "PageNumber", "PageSize", *_ITEMS_KEYS})
+_PAGE_KEYS: Final = frozenset({"RequestId", *_PAGE_FIELDS})
 
 
 def _decode_page(
@@ -647,21 +700,24 @@ def _decode_page(
     total = data.get("TotalCount")
     if total is None:
         _check_error_in_2xx(data, items_key, raw, region, action, service)
-        if not data.get(items_key) and _PAGE_KEYS.issuperset(data):
+        if not data.get(items_key) and _PAGE_KEYS.issuperset(data) and not _PAGE_FIELDS.isdisjoint(data):
             # An empty listing from a server that leaves zero values out (Go's ``omitempty``:
-            # no TotalCount, no items) or sends them as null. Only a body of a page's own keys:
-            # with items, the count is needed; with other keys, this is some other answer.
+            # no TotalCount, no items) or sends them as null. Only a body of a page's own keys
+            # that shows at least one page field: with items, the count is needed; with other
+            # keys, or a RequestId alone, this is some other answer.
             total = 0
     if type(total) is not int or total < 0:
+        if total is None:
+            raise fail(f"TotalCount is missing (the answer's keys: {_key_list(data)})")
         error = fail(f"TotalCount is missing or not a non-negative integer ({total!r})")
-        if total is not None:
-            error.code = "ImplausibleTotalCount"  # a count no listing can have (issue 11)
+        error.code = "ImplausibleTotalCount"  # a count no listing can have (issue 11)
         raise error
-    # The echo of the paging asked for; left out, or null, it is what was asked.
-    echoed = data.get("PageNumber")
-    page_number = page_number if echoed is None else echoed
+    # The echo of the paging asked for. Left out, null or 0 (a server that never fills it in: no
+    # page has number or size 0), it is what was asked.
+    echoed: Any = data.get("PageNumber")
+    page_number = page_number if _unset(echoed) else _echoed_int(echoed)
     echoed = data.get("PageSize")
-    page_size = page_size if echoed is None else echoed
+    page_size = page_size if _unset(echoed) else _echoed_int(echoed)
     if type(page_number) is not int or type(page_size) is not int:
         raise fail(f"PageNumber/PageSize are not integers ({page_number!r}, {page_size!r})")
     items = data.get(items_key)

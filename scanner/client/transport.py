@@ -222,7 +222,15 @@ class AiohttpTransport:
             raise NetworkError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from exc
         except aiohttp.ClientResponseError as exc:
             # Not chained: its request_info holds the signed headers (the STS token among them).
-            raise NetworkError(f"{type(exc).__name__}: {exc.status}, {_flat(exc.message)}") from None
+            text = _flat(exc.message)
+            if "content-encoding" in text.lower():
+                # An encoding the request did not accept (Brotli, zstd): the server answered, so
+                # not aiohttp's own "400" (its parser's status), and no network failure either.
+                raise DecodeError(
+                    f"the body's Content-Encoding cannot be decoded here ({text}); the server used it "
+                    "although the request's Accept-Encoding did not name it"
+                ) from None
+            raise NetworkError(f"{type(exc).__name__}: {exc.status}, {text}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise NetworkError(f"{type(exc).__name__}: {_flat(exc)}") from exc
 

@@ -40,8 +40,9 @@ Decisions:
   unexpected type (``"RestartCount": "3"``, a ``StartTime`` in another format, a label with a number),
   its typed column then being null, and (3) every explicit JSON ``null`` (a null column means the field
   was absent). A ``Service`` problem lands under ``extra["Service"]`` (a ``Labels`` list that does not fit
-  goes there whole). Integers in a float column are stored as floats (equal in value); booleans are
-  never taken for numbers, and integers outside int64 go to ``extra``. ``read_records`` merges ``extra``
+  goes there whole). Integers in a float column are stored as floats (equal in value) when a float
+  holds them exactly (up to 2**53 either way); booleans are never taken for numbers, and other
+  integers (outside int64, or past 2**53 in a float column) go to ``extra``. ``read_records`` merges ``extra``
   back, so a record read back equals the record written (key order aside).
 
 ``ParquetEncoder`` has the shape of the other encoders (``header``/``encode``/``finish`` -> bytes): rows
@@ -116,6 +117,9 @@ _TIME_PATTERN: Final = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[
 _TIME_TEXT: Final = re.compile(_TIME_PATTERN)
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
+#: The integers a float64 holds exactly: any other one in a float column goes to ``extra``
+#: (pyarrow refuses to round it, and rounding would not read back equal).
+_EXACT_IN_DOUBLE: Final = 2**53
 
 _LABEL_TYPE: Final = pa.struct([("LabelKey", pa.string()), ("LabelValue", pa.string())])
 _SERVICE_TYPE: Final = pa.struct(
@@ -158,6 +162,10 @@ _ACCEPTS: Final[dict[str, frozenset[type]]] = {
     **dict.fromkeys(_BOOL_FIELDS, frozenset({bool})),
 }
 _NONE: Final = type(None)
+#: The integers a column holds (int64, or those a float64 holds exactly); others go to ``extra``.
+_INT_RANGES: Final[dict[str, tuple[int, int]]] = dict.fromkeys(
+    _FLOAT_FIELDS, (-_EXACT_IN_DOUBLE, _EXACT_IN_DOUBLE)
+)
 
 
 def _parse_time(value: str) -> datetime | None:
@@ -191,9 +199,10 @@ def _typed_column(name: str, records: list[dict[str, Any]], extras: _Extras) -> 
     types = set(map(type, values))
     accepted = _ACCEPTS[name]
     slow = not types <= accepted | {_NONE}
+    low, high = _INT_RANGES.get(name, (_INT64_MIN, _INT64_MAX))
     if not slow and int in accepted and int in types:
         ints = [value for value in values if type(value) is int]
-        slow = min(ints) < _INT64_MIN or max(ints) > _INT64_MAX
+        slow = min(ints) < low or max(ints) > high
     if _NONE in types:  # an explicit null (not an absent field) is kept in extra
         for row, value in enumerate(values):
             if value is None and name in records[row]:
@@ -203,7 +212,7 @@ def _typed_column(name: str, records: list[dict[str, Any]], extras: _Extras) -> 
             if value is None:
                 continue
             kind = type(value)
-            if kind not in accepted or (kind is int and not _INT64_MIN <= value <= _INT64_MAX):
+            if kind not in accepted or (kind is int and not low <= value <= high):
                 extras.put(row, name, value)
                 values[row] = None
     if name in _TIME_FIELDS:

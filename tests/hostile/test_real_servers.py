@@ -14,8 +14,10 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from scanner.output.parquet import read_records
 from tests.hostile.harness import (
     BAD,
     EXIT_COMPLETE,
@@ -27,6 +29,7 @@ from tests.hostile.harness import (
     assert_records,
     assert_region,
     assert_well_behaved,
+    key_of,
     run_scan,
     scan,
 )
@@ -35,8 +38,10 @@ from tests.hostile.server import (
     HostileServer,
     Response,
     error_response,
+    expected_record,
     json_response,
     make_fleet,
+    raw_response,
     reshaped,
     xml_error_response,
 )
@@ -144,11 +149,26 @@ def _nulls(data: Any) -> Any:
     return {**nulled, "PageNumber": None, "PageSize": None}
 
 
-@pytest.mark.parametrize("shape", [_omitempty, _nulls], ids=["zero values left out", "zero values null"])
-def test_an_empty_listing_without_its_zero_count_is_read_as_empty(tmp_path: Path, shape: Any) -> None:
-    """An empty service (in every region) and a region without services, in each answer's shape:
-    complete, every record exact. (An answer with items and no TotalCount is still refused:
-    tests/test_client.py.)"""
+def _paging_zero(data: Any) -> Any:
+    """What a server sends that never fills in the echo of the paging (a Go struct without
+    ``omitempty``): ``PageNumber`` and ``PageSize`` 0, which no page can have."""
+    return {**data, "PageNumber": 0, "PageSize": 0}
+
+
+def _paging_text(data: Any) -> Any:
+    """What a server sends that echoes the paging straight from the query string: text."""
+    return {**data, "PageNumber": str(data["PageNumber"]), "PageSize": str(data["PageSize"])}
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [_omitempty, _nulls, _paging_zero, _paging_text],
+    ids=["zero values left out", "zero values null", "paging echoed as 0", "paging echoed as text"],
+)
+def test_pages_in_the_shapes_other_servers_send_are_read_exactly(tmp_path: Path, shape: Any) -> None:
+    """Every answer in one server's shape; the fleet has an empty service in every region and a
+    region without services: complete, every record exact. (An answer with items and no TotalCount
+    is still refused, and so is a TotalCount that is not a JSON integer: tests/test_client.py.)"""
     regions = (BAD, GOOD, EMPTY_REGION)
     fleet = make_fleet(regions, {**SIZES, "svc-empty": 0})
     fleet[EMPTY_REGION] = []
@@ -282,4 +302,121 @@ def test_a_service_without_a_usable_name_fails_that_region_and_only_it(tmp_path:
     assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
     assert_region(run, BAD, complete=False)
     assert_region(run, GOOD, complete=True)
+    assert_records(run, server, none_of=[(BAD, "svc-a")])
+
+
+# --- an HTML page with status 200 ---------------------------------------------------------------
+
+CAPTIVE_PORTAL = (
+    b"<!DOCTYPE html><html><head><title>Network login</title></head><body>"
+    b"<h1>Sign in to the guest network to continue</h1><form>...</form></body></html>"
+)
+
+
+def test_an_html_page_answered_200_is_shown_in_the_error(tmp_path: Path) -> None:
+    """A captive portal, a WAF challenge or a proxy's login page answers 200 with HTML. The failure
+    must show what the page says (as an error answer's does), not only that it is not JSON."""
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            return raw_response(CAPTIVE_PORTAL, status=200, content_type="text/html; charset=utf-8")
+        return None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    failure = assert_failure(run, region=BAD, service="svc-a")
+    message = str(failure["message"])
+    for part in ('HTTP 200 with a non-JSON body (text/html): "', "Sign in to the guest network"):
+        assert part in message, f"the error must show the page ({part!r}); got {message!r}"
+    assert "<" not in message, f"the page's tags are collapsed, as in an error answer's snippet: {message!r}"
+    assert_records(run, server, none_of=[(BAD, "svc-a")])
+
+
+# --- a Content-Encoding that was not asked for -----------------------------------------------------
+
+
+def test_a_body_compressed_in_an_encoding_not_asked_for_is_named_not_called_a_400(tmp_path: Path) -> None:
+    """A CDN or proxy that compresses with Brotli although the request accepts only gzip and
+    deflate: the error names the encoding; it must not read as an HTTP 400 the server never sent."""
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            return raw_response(b"\x1b\x03\x00\xf8\x25\x00", headers={"Content-Encoding": "br"})
+        return None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    failure = assert_failure(run, region=BAD, service="svc-a")
+    message = str(failure["message"])
+    for part in ("Content-Encoding", "br"):
+        assert part in message, f"the encoding must be named ({part!r}): {message!r}"
+    assert "400" not in message, f"the server answered 200, not 400: {message!r}"
+    assert_records(run, server, none_of=[(BAD, "svc-a")])
+
+
+# --- numbers a float column cannot hold exactly (Parquet) ------------------------------------------
+
+
+def test_an_integer_beyond_a_doubles_precision_in_a_float_field_is_kept_in_parquet(tmp_path: Path) -> None:
+    """``CurrentAmount`` is a float in the SDK's model; a server (or a proxy re-encoding JSON) may
+    send any JSON number there, an integer past 2**53 too. A Parquet scan must keep it, exactly (in
+    ``extra``), not end with a traceback and no file."""
+    huge = 2**53 + 1
+
+    def shape(data: Any) -> Any:
+        return {**data, "Instances": [{**item, "CurrentAmount": huge} for item in data["Instances"]]}
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            for instance in server.service(BAD, "svc-a").instances:
+                instance["CurrentAmount"] = huge  # what the records must hold
+            return reshaped(server.honest(call), data=shape)
+        return None
+
+    server, run = scan(tmp_path, behave, extra=["--format", "parquet"])
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_COMPLETE, complete=True)
+    output = tmp_path / "out" / "fleet.jsonl"  # the harness's -o path, whatever the format
+    written = {key_of(record): record for record in read_records(output)}
+    expected = {
+        (region, service.name, instance["InstanceName"]): expected_record(region, service, instance)
+        for region, services in server.fleet.items()
+        for service in services
+        for instance in service.instances
+    }
+    assert set(written) == set(expected)
+    for key, record in expected.items():
+        back = {
+            name: value for name, value in written[key].items() if name != "AccountId" or value is not None
+        }
+        assert orjson.dumps(back, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+            record, option=orjson.OPT_SORT_KEYS
+        ), key
+
+
+# --- an answer in another shape ------------------------------------------------------------------
+
+
+def test_an_answer_with_other_key_names_fails_naming_the_keys_it_had(tmp_path: Path) -> None:
+    """A server (or a gateway in front of it) that renames the keys (``totalCount``, ``instances``:
+    camelCase, as some Alibaba APIs do). The listing must fail, not pass as empty, and the error
+    should show what the answer had instead, so the mismatch is seen at once."""
+
+    def camel(data: Any) -> Any:
+        return {key[0].lower() + key[1:]: value for key, value in data.items()}
+
+    async def behave(server: HostileServer, call: Call) -> Response | None:
+        if (call.region, call.action, call.service) == (BAD, "ListServiceInstances", "svc-a"):
+            return reshaped(server.honest(call), data=camel)
+        return None
+
+    server, run = scan(tmp_path, behave)
+    assert_well_behaved(run)
+    assert_outcome(run, exit_code=EXIT_INCOMPLETE, complete=False)
+    failure = assert_failure(run, region=BAD, service="svc-a")
+    message = str(failure["message"])
+    for part in ("TotalCount", "totalCount", "instances"):
+        assert part in message, f"the error must name what was missing and what came ({part!r}): {message!r}"
     assert_records(run, server, none_of=[(BAD, "svc-a")])
