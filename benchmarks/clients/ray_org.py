@@ -18,6 +18,15 @@ largest worker's peak RSS, ``driver_peak_rss_mb`` the driver's. Ray's own proces
 raylet) are not counted. ``unit_costs``: a unit's wall time on its worker, as a fixed part plus a
 part per record (a least-squares line through the units).
 
+Workers import this module (``MeasuredRunnerFactory`` reaches them pickled by reference): it imports
+nothing a real worker would not (``benchmarks.clients.common`` pulls in the simulator, ``aiohttp.web``
+and their 0.15-0.3 s of imports, so the driver's measure imports it only when it runs).
+
+With ``sizes_from`` (a scan directory of the same organisation) in the job, the units carry the
+records that scan counted (``scanner.distributed.sizes_from``, inside the measure), so the driver
+hands them out biggest first, as ``eas-scan scan --engine ray`` does when its directory holds an
+earlier scan; without it their sizes are unknown and they go in the order listed.
+
 Each worker scans ``scan_with_ray``'s default ``units_per_worker`` (8) units at once, unless the
 job's ``options`` give another: a unit's wall time then includes the time it shares its worker's
 core with the others in flight there, so ``unit_costs`` is a unit's latency, not what it takes of
@@ -33,11 +42,11 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from benchmarks.clients.common import Measure, peak_rss_mb
 from scanner import StaticCredentials
 from scanner.distributed import (
     AssumedRoleSource,
@@ -49,15 +58,18 @@ from scanner.distributed import (
     WorkUnit,
     keep_ray_on_loopback,
     scan_with_ray,
+    sizes_from,
 )
-from scanner.scandir import ScanParams
+from scanner.scandir import ScanDirectory, ScanParams
 
 __all__ = ["MeasuredRunnerFactory", "scan", "start_ray", "unit_costs"]
 
 
 def _usage() -> dict[str, float]:
+    """This process's CPU so far and its peak RSS (as ``common.peak_rss_mb``, without importing it)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": peak_rss_mb()}
+    scale = 1 if sys.platform == "darwin" else 1024  # Linux reports kilobytes, macOS bytes
+    return {"cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss * scale / 2**20}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +144,8 @@ def start_ray(num_cpus: int) -> float:
 
 def scan(job: dict[str, Any], workers: int, output_dir: str) -> dict[str, Any]:
     """One measured scan of the job's units into ``output_dir`` with ``workers`` workers (Ray running)."""
+    from benchmarks.clients.common import Measure  # here, not in the workers (see the module)
+
     management = functools.partial(StaticCredentials, job["access_key_id"], job["access_key_secret"])
     config = WorkerScanConfig(
         account_credentials=AssumedRoleSource(
@@ -142,6 +156,7 @@ def scan(job: dict[str, Any], workers: int, output_dir: str) -> dict[str, Any]:
     )
     accounts = sorted(job["accounts"])
     units = [WorkUnit(account, region) for account in accounts for region in job["regions"]]
+    previous = job.get("sizes_from")
     params = ScanParams(
         format="jsonl", filters={}, regions=tuple(sorted(job["regions"])), accounts=tuple(accounts)
     )
@@ -151,6 +166,8 @@ def scan(job: dict[str, Any], workers: int, output_dir: str) -> dict[str, Any]:
 
     measure = Measure()
     measure.start()
+    if previous is not None:  # as eas-scan --engine ray does with an earlier scan in its directory
+        units = sizes_from(units, ScanDirectory.open(Path(previous)))
     summary = scan_with_ray(
         config,
         output_dir,

@@ -194,17 +194,17 @@ async def scan_with_ray(
         (scanning or scope).cancel()
 
     with anyio.CancelScope() as scope, interrupts.stopping(stop):
-        async with AsyncExitStack() as stack:
-            plan = await _plan(config, stack)
-            if plan.fatal is not None:  # the organisation cannot be listed, or no account planned
-                return ScanResult(summary=plan.summary, error=str(plan.fatal), fatal=True)
-            units = sizes_from(plan.units, target.directory)  # biggest first, if scanned before
-            run = _Run(target, units, config.shard, plan.roster, enabled=config.progress)
-            summary: DistributedSummary | None = None
-            with anyio.CancelScope() as scanning:
-                owned = _start_ray(engine.ray_address) if run.planned else False
-                run.begin()  # the rates and elapsed time count from here, not from Ray's start
-                try:
+        ray_start = _RayStart(engine.ray_address)  # ConfigError now if Ray is not installed
+        try:
+            async with AsyncExitStack() as stack:
+                plan = await _plan_while_ray_starts(config, stack, ray_start)
+                if plan.fatal is not None:  # the organisation cannot be listed, or no account planned
+                    return ScanResult(summary=plan.summary, error=str(plan.fatal), fatal=True)
+                units = sizes_from(plan.units, target.directory)  # biggest first, if scanned before
+                run = _Run(target, units, config.shard, plan.roster, enabled=config.progress)
+                summary: DistributedSummary | None = None
+                with anyio.CancelScope() as scanning:
+                    run.begin()  # the rates and elapsed time count from here, not from Ray's start
                     async with anyio.create_task_group() as tg:
                         if config.progress and run.planned:
                             tg.start_soon(_show_progress, run, stderr, plan.roster is not None)
@@ -223,18 +223,20 @@ async def scan_with_ray(
                             roster=plan.roster,
                         )
                         tg.cancel_scope.cancel()
-                finally:
-                    if owned:
-                        _stop_ray()
-            scanning = None
-            log.info(
-                "scan directory %s: %d region(s) listed by this run", target.directory.path, len(run.planned)
-            )
-            if summary is None:
-                # Stopped: the units the workers committed stay, the others keep their previous
-                # entry (--resume).
-                return ScanResult(summary=RaySummary.of(run.stopped()), interrupted=True)
-            return ScanResult(summary=RaySummary.of(summary), interrupted=interrupted)
+                scanning = None
+                log.info(
+                    "scan directory %s: %d region(s) listed by this run",
+                    target.directory.path,
+                    len(run.planned),
+                )
+                if summary is None:
+                    # Stopped: the units the workers committed stay, the others keep their previous
+                    # entry (--resume).
+                    return ScanResult(summary=RaySummary.of(run.stopped()), interrupted=True)
+                return ScanResult(summary=RaySummary.of(summary), interrupted=interrupted)
+        finally:
+            if ray_start.owned:
+                _stop_ray()
     return ScanResult(interrupted=True)  # stopped before the scan began
 
 
@@ -410,23 +412,90 @@ async def _regions(scanner: Scanner, config: ScanConfig) -> list[str]:
     return regions
 
 
-def _start_ray(address: str | None) -> bool:
-    """Start (or join) Ray, as ``scan_with_ray_async`` would, keeping the CLI's signal handlers
-    (``ray.init`` puts its own on SIGTERM: an exit without the summary). True when we own it."""
-    if address is None:
-        keep_ray_on_loopback()
+class _RayStart:
+    """Ray started (or joined), as ``scan_with_ray_async`` would, in a thread while the driver plans.
+
+    Planning an organisation scan (``_plan``: ListAccounts, an AssumeRole and a DescribeRegions an
+    account, paced by STS's quota) takes tens of seconds for 1,000 accounts, and Ray's start on this
+    machine 3.5-9 s (joining a cluster about a second): done one after the other, the scan waited for
+    both. ``ray.init`` blocks, so it runs in a worker thread (it then leaves the process's signal
+    handlers alone: from the main thread it puts its own on SIGTERM, an exit without the summary).
+    Ray starts even when the plan then finds nothing to scan (every unit complete, ``--resume``), and
+    is stopped at once; a plan that fails waits for Ray's start to end before it is reported.
+    """
+
+    def __init__(self, address: str | None) -> None:
+        if address is None:
+            keep_ray_on_loopback()
+        try:
+            from scanner.distributed.ray_engine import init_ray
+        except ImportError as exc:
+            raise ConfigError(f"{RAY_EXTRA_HINT} ({exc})") from None
+        self._init = init_ray
+        self.address = address
+        #: Whether this process started or joined Ray (``ray.shutdown`` is then ours); set by the
+        #: thread itself, so that a cancelled wait does not lose it.
+        self.owned = False
+        self._error: Exception | None = None
+
+    async def run(self) -> None:
+        """Start Ray in a thread; an error is kept for ``check`` (never raised here)."""
+        try:
+            await anyio.to_thread.run_sync(self._start)
+        except Exception as exc:
+            self._error = exc
+
+    def _start(self) -> None:
+        started = time.monotonic()
+        with _without_ray_thread_warning():
+            self.owned = self._init(self.address)
+        where = "started on this machine (loopback only)"
+        if self.address is not None:
+            where = f"joined at {self.address}"
+        log.info(
+            "Ray %s in %.1fs",
+            where if self.owned else "already running in this process",
+            time.monotonic() - started,
+        )
+
+    def check(self) -> None:
+        """Raise the error that kept Ray from starting, if any."""
+        if self._error is not None:
+            raise self._error
+
+
+async def _plan_while_ray_starts(config: ScanConfig, stack: AsyncExitStack, ray_start: _RayStart) -> _Plan:
+    """``_plan``, while ``ray_start`` starts Ray; the plan once both are done (errors: the plan's
+    first, then Ray's)."""
+    planned: list[_Plan] = []
+    failed: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ray_start.run)
+        try:
+            planned.append(await _plan(config, stack))
+        except Exception as exc:  # raised after the group: a task group would wrap it
+            failed.append(exc)
+    if failed:
+        raise failed[0]
+    ray_start.check()
+    return planned[0]
+
+
+class _RayThreadWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SIGTERM handler is not set")
+
+
+@contextlib.contextmanager
+def _without_ray_thread_warning() -> Iterator[None]:
+    """Drop the warning ``ray.init`` logs when not called from the main thread (wanted, see ``_RayStart``)."""
+    logger = logging.getLogger("ray._private.worker")
+    quiet = _RayThreadWarning()
+    logger.addFilter(quiet)
     try:
-        from scanner.distributed.ray_engine import init_ray
-    except ImportError as exc:
-        raise ConfigError(f"{RAY_EXTRA_HINT} ({exc})") from None
-    started = time.monotonic()
-    with _keeping_signal_handlers():
-        owned = init_ray(address)
-    where = "started on this machine (loopback only)" if address is None else f"joined at {address}"
-    log.info(
-        "Ray %s in %.1fs", where if owned else "already running in this process", time.monotonic() - started
-    )
-    return owned
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _stop_ray() -> None:

@@ -230,10 +230,13 @@ class SlotWorker:
     """Runs several units at once; records how many it had in flight. ``die_at``: when it first
     holds that many units, its process 'dies': every unit in flight on it ends with WorkerLost."""
 
-    def __init__(self, index: int, *, delays: dict[str, float], die_at: int | None = None) -> None:
+    def __init__(
+        self, index: int, *, delays: dict[str, float], die_at: int | None = None, start_delay: float = 0.0
+    ) -> None:
         self.index = index
         self.delays = delays
         self.die_at = die_at
+        self.start_delay = start_delay
         self.pid = 2000 + index
         self.in_flight: set[str] = set()
         self.peak = 0
@@ -243,6 +246,7 @@ class SlotWorker:
 
     async def start(self) -> WorkerInfo:
         await anyio.lowlevel.checkpoint()  # a real worker answers later: the other may be up first
+        await anyio.sleep(self.start_delay)
         if self._died.is_set():  # restarted
             self._died = anyio.Event()
         return WorkerInfo(self.index, self.pid, "here")
@@ -345,10 +349,59 @@ async def test_the_units_in_flight_on_a_lost_worker_all_run_again_once_elsewhere
 async def test_fewer_units_than_slots_are_shared_evenly() -> None:
     delays = dict.fromkeys(SIZES, 0.05)
     workers = [SlotWorker(0, delays=delays), SlotWorker(1, delays=delays)]
-    work = units(*list(SIZES)[:6], sizes=SIZES)
+    work = units(*list(SIZES)[:6])  # sizes unknown: each unit weighs the same
     reports = await drive(work, workers, give_up=give_up, units_per_worker=16)
     assert [w.peak for w in workers] == [3, 3]  # not 6 on whichever worker was up first
     assert len(reports) == 6
+
+
+def _held_records(events: list[DriverEvent], index: int) -> int:
+    """The sizes of the units handed to worker ``index`` before the other started any."""
+    held = 0
+    for event in events:
+        if isinstance(event, UnitStarted):
+            if event.worker.index != index:
+                break
+            held += event.unit.size or 0
+    return held
+
+
+@pytest.mark.asyncio
+async def test_with_sizes_fewer_units_than_slots_are_shared_by_records() -> None:
+    delays = dict.fromkeys(SIZES, 0.05)
+    workers = [SlotWorker(0, delays=delays), SlotWorker(1, delays=delays)]
+    six = list(SIZES)[:6]  # 900, 700, 300, 80, 50, 10: 2,040 records
+    events: list[DriverEvent] = []
+    reports = await drive(
+        units(*six, sizes=SIZES), workers, give_up=give_up, on_event=events.append, units_per_worker=16
+    )
+    assert len(reports) == 6
+    by_worker: dict[int, list[int]] = {0: [], 1: []}
+    for event in events:
+        if isinstance(event, UnitStarted):
+            by_worker[event.worker.index].append(event.unit.size or 0)
+    # Each stops at half the records (1,020) once it holds some: 900 + 300 against 700 + 80 + 50 + 10,
+    # not 3 units each (900 + 600-odd on one of them).
+    assert sorted(by_worker[0]) == [300, 900]
+    assert sorted(by_worker[1]) == [10, 50, 80, 700]
+
+
+@pytest.mark.asyncio
+async def test_the_first_worker_up_takes_half_the_records_not_every_big_unit() -> None:
+    delays = dict.fromkeys(SIZES, 0.3)
+    workers = [SlotWorker(0, delays=delays), SlotWorker(1, delays=delays, start_delay=0.05)]
+    events: list[DriverEvent] = []
+    reports = await drive(
+        units(*SIZES, sizes=SIZES), workers, give_up=give_up, on_event=events.append, units_per_worker=8
+    )
+    total = sum(SIZES.values())  # 3,160 records
+    # Alone for 0.05 s, worker 0 took 900 and 700 (1,600: it stops once it holds half of 3,160),
+    # not the 5 biggest (2,900 records) that an even share of units (5 of 10) would have given it.
+    assert _held_records(events, 0) == 900 + 700
+    assert _held_records(events, 0) < total / 2 + max(SIZES.values())
+    started_on_1 = [e.unit.size for e in events if isinstance(e, UnitStarted) and e.worker.index == 1]
+    assert started_on_1[:2] == [600, 400]  # then the next biggest go to worker 1 as it comes up
+    assert sorted(r.unit.region for r in reports) == sorted(SIZES)  # every unit once
 
 
 @pytest.mark.asyncio

@@ -4,16 +4,19 @@ workers get what they need to assume each account's role as the local scan would
 
 from __future__ import annotations
 
+import threading
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from scanner import Concurrency, Organization, Scanner, StaticCredentials
+from scanner import Concurrency, Organization, ScanFailedError, Scanner, StaticCredentials
 from scanner.cli import ray_scan
 from scanner.cli.args import build_parser
 from scanner.cli.config import ScanConfig, config_from
-from scanner.distributed import OrgRoster, UnitReport, summarize
+from scanner.distributed import OrgRoster, UnitReport, WorkerScanConfig, summarize
 from scanner.org import role_arn
 from scanner.simulator import FleetSpec, OrgSpec, Simulator
 
@@ -126,3 +129,69 @@ def test_workers_assume_each_account_s_role_as_the_accounts_file_says(tmp_path: 
     concurrency: Any = workers.scan_concurrency()
     assert isinstance(concurrency, Concurrency)
     assert concurrency.total == concurrency.per_region == 4
+
+
+# --- Ray starts while the driver plans --------------------------------------------------------------
+
+
+def _fake_plan() -> ray_scan._Plan:
+    return ray_scan._Plan(workers=WorkerScanConfig(), units=[])
+
+
+@pytest.mark.asyncio
+async def test_ray_starts_while_the_driver_plans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ray_up = threading.Event()
+    planned = threading.Event()
+
+    def init(address: str | None) -> bool:  # in its thread: Ray is up, then waits for the plan
+        ray_up.set()
+        return planned.wait(timeout=10)
+
+    async def plan(config: ScanConfig, stack: AsyncExitStack) -> ray_scan._Plan:
+        # Done one after the other, neither would ever end.
+        assert await anyio.to_thread.run_sync(ray_up.wait, 10)
+        planned.set()
+        return _fake_plan()
+
+    monkeypatch.setattr(ray_scan, "_plan", plan)
+    start = ray_scan._RayStart(None)
+    monkeypatch.setattr(start, "_init", init)
+    async with AsyncExitStack() as stack:
+        got = await ray_scan._plan_while_ray_starts(ray_config("--simulate", out=tmp_path), stack, start)
+    assert got.units == []
+    assert start.owned  # from the thread: ray.shutdown is the CLI's
+
+
+@pytest.mark.asyncio
+async def test_a_failed_plan_is_raised_as_is_once_ray_has_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def plan(config: ScanConfig, stack: AsyncExitStack) -> ray_scan._Plan:
+        raise ScanFailedError("no region to scan")
+
+    monkeypatch.setattr(ray_scan, "_plan", plan)
+    start = ray_scan._RayStart(None)
+    monkeypatch.setattr(start, "_init", lambda address: True)
+    with pytest.raises(ScanFailedError, match="no region to scan"):  # not an ExceptionGroup
+        async with AsyncExitStack() as stack:
+            await ray_scan._plan_while_ray_starts(ray_config("--simulate", out=tmp_path), stack, start)
+    assert start.owned  # started meanwhile: the CLI stops it
+
+
+@pytest.mark.asyncio
+async def test_ray_failing_to_start_is_raised_after_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def plan(config: ScanConfig, stack: AsyncExitStack) -> ray_scan._Plan:
+        return _fake_plan()
+
+    def init(address: str | None) -> bool:
+        raise ConnectionError("no Ray cluster at auto")
+
+    monkeypatch.setattr(ray_scan, "_plan", plan)
+    start = ray_scan._RayStart("auto")
+    monkeypatch.setattr(start, "_init", init)
+    with pytest.raises(ConnectionError, match="no Ray cluster"):
+        async with AsyncExitStack() as stack:
+            await ray_scan._plan_while_ray_starts(ray_config("--simulate", out=tmp_path), stack, start)
+    assert not start.owned
