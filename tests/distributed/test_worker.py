@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from scanner.distributed import (
     sizes_from,
 )
 from scanner.distributed.worker import UnitWorker
+from scanner.gctuning import BATCH_GC_THRESHOLD
 from scanner.scandir import ScanDirectory, ScanParams
 from scanner.simulator import FaultConfig, FleetSpec, LongTail, OrgSpec, Simulator, record_key_digest
 from tests.distributed.conftest import account_digests, directory_digest
@@ -68,6 +70,24 @@ async def test_units_are_scanned_into_their_parts(sim: Simulator, tmp_path: Path
     assert sum(report.records for report in reports) == sim.fleet_digest().count
     entries = ScanDirectory.open(tmp_path).entries()
     assert {entry.run_id for entry in entries.values()} == {"run1"}
+
+
+@pytest.mark.asyncio
+async def test_the_worker_raises_the_gc_threshold_while_open(sim: Simulator, tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        unit_worker = worker(sim, tmp_path)
+        assert gc.get_threshold() == (700, 10, 10)
+        await unit_worker.start()
+        assert gc.get_threshold() == (BATCH_GC_THRESHOLD, 10, 10)
+        report = await unit_worker.run(WorkUnit(None, sim.regions[0]), 1)
+        assert report.complete
+        assert gc.get_threshold() == (BATCH_GC_THRESHOLD, 10, 10)
+        await unit_worker.close()
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
 
 
 @pytest.mark.asyncio
