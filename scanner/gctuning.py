@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
 from typing import Final
 
@@ -37,9 +38,28 @@ def batch_gc(threshold: int = BATCH_GC_THRESHOLD) -> Iterator[None]:
     """Raise the collector's first-generation threshold for the block, then restore it."""
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
         raise ValueError(f"threshold must be a positive integer, got {threshold!r}")
-    before = gc.get_threshold()
-    gc.set_threshold(max(threshold, before[0]), *before[1:])
+    with _LOCK:
+        if not _OPEN:
+            _SAVED[:] = gc.get_threshold()
+        _OPEN.append(threshold)
+        _apply()
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        with _LOCK:
+            _OPEN.remove(threshold)
+            if _OPEN:
+                _apply()
+            else:
+                gc.set_threshold(*_SAVED)
+
+
+#: The thresholds of the blocks open now, and those found when the first of them began.
+_OPEN: list[int] = []
+_SAVED: list[int] = []
+_LOCK = threading.Lock()
+
+
+def _apply() -> None:
+    first, *rest = _SAVED
+    gc.set_threshold(max(first, *_OPEN), *rest)

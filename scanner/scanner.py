@@ -431,6 +431,7 @@ class Scanner:
         service_query: ServiceQuery | None = None,
         filters: InstanceQuery | Mapping[str, Any] | None = None,
         units: UnitFilter | None = None,
+        _account: str | None = None,
         **instance_filters: Any,
     ) -> ScanStream:
         """Start a scan and return its stream of records.
@@ -451,6 +452,11 @@ class Scanner:
         ):
             raise UsageError("scan() needs an open Scanner: use it inside `async with Scanner(...) as s:`")
         assert self._rate_limiters is not None
+        # ``_account`` (internal: ``scanner.distributed``'s runner) tags a single-account scan's
+        # records with that AccountId at their source, as a member account's are in an
+        # organisation scan: one unit of an organisation scan run elsewhere.
+        if _account is not None and self._org is not None:
+            raise UsageError("an organisation scan tags each account's records itself")
         plan = ScanPlan(
             regions=self._plan_regions(regions),
             services=self._plan_services(services),
@@ -490,6 +496,7 @@ class Scanner:
                 clock=self._clock,
                 rng=self._rng,
                 fail_fast=self._fail_fast,
+                account=_account,
             )
         self._task_group.start_soon(job.run)
         stream = ScanStream(job, receive, self._clock)

@@ -52,3 +52,22 @@ def test_a_threshold_that_is_not_a_positive_integer_is_refused(bad: object) -> N
     with pytest.raises(ValueError, match="positive integer"), batch_gc(bad):  # type: ignore[arg-type]
         pass
     assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_overlapping_blocks_restore_the_first_thresholds_when_the_last_ends() -> None:
+    outer, inner = batch_gc(5_000), batch_gc(50_000)
+    outer.__enter__()
+    inner.__enter__()
+    assert gc.get_threshold() == (50_000, 10, 10)
+    outer.__exit__(None, None, None)  # the first block ends first: the other still holds its own
+    assert gc.get_threshold() == (50_000, 10, 10)
+    inner.__exit__(None, None, None)
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_a_lower_block_inside_keeps_the_higher_threshold() -> None:
+    with batch_gc(50_000):
+        with batch_gc(5_000):
+            assert gc.get_threshold() == (50_000, 10, 10)
+        assert gc.get_threshold() == (50_000, 10, 10)
+    assert gc.get_threshold() == (700, 10, 10)

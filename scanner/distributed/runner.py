@@ -286,19 +286,19 @@ class DirectoryRunnerFactory:
     async def _run(self, directory: ScanDirectory, scanner: Scanner, work: WorkUnit) -> UnitReport:
         started = time.monotonic()
         unit = work.unit
+        # ``_account``: an account's records are tagged at their source, as a local organisation
+        # scan tags them (``scanner.records.tag_instances``): the parts are the same bytes.
+        scan = scanner.scan(regions=[work.region], _account=work.account, **self.config.scan_arguments())
         async with (
-            scanner.scan(regions=[work.region], **self.config.scan_arguments()) as stream,
+            scan as stream,
             PartRouter(directory, account=work.account) as router,
         ):
             publish = _LIVE.get()
             if publish is not None:
                 publish(stream.statistics)
-            account = work.account
             summary: dict[str, Any]
             try:
                 async for page in stream.batches():
-                    if account is not None:
-                        _tag_account(page, account)
                     await router.write(page)
                 summary = stream.summary.to_dict()
                 status, failures = outcomes_from_summary(summary, account=work.account, units=[unit])[unit]
@@ -319,18 +319,6 @@ class DirectoryRunnerFactory:
             duration_s=time.monotonic() - started,
             statistics=stream.statistics(),
         )
-
-
-def _tag_account(page: list[dict[str, Any]], account: str) -> None:
-    """Records of a member account's unit, as a local organisation scan writes them: ``AccountId``
-    before ``ClusterId``, ``ServiceName`` and ``Service`` (``scanner.records.tag_instances``), so the
-    parts are the same bytes whichever engine wrote them."""
-    for record in page:
-        cluster, name, service = record.pop("ClusterId"), record.pop("ServiceName"), record.pop("Service")
-        record["AccountId"] = account
-        record["ClusterId"] = cluster
-        record["ServiceName"] = name
-        record["Service"] = service
 
 
 class _Owned:

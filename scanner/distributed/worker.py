@@ -22,6 +22,13 @@ per unit that has started listing): the runner publishes each scan's ``statistic
 (``runner.live_unit``) and each call takes one snapshot of each, so the driver, which asks a busy
 worker every 0.2 s, sees its units move page by page while the worker does no work per page (nor
 per record) for it.
+
+**Garbage collection.** The worker's process is the worker's: while its runner is open, the
+collector's first-generation threshold is raised as the CLI raises it for a scan
+(``scanner.gctuning.batch_gc``), then restored. A Ray worker holds some 73,000 tracked objects
+before its first unit (Ray's, gRPC's, protobuf's), and at CPython's threshold it ran ~80 young
+collections, 7 middle and one full one a 30,000-record scan, 0.09-0.11 s of its 0.78-0.89 s of CPU
+(``gc.callbacks``; 11-12%, ~3 µs a record); the local engine's scan, under ``batch_gc``, ran 2.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from scanner.distributed.runner import RunnerFactory, UnitRunner, WorkerSlot, li
 from scanner.distributed.units import UnitLive, UnitReport, WorkerInfo, WorkUnit
 from scanner.engine.stats import ScanStatistics
 from scanner.errors import ScannerError
+from scanner.gctuning import batch_gc
 
 __all__ = ["UnitWorker"]
 
@@ -57,9 +65,10 @@ class UnitWorker:
 
     async def _serve(self, ready: asyncio.Future[UnitRunner]) -> None:
         try:
-            async with self._factory.open(self._slot) as runner:
-                ready.set_result(runner)
-                await self._stop.wait()
+            with batch_gc():  # this process is the worker's: less CPU in the collector (module)
+                async with self._factory.open(self._slot) as runner:
+                    ready.set_result(runner)
+                    await self._stop.wait()
         except BaseException as exc:
             if not ready.done():
                 ready.set_exception(exc)

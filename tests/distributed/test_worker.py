@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import orjson
 import pytest
 import pytest_asyncio
 
-from scanner import Consistency, ScannerError, StaticCredentials
+from scanner import Consistency, Organization, Scanner, ScannerError, StaticCredentials
 from scanner.distributed import (
     AssumedRoleSource,
     DirectoryRunnerFactory,
@@ -22,6 +24,8 @@ from scanner.distributed import (
     sizes_from,
 )
 from scanner.distributed.worker import UnitWorker
+from scanner.gctuning import BATCH_GC_THRESHOLD
+from scanner.records import encode_jsonl
 from scanner.scandir import ScanDirectory, ScanParams
 from scanner.simulator import FaultConfig, FleetSpec, LongTail, OrgSpec, Simulator, record_key_digest
 from tests.distributed.conftest import account_digests, directory_digest
@@ -51,6 +55,10 @@ def worker(sim: Simulator, out: Path, secret: str | None = None) -> UnitWorker:
     return UnitWorker(DirectoryRunnerFactory(config(sim, secret), str(out), params, "run1"), SLOT)
 
 
+def part_lines(root: Path) -> list[bytes]:
+    return [line for part in sorted(root.rglob("part-*.jsonl")) for line in part.read_bytes().splitlines()]
+
+
 def data_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and "_manifest" not in p.parts]
 
@@ -68,6 +76,24 @@ async def test_units_are_scanned_into_their_parts(sim: Simulator, tmp_path: Path
     assert sum(report.records for report in reports) == sim.fleet_digest().count
     entries = ScanDirectory.open(tmp_path).entries()
     assert {entry.run_id for entry in entries.values()} == {"run1"}
+
+
+@pytest.mark.asyncio
+async def test_the_worker_raises_the_gc_threshold_while_open(sim: Simulator, tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        unit_worker = worker(sim, tmp_path)
+        assert gc.get_threshold() == (700, 10, 10)
+        await unit_worker.start()
+        assert gc.get_threshold() == (BATCH_GC_THRESHOLD, 10, 10)
+        report = await unit_worker.run(WorkUnit(None, sim.regions[0]), 1)
+        assert report.complete
+        assert gc.get_threshold() == (BATCH_GC_THRESHOLD, 10, 10)
+        await unit_worker.close()
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
 
 
 @pytest.mark.asyncio
@@ -239,3 +265,55 @@ async def test_units_of_several_accounts_at_once_share_a_worker(tmp_path: Path) 
         assert ScanDirectory.open(tmp_path).verify() == []
         # Each account's role assumed once: its units shared its credentials.
         assert sim.org_info()["rpc_requests"]["Sts"]["AssumeRole"] == len(accounts)
+
+
+@pytest.mark.asyncio
+async def test_an_account_units_records_are_the_local_org_scans_bytes(tmp_path: Path) -> None:
+    org = OrgSpec(members=2, fleet=FleetSpec(regions=2, services_per_region=3), total_instances=120)
+    async with Simulator(org=org, seed=7) as sim:
+        assert sim.org is not None
+        accounts = [member.account_id for member in sim.org.scannable()]
+        key = StaticCredentials(sim.access_key_id, sim.access_key_secret)
+        scan_config = WorkerScanConfig(
+            account_credentials=AssumedRoleSource(
+                source=lambda: key, sts_endpoint=sim.sts_endpoint, allow_insecure_http=True
+            ),
+            endpoints=dict(sim.endpoints),
+            allow_insecure_http=True,
+        )
+        params = ScanParams(regions=tuple(sim.regions), accounts=tuple(accounts))
+        unit_worker = UnitWorker(DirectoryRunnerFactory(scan_config, str(tmp_path), params, "run1"), SLOT)
+        await unit_worker.start()
+        for unit in [WorkUnit(account, region) for account in accounts for region in sim.regions]:
+            assert (await unit_worker.run(unit, 1)).complete
+        await unit_worker.close()
+        local: list[bytes] = []
+        async with Scanner(
+            credentials=key,
+            endpoints=sim.endpoints,
+            allow_insecure_http=True,
+            sts_endpoint=sim.sts_endpoint,
+            resourcemanager_endpoint=sim.resourcemanager_endpoint,
+            accounts=Organization(),
+        ) as scanner:
+            async for page in scanner.scan().batches():
+                local.extend(encode_jsonl(page).splitlines())
+    written = part_lines(tmp_path)
+    assert local
+    assert sorted(written) == sorted(local)
+    # AccountId, ClusterId, ServiceName, Service: the tags last, in the order the local engine writes them.
+    tags = ["AccountId", "ClusterId", "ServiceName", "Service"]
+    assert all(list(orjson.loads(line))[-4:] == tags for line in written)
+
+
+@pytest.mark.asyncio
+async def test_a_scan_for_a_unit_of_an_account_tags_its_records_at_the_source(sim: Simulator) -> None:
+    # The runner's internal path: the records come out of the scan tagged (no pass over them after).
+    async with config(sim).scanner(StaticCredentials(sim.access_key_id, sim.access_key_secret)) as scanner:
+        pages = [page async for page in scanner.scan(regions=[sim.regions[0]], _account="1234").batches()]
+    records = [record for page in pages for record in page]
+    assert records
+    assert all(
+        list(record)[-4:] == ["AccountId", "ClusterId", "ServiceName", "Service"] for record in records
+    )
+    assert {record["AccountId"] for record in records} == {"1234"}
