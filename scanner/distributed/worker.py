@@ -9,8 +9,9 @@ opened, held and closed by one long-lived host task (started by the first ``star
 in, so its part is discarded and its previous entry stands, or, when the cancellation lands while
 the part is being committed (in a thread, shielded), the commit ends first and the unit stays
 committed. ``ray.cancel`` would instead cancel the asyncio task of the ``run`` call, and asyncio's
-own cancellation goes through anyio's shields: the writer would discard a part while its commit
-thread was naming it in the unit's entry (an entry without its file).
+own cancellation goes through anyio's shields; the scan directory survives it (a commit that has
+started finishes first: ``scanner.scandir.threads``), but the cancel scope is what lets the runner
+end the unit's scan in order and report it.
 
 **Several units at once.** The driver may call ``run`` again before the earlier calls return (up
 to its ``units_per_worker``): each call is a task of its own on the actor's loop, and they share the
