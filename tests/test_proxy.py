@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -456,9 +457,10 @@ def certificate_for(name: str, folder: Path) -> tuple[Path, Path]:
 
 @pytest.mark.asyncio
 async def test_https_goes_through_a_connect_tunnel_with_credentials(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     clear_proxies(monkeypatch)
+    caplog.set_level(logging.DEBUG, logger="scanner.client.transport")
     cert, key = certificate_for("eas.test", tmp_path)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
@@ -491,3 +493,7 @@ async def test_https_goes_through_a_connect_tunnel_with_credentials(
     assert response.body == b'{"RequestId": "R-TLS", "Host": "eas.test:%d", "Secure": true}' % port
     assert proxy.seen == [f"CONNECT eas.test:{port}"]
     assert proxy.authorizations == ["Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()]
+    # -v shows the proxy in use, never its credentials.
+    [logged] = [record.getMessage() for record in caplog.records if record.name == "scanner.client.transport"]
+    assert f"Proxy({proxy.url}, from HTTPS_PROXY, with credentials)" in logged
+    assert PASSWORD not in logged

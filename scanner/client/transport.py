@@ -19,6 +19,7 @@ and replace our signed ``Authorization`` with a Basic one for a host listed ther
 from __future__ import annotations
 
 import functools
+import logging
 import platform
 from dataclasses import dataclass
 from types import TracebackType
@@ -44,6 +45,8 @@ __all__ = [
     "Timeouts",
     "default_user_agent",
 ]
+
+logger = logging.getLogger("scanner.client.transport")
 
 #: How long an idle pooled connection is kept open for reuse.
 KEEPALIVE_SECONDS: Final = 30.0
@@ -168,6 +171,8 @@ class AiohttpTransport:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._lifecycle.opened()
+        if self._proxied:
+            logger.debug("requests go through %r", self.proxies)  # never the credentials
         return self
 
     async def __aexit__(
