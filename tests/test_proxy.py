@@ -167,6 +167,11 @@ def test_credentials_never_show_in_a_repr() -> None:
         assert PASSWORD not in text, text
         assert USER not in text, text
         assert "proxy.corp:3128" in text
+    # A %-encoded password (an "@" or ":" in it) is sent decoded, UTF-8, as curl and Go send it.
+    encoded = ProxyResolver.from_environment({"HTTPS_PROXY": "http://bob:p%40ss%3Aw%C3%B6rd@proxy.corp:3128"})
+    assert encoded(URL("https://example.com/")).authorization == (  # type: ignore[union-attr]
+        "Basic " + base64.b64encode("bob:p@ss:wörd".encode()).decode()
+    )
     assert redact_proxy_value(f"http://{USER}:{PASSWORD}@h:1/p@x") == "http://***@h:1/p@x"
     assert redact_proxy_value("h:1") == "h:1"
 
