@@ -9,11 +9,17 @@ level: the caller gets the status and body and decides.
 A body is never read without a bound: ``ConnectionLimits.max_response_bytes`` caps it *after*
 decompression, checked against ``Content-Length`` before anything is read and then chunk by chunk
 while it streams in, so a gzip bomb costs at most the cap.
+
+The proxy the environment names (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``: see
+``scanner.client.proxy``) is read when the transport is created and resolved per endpoint. The
+session keeps ``trust_env=False`` on purpose: aiohttp's ``trust_env`` would also read ``~/.netrc``
+and replace our signed ``Authorization`` with a Basic one for a host listed there.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import platform
 from dataclasses import dataclass
 from types import TracebackType
@@ -25,6 +31,7 @@ import anyio.lowlevel
 from yarl import URL
 
 from scanner.client.http import Request, Response
+from scanner.client.proxy import Proxy, ProxyResolver
 from scanner.errors import DecodeError, NetworkError, RequestTimeout, ResponseTooLargeError
 from scanner.lifecycle import Lifecycle
 from scanner.validation import require_positive
@@ -38,6 +45,8 @@ __all__ = [
     "Timeouts",
     "default_user_agent",
 ]
+
+logger = logging.getLogger("scanner.client.transport")
 
 #: How long an idle pooled connection is kept open for reuse.
 KEEPALIVE_SECONDS: Final = 30.0
@@ -130,11 +139,15 @@ class AiohttpTransport:
         *,
         timeouts: Timeouts | None = None,
         limits: ConnectionLimits | None = None,
+        proxies: ProxyResolver | None = None,
     ) -> None:
+        """``proxies`` defaults to the environment's (read now: a bad value is a ``ConfigError``)."""
         self.timeouts = timeouts or DEFAULT_TIMEOUTS
         self.limits = (limits or DEFAULT_CONNECTION_LIMITS).sized(
             total=DEFAULT_POOL_TOTAL, per_host=DEFAULT_POOL_PER_HOST
         )
+        self.proxies = proxies if proxies is not None else ProxyResolver.from_environment()
+        self._proxied = bool(self.proxies)  # without a proxy, send() pays one attribute read
         self._session: aiohttp.ClientSession | None = None
         self._lifecycle = Lifecycle("transport")
 
@@ -158,6 +171,8 @@ class AiohttpTransport:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._lifecycle.opened()
+        if self._proxied:
+            logger.debug("requests go through %r", self.proxies)  # never the credentials
         return self
 
     async def __aexit__(
@@ -194,24 +209,56 @@ class AiohttpTransport:
             self._lifecycle.require_open("use `async with AiohttpTransport() as transport`")
             raise AssertionError("an open transport has a session")
         url = URL(request.url, encoded=True)
+        headers = request.headers
+        proxy = self.proxies(url) if self._proxied else None
+        proxy_headers = None
+        if proxy is not None and proxy.authorization is not None:
+            # A CONNECT carries it (https://); a forwarded request carries it itself (http://):
+            # a hop-by-hop header the proxy removes, never signed.
+            if url.scheme == "https":
+                proxy_headers = {"Proxy-Authorization": proxy.authorization}
+            else:
+                headers = {**headers, "Proxy-Authorization": proxy.authorization}
         try:
             async with session.request(
-                request.method, url, headers=request.headers, allow_redirects=False
+                request.method,
+                url,
+                headers=headers,
+                allow_redirects=False,
+                proxy=None if proxy is None else proxy.url,
+                proxy_headers=proxy_headers,
             ) as resp:
+                if proxy is not None and resp.status == 407:
+                    # Only a proxy answers 407 (an http:// URL is forwarded, not tunnelled).
+                    resp.close()
+                    raise NetworkError(_proxy_refused(proxy, 407, resp.reason or "", url))
                 body = await _read_body(resp, self.limits.max_response_bytes)
                 return Response(resp.status, resp.headers, body)
         except TimeoutError as exc:
             # aiohttp's per-socket timeouts raise ServerTimeoutError, a TimeoutError subclass;
             # its *total* timeout raises the bare builtin, which is not an aiohttp.ClientError.
-            raise RequestTimeout(_describe_timeout(exc, self.timeouts)) from exc
+            raise RequestTimeout(_describe_timeout(exc, self.timeouts) + _via(proxy)) from exc
         except aiohttp.ClientPayloadError as exc:
             text = _flat(exc)
             if "content-encoding" in text.lower():
                 # A proxy that labels a plain body gzip, or a broken compressed stream.
                 raise DecodeError(f"the body is not what its Content-Encoding says: {text}") from exc
-            raise NetworkError(f"the connection closed before the whole response arrived: {text}") from exc
+            raise NetworkError(
+                f"the connection closed before the whole response arrived: {text}{_via(proxy)}"
+            ) from exc
         except aiohttp.ServerDisconnectedError as exc:
-            raise NetworkError(f"the server closed the connection: {_flat(exc)}") from exc
+            raise NetworkError(f"the server closed the connection: {_flat(exc)}{_via(proxy)}") from exc
+        except aiohttp.ClientProxyConnectionError as exc:
+            assert proxy is not None, "aiohttp connects to a proxy only when given one"
+            raise NetworkError(
+                f"cannot connect to the proxy {proxy}: {exc.os_error}; check that {proxy.variable} "
+                "names a proxy that is running and reachable from here, or name the endpoint's host "
+                "in NO_PROXY to reach it directly"
+            ) from exc
+        except aiohttp.ClientHttpProxyError as exc:
+            # Not chained: its request_info holds the CONNECT's headers (Proxy-Authorization).
+            assert proxy is not None, "only a proxy answers a CONNECT"
+            raise NetworkError(_proxy_refused(proxy, exc.status, _flat(exc.message), url)) from None
         except aiohttp.ClientConnectorCertificateError as exc:
             raise NetworkError(
                 f"cannot connect to {exc.host}:{exc.port}: its TLS certificate is not trusted "
@@ -219,7 +266,8 @@ class AiohttpTransport:
                 "certificate, point SSL_CERT_FILE at a CA bundle that includes its CA"
             ) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise NetworkError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from exc
+            where = f"{exc.host}:{exc.port}"
+            raise NetworkError(f"cannot connect to {where}: {exc.os_error}{_via(proxy)}") from exc
         except aiohttp.ClientResponseError as exc:
             # Not chained: its request_info holds the signed headers (the STS token among them).
             text = _flat(exc.message)
@@ -230,13 +278,36 @@ class AiohttpTransport:
                     f"the body's Content-Encoding cannot be decoded here ({text}); the server used it "
                     "although the request's Accept-Encoding did not name it"
                 ) from None
-            raise NetworkError(f"{type(exc).__name__}: {exc.status}, {text}") from None
+            raise NetworkError(f"{type(exc).__name__}: {exc.status}, {text}{_via(proxy)}") from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise NetworkError(f"{type(exc).__name__}: {_flat(exc)}") from exc
+            raise NetworkError(f"{type(exc).__name__}: {_flat(exc)}{_via(proxy)}") from exc
 
     def __repr__(self) -> str:
         state = self._lifecycle.state.value
-        return f"AiohttpTransport(state={state}, timeouts={self.timeouts!r}, limits={self.limits!r})"
+        return (
+            f"AiohttpTransport(state={state}, timeouts={self.timeouts!r}, limits={self.limits!r}, "
+            f"proxies={self.proxies!r})"
+        )
+
+
+def _via(proxy: Proxy | None) -> str:
+    """Where a failure happened, when the request went through a proxy (never its credentials)."""
+    return "" if proxy is None else f" (through the proxy {proxy})"
+
+
+def _proxy_refused(proxy: Proxy, status: int, reason: str, url: URL) -> str:
+    """The message of a proxy's refusal: a 407 asks for credentials, anything else refuses the tunnel."""
+    answer = f"HTTP {status} {reason}".rstrip()
+    if status == 407:
+        if proxy.authorization is None:
+            fix = f"put them in the variable: {proxy.variable}=http://USER:PASSWORD@HOST:PORT"
+        else:
+            fix = f"check the USER:PASSWORD in {proxy.variable} (special characters %-encoded)"
+        return f"the proxy {proxy} requires credentials it did not accept ({answer}); {fix}"
+    return (
+        f"the proxy {proxy} refused to reach {url.host}:{url.port} ({answer}); check that it allows "
+        "this host and port, or name the host in NO_PROXY to reach it directly"
+    )
 
 
 def _flat(error: BaseException | str) -> str:
