@@ -215,7 +215,9 @@ class RateController:
         "_config",
         "_cooldown",
         "_cubic",
+        "_followed",
         "_frozen_until",
+        "_guessing",
         "_last_cut",
         "_ramp_period",
         "_ramp_since",
@@ -233,6 +235,7 @@ class RateController:
         "learned",
         "paused_until",
         "phase",
+        "provisional",
         "rate",
         "sent",
         "throttles",
@@ -261,6 +264,8 @@ class RateController:
         self._last_cut = -math.inf
         self._cooldown = config.cooldown_seconds  # after the last cut
         self._seeded = False  # started from peers' rate, and not cut since
+        self._followed = False  # started from (or moved to) peers' rate once: not again
+        self._guessing = False  # ramped from a burst, and not settled since: see ``guessing``
         self._since_cut = 0  # successes since the last cut
         self._frozen_until = -math.inf  # no growth before then
         self.throttles = 0
@@ -272,6 +277,9 @@ class RateController:
         #: got through. ``None``: not learned (yet).
         self.learned: float | None = None
         self.burst: int | None = None
+        #: What got through when the throttle that ended this scope's ramp came: a first,
+        #: rough measure of the limit, for peers that have nothing better (``PeerRates.hint``).
+        self.provisional: float | None = None
         if self.rate is not None:
             self._set_rate(self.rate)
 
@@ -314,14 +322,44 @@ class RateController:
         """
         if self.phase is not Phase.SLOW_START or self.sent:
             return False
-        config = self._config
         self.window = None
+        self._plateau_at(rate, at)
+        return True
+
+    @property
+    def guessing(self) -> bool:
+        """Whether the rate is still this scope's own guess, and its peers' may replace it.
+
+        A ramp from slow start's burst, or the curve after the throttle that ended it (toward
+        the ramp's overshoot): the scope has found its burst, not its limit (``learned``), and
+        has not started from its peers' rate yet (``start_from``, ``follow``).
+        """
+        return self._guessing and self.learned is None
+
+    def follow(self, rate: float, now: float) -> bool:
+        """Leave a guess (``guessing``) for ``rate``, what peer scopes measured: its plateau.
+
+        As ``start_from``, mid-way: the rate is ``rate`` from now on, on the curve, probing up
+        from it. Answers to requests sent before ``now`` were sent at the guess: as after a cut,
+        their throttles cut nothing and their successes grow nothing. False if not guessing.
+        """
+        if not self.guessing:
+            return False
+        self._plateau_at(rate, now)
+        self._last_cut = now
+        self._since_cut = 0
+        self._frozen_until = -math.inf
+        self._cooldown = max(self._config.cooldown_seconds, _COOLDOWN_INTERVALS / (self.rate or rate))
+        return True
+
+    def _plateau_at(self, rate: float, at: float) -> None:
+        config = self._config
         self.phase = Phase.CUBIC
-        self._seeded = True
+        self._seeded = self._followed = True
+        self._guessing = False
         rate = self._set_rate(rate)
         self._cubic = CubicCurve(w_max=rate, at=at, scale=config.scale, beta=config.beta)
         self._cubic.plateau(at)
-        return True
 
     def on_send(self, send_at: float) -> None:
         self._sends.record(send_at)
@@ -346,16 +384,22 @@ class RateController:
                 self._slowest_answer = took
             self._answered_one(now)
             return self.rate
-        if now < self._frozen_until:
+        if now < self._frozen_until or sent_at < self._last_cut:
+            # (A success of a request sent before the last cut was sent at the old rate: it
+            # says nothing of the new one. Growth is clocked by the answers to its requests.)
             return self.rate
         phase = self.phase
+        # Grown to what the ramp or the curve gave when the request was sent, not now: with
+        # answers seconds late (a loaded client), growth clocked by ``now`` ran a ramp up for
+        # seconds before the throttles of its first doubling came back.
+        at = min(sent_at, now)
         if phase is Phase.RAMP:
-            doublings = (now - self._ramp_since) / self._ramp_period
+            doublings = max(0.0, at - self._ramp_since) / self._ramp_period
             # Capped: 2.0 ** 1024 overflows, about six minutes into a ramp that meets no throttle.
             grown = self._ramp_start * 2.0 ** min(doublings, _MAX_DOUBLINGS)
         elif phase is Phase.CUBIC:
             assert self._cubic is not None
-            grown = self._cubic.rate_at(now)
+            grown = self._cubic.rate_at(at)
         else:
             return self.rate
         measured = self._sends.rate(now)
@@ -444,6 +488,7 @@ class RateController:
         if self.rate is not None:
             start = min(start, self.rate)  # a throttle never raises the rate
         self.phase = Phase.RAMP
+        self._guessing = not self._followed
         self._begin_ramp(start, now)
         self._set_rate(start)
 
@@ -461,6 +506,8 @@ class RateController:
         to = None
         if self.phase is Phase.RAMP:
             # The end of a ramp: between an overshoot and an undershoot (module docstring).
+            if succeeded > 0:
+                self.provisional = current
             to = config.beta * math.sqrt(sending * current)
             current = sending
         if self.phase is Phase.CUBIC and succeeded > 0:

@@ -242,6 +242,115 @@ def test_only_a_scope_that_has_sent_nothing_is_started_from_its_peers_rate() -> 
     assert (fixed.phase, fixed.rate) == (Phase.FIXED, 5)
 
 
+def guessing(control: RateController) -> bool:
+    """``control.guessing`` now (see ``phase_of``)."""
+    return control.guessing
+
+
+def ramping(now: float = 0.0) -> RateController:
+    """A scope whose first round (8 into a burst of 5) was throttled at ``now``: it ramps from 5/s."""
+    control = RateController(RateLimit(ramp_doubling_seconds=0.5))
+    sends = send_round(control, now)
+    for sent in sends[:5]:
+        control.on_success(sent, now)
+    for sent in sends[5:]:
+        control.on_throttle(sent, now)
+    assert control.phase is Phase.RAMP
+    assert control.rate == pytest.approx(5.0)
+    return control
+
+
+def test_a_ramp_grows_by_when_its_answered_requests_were_sent_not_by_when_they_answer() -> None:
+    # A loaded client: answers come 3 s after their requests. Clocked by the answers' arrival,
+    # the ramp doubled six times before the first doubling's throttles could come back.
+    control = ramping()
+    control.on_send(0.5)
+    assert control.on_success(0.5, 3.5) == pytest.approx(10.0)  # sent one doubling in
+    control.on_send(1.0)
+    assert control.on_success(1.0, 4.0) == pytest.approx(20.0)
+
+
+def test_after_a_cut_only_answers_to_requests_sent_since_grow_the_rate() -> None:
+    control = RateController(RateLimit())
+    assert control.start_from(2.0, 0.0)
+    for i in range(26):  # 2/s for 13 s, all through but one, whose throttle answers 3 s late
+        control.on_send(i / 2)
+        if i != 20:
+            control.on_success(i / 2, i / 2 + 0.01)
+    cut = control.on_throttle(10.0, 13.0)
+    assert cut == pytest.approx(0.7 * 2.0, rel=0.05)
+    # Requests sent at the old rate, answered after the cut, say nothing of the new rate...
+    for sent in (13.0 - 0.3, 13.0 - 0.2, 13.0 - 0.1):
+        control.on_send(sent)
+        assert control.on_success(sent, 15.0) == cut
+    # ...one sent since does, and the curve grows from the cut as of when it was sent.
+    control.on_send(13.5)
+    grown = control.on_success(13.5, 16.5)
+    assert cut is not None
+    assert grown is not None
+    assert cut < grown < 2.0
+
+
+def test_a_guessing_scope_follows_its_peers_rate_once() -> None:
+    control = ramping()
+    assert guessing(control)  # a ramp from a burst: its own guess
+    assert control.follow(1.0, 0.2)
+    assert (control.phase, control.rate, control.w_max, control.cuts) == (Phase.CUBIC, 1.0, 1.0, 1)
+    assert not guessing(control)
+    assert not control.follow(3.0, 0.3)  # once: its own throttles cut it from now on
+    assert control.rate == 1.0
+    # Throttles of requests sent during the guess, answered after it, cut nothing.
+    control.on_send(0.15)
+    assert control.on_throttle(0.15, 0.4) == 1.0
+    assert control.cuts == 1
+    # On the plateau, it probes up; a throttle of a request sent at its rate is a cut.
+    for i in range(5):
+        control.on_send(0.2 + i)
+        control.on_success(0.2 + i, 0.21 + i)
+    control.on_send(5.2)
+    assert control.on_throttle(5.2, 5.21) == pytest.approx(0.7, rel=0.1)
+    assert control.cuts == 2
+    assert control.learned == pytest.approx(1.0, rel=0.1)
+
+
+def test_only_a_guess_gives_way_to_the_peers_rate() -> None:
+    fresh = RateController(RateLimit())  # slow start: it has nothing to give up (start_from)
+    assert not fresh.guessing
+    assert not fresh.follow(1.0, 0.0)
+    fixed = RateController(RateLimit(requests_per_second=5))
+    assert not fixed.follow(1.0, 0.0)
+    assert fixed.rate == 5
+    seeded = RateController(RateLimit())
+    assert seeded.start_from(2.0, 0.0)
+    assert not seeded.guessing
+    # Slow start ended unthrottled, then a throttle: a cut of what got through in a second of
+    # sending, its own measure, not a ramp from a burst.
+    settled = RateController(RateLimit())
+    for i in range(60):
+        settled.on_send(i * 0.01)
+        if i < 30:
+            settled.on_success(i * 0.01, i * 0.01)
+    settled.on_throttle(0.59, 0.6)
+    assert settled.phase is Phase.CUBIC
+    assert not settled.guessing
+    assert not settled.follow(1.0, 0.7)
+
+
+def test_the_throttle_that_ends_a_ramp_measures_a_provisional_rate() -> None:
+    control = ramping()
+    for i in range(1, 9):  # 5/s and up; the server lets 1/s through, 2 of the 8 in 1.6 s
+        sent = i * 0.2
+        control.on_send(sent)
+        if i % 4 == 0:
+            control.on_success(sent, sent + 0.01)
+    control.on_send(1.8)
+    control.on_throttle(1.8, 1.81)
+    assert control.phase is Phase.CUBIC
+    assert control.learned is None  # the ramp overshot: not a settled measure...
+    assert control.provisional == pytest.approx(2 / 1.81)  # ...but what got through since it began
+    assert control.guessing
+
+
 def test_a_slow_scope_counts_its_rate_over_a_few_requests_not_one_second() -> None:
     # At 1/s, a 1 s window holds one send: young by its span, it read as 20/s, the cap of twice
     # the measured rate let CUBIC run away, and each throttle looked like a burst.
