@@ -14,9 +14,11 @@ Three parts, as botocore separates ``CubicCalculator``, ``TokenBucket`` and ``Cl
 - ``PeerRates``: in a scan of several accounts, each account has its own ``ClientRateLimiters``
   (scopes are (account, region, action)), and an API's limit is typically the same for every
   account. The registries that ``join`` one ``PeerRates`` tell it what their scopes learned (the
-  limit measured at a cut, the burst a first round got through); a scope created once enough
-  peers have learned starts from their median instead of slow start (``RateController.start_from``),
-  its first ``burst`` requests sent at once, as a fresh server bucket allows.
+  limit measured at a cut, what got through when a ramp ended, the burst a first round got
+  through); a scope created once enough peers have learned starts from their median instead of
+  slow start (``RateController.start_from``), its first ``burst`` requests sent at once, as a
+  fresh server bucket allows, and a scope still ramping from its own burst moves to it at its
+  next answer (``RateController.follow``).
 
 With no rate in force and no pause, ``acquire`` reads a few attributes and returns: no queue,
 no await.

