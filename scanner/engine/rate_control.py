@@ -453,6 +453,11 @@ class RateController:
         empty, so what got through between two of them is what it refilled; the last second
         alone may be mostly a ramp). After a ramp, the last second holds the burst that ended
         slow start: count from its cut.
+
+        A slow scope on the curve counts from its previous cut only. Its meter's window (four
+        intervals) is close to the server's burst (5 at 1/s): what got through in it, as a probe
+        spent the tokens saved since the cut, read 20-40% above the limit, the curve's plateau
+        was set there, and the next throttle came a few requests later.
         """
         window = self._successes.window
         succeeded = self._successes.count(now) / window
@@ -461,6 +466,9 @@ class RateController:
         if self.phase is Phase.RAMP:
             return since_cut
         if elapsed >= window:
+            slow = self.rate is not None and self.rate < _CUBIC_FULL_SPEED_RATE
+            if slow and self.cuts and self.phase is Phase.CUBIC:
+                return since_cut
             return max(succeeded, since_cut)
         return succeeded
 

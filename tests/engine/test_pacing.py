@@ -778,7 +778,9 @@ def test_a_slow_scope_settles_at_its_limit_without_throttling_every_other_reques
     assert run.throttled - run.early_throttles <= 0.1 * run.sent, run
     assert run.throttled / run.sent <= 0.25, run
     assert run.ok_after_warmup / seconds >= 0.9 * limit, run
-    assert 0.7 * limit <= run.rate <= 1.5 * limit, run
+    # Near the limit, neither stuck low nor paced far above it; at one instant it may be part
+    # way through a probe (at 1/s, over 50-70 s: 0.84-1.81, throttled once).
+    assert 0.7 * limit <= run.rate <= 2 * limit, run
 
 
 @pytest.mark.parametrize(("limit", "burst"), [(1, 5), (2, 5), (0.7, 3)])
@@ -894,7 +896,7 @@ def test_an_organisations_scopes_started_at_once_follow_the_first_that_measured_
     # round's burst (5/s), and the curve after the throttle that ended the ramp rose back toward
     # it, for an answer's time before a throttle could cut again: over a fifth of requests
     # were throttled (0.21 at 1 s, 0.24 at 3 s). Following what the first ramps measured
-    # (provisional), they pay for their first round and the curve's probes (0.11, 0.16).
+    # (provisional), they pay for their first round and the curve's probes (0.11, 0.14).
     run = simulate_org([1.0] * 30, latency=latency, seed=1)
     assert run.throttled / run.sent <= throttled, run.throttled / run.sent
     assert all(run.seconds(scope) <= 80 / 0.9 + 2 * latency for scope in run.done), run.done

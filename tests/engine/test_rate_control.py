@@ -320,6 +320,31 @@ def test_the_throttle_that_ends_a_ramp_measures_a_provisional_rate() -> None:
     assert control.guessing
 
 
+def test_a_slow_scope_cuts_to_what_got_through_since_its_last_cut_not_a_spent_burst() -> None:
+    # 1/s with a server burst of 5: after a cut, the tokens saved at the lower rate are spent by
+    # the next probe, in a few seconds, which is the meter's whole window at this rate.
+    control = RateController(RateLimit())
+    assert control.start_from(1.0, 0.0)
+    for i in range(10):
+        control.on_send(float(i))
+        control.on_success(float(i), i + 0.01)
+    control.on_send(10.0)
+    control.on_throttle(10.0, 10.01)
+    sends = [10.5 + i for i in range(16)] + [26.0 + i / 2 for i in range(8)]  # 1/s, then 2/s
+    for sent in sends:
+        control.on_send(sent)
+        control.on_success(sent, sent + 0.01)
+    rate = control.rate
+    control.on_send(30.2)
+    control.on_throttle(30.2, 30.21)
+    # 24 through in the 20.2 s since the last cut: 1.19/s. The last 4 s alone read 2/s.
+    assert rate is not None
+    assert rate > 24 / 20.2
+    assert control.w_max == pytest.approx(24 / 20.2)
+    assert control.learned == pytest.approx(24 / 20.2)
+    assert control.cuts == 2
+
+
 def test_a_slow_scope_counts_its_rate_over_a_few_requests_not_one_second() -> None:
     # At 1/s, a 1 s window holds one send: young by its span, it read as 20/s, the cap of twice
     # the measured rate let CUBIC run away, and each throttle looked like a burst.
