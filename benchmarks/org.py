@@ -30,9 +30,13 @@ client that caps its rate:
 Where the scanner loses against the summed limit (the simulator's counters sampled every 2 s):
 the accounts open over the first 5-15 s (AssumeRole, then ListServices; longer the busier the
 machine), and a late account's scopes finish as late, so the scan's tail is that spread; and
-in the first 10-20 s all 400 scopes learn the limit at once (a first round of 8 into a bucket
-of 5, then a ramp), which throws most of the run's throttles. Steady state is at ~400 qps with
-5-10% throttled.
+all 400 scopes start within those seconds, before any has learned the limit, so none starts
+from its peers' rate: each pays its first round (8 into a bucket of 5: 3 throttled) and ramps
+from that burst (5/s) until 3 peers' ramps have ended and measured what got through, then
+follows their median (``RateController.follow``). What is left is steady state, the curve's
+probes above 1/s (~6% throttled in simulate_org at 50 ms answers), more the busier the
+machine: a loaded client's answers take seconds (traced: 3-10 s), and a probe runs on for an
+answer's time before its first throttle comes back.
 
 ``exact``: every account's key digest equals the simulator's (``/_simulator/org/digests``).
 ``assume_role_calls`` against ``accounts + token_refreshes`` (goal: no more).

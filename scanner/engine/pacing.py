@@ -14,9 +14,11 @@ Three parts, as botocore separates ``CubicCalculator``, ``TokenBucket`` and ``Cl
 - ``PeerRates``: in a scan of several accounts, each account has its own ``ClientRateLimiters``
   (scopes are (account, region, action)), and an API's limit is typically the same for every
   account. The registries that ``join`` one ``PeerRates`` tell it what their scopes learned (the
-  limit measured at a cut, the burst a first round got through); a scope created once enough
-  peers have learned starts from their median instead of slow start (``RateController.start_from``),
-  its first ``burst`` requests sent at once, as a fresh server bucket allows.
+  limit measured at a cut, what got through when a ramp ended, the burst a first round got
+  through); a scope created once enough peers have learned starts from their median instead of
+  slow start (``RateController.start_from``), its first ``burst`` requests sent at once, as a
+  fresh server bucket allows, and a scope still ramping from its own burst moves to it at its
+  next answer (``RateController.follow``).
 
 With no rate in force and no pause, ``acquire`` reads a few attributes and returns: no queue,
 no await.
@@ -124,7 +126,7 @@ class ClientRateLimiter:
     controller's ``answer_timeout``, which then ends slow start.
     """
 
-    __slots__ = ("_clock", "_pacer", "_peers", "_told_burst", "controller")
+    __slots__ = ("_clock", "_pacer", "_peers", "_told_burst", "_told_provisional", "controller")
 
     def __init__(
         self, config: RateLimit, clock: Clock, *, peers: tuple[PeerRates, tuple[str, str]] | None = None
@@ -134,7 +136,7 @@ class ClientRateLimiter:
         self._pacer = Pacer(clock, config.burst_seconds)
         #: The ``PeerRates`` this scope learns with, and its key there.
         self._peers = peers
-        self._told_burst = False
+        self._told_burst = self._told_provisional = False
         if peers is not None:
             board, key = peers
             seed = board.seed(key)
@@ -206,6 +208,8 @@ class ClientRateLimiter:
         else:
             self._paced_from(control.on_success(sent_at, self._clock.monotonic()))
             self._pacer.answered()
+        if control.guessing and self._peers is not None:
+            self._follow_peers()
 
     def on_error(self, sent_at: float) -> None:
         """A request failed otherwise than by a throttle: answered, but says nothing of the rate."""
@@ -223,8 +227,19 @@ class ClientRateLimiter:
             self._paced_from(rate)
         self._pacer.credit = 0
         self._pacer.answered()
-        if control.cuts != cuts and self._peers is not None:
-            self._tell_peers()
+        if self._peers is not None:
+            if control.cuts != cuts:
+                self._tell_peers()
+            if control.guessing:
+                self._follow_peers()
+
+    def _follow_peers(self) -> None:
+        """A guess (``RateController.guessing``) gives way to what peers measured, if they have."""
+        assert self._peers is not None
+        board, key = self._peers
+        hint = board.hint(key)
+        if hint is not None:
+            self.controller.follow(hint, self._clock.monotonic())
 
     def _tell_peers(self) -> None:
         """A cut: what it measured, and (once) the burst slow start got through, to the peers."""
@@ -233,7 +248,9 @@ class ClientRateLimiter:
         control = self.controller
         burst = None if self._told_burst else control.burst
         self._told_burst = self._told_burst or burst is not None
-        board.learned(key, control.learned, burst)
+        provisional = None if self._told_provisional else control.provisional
+        self._told_provisional = self._told_provisional or provisional is not None
+        board.learned(key, control.learned, burst, provisional)
 
     def _paced_from(self, rate: float | None) -> None:
         """An answer (or a round given up on) took an unpaced scope to ``rate``, after a throttle.
@@ -266,33 +283,53 @@ class ClientRateLimiter:
 class PeerRates:
     """What the scopes of each (region, action) learned, across the accounts of a scan.
 
-    ``learned`` records a scope's limit as measured at a cut, and the burst its first round got
-    through; ``seed`` is the median of the last ``keep`` of each once ``min_peers`` scopes'
-    worth have come in (``None`` before: a new scope learns on its own, in slow start).
+    ``learned`` records a scope's limit as measured at a cut on the curve (settled), what got
+    through when its ramp ended (provisional: a first, rougher measure), and the burst its first
+    round got through. ``hint`` is the median of the last ``keep`` settled rates once
+    ``min_peers`` have come in; before that, of the provisional and settled ones together once
+    ``min_peers`` have (``None`` before: scopes learn on their own). ``seed`` is the hint and
+    the median burst, for a new scope. A median of several: one account's smaller quota does
+    not set its peers' rate, and a scope that followed too high a hint is cut on its own.
     """
 
-    __slots__ = ("_bursts", "_keep", "_min_peers", "_rates")
+    __slots__ = ("_bursts", "_hints", "_keep", "_min_peers", "_provisional", "_rates")
 
     def __init__(self, *, keep: int = 32, min_peers: int = 3) -> None:
         self._keep = keep
         self._min_peers = min_peers
         self._rates: dict[tuple[str, str], deque[float]] = {}
+        self._provisional: dict[tuple[str, str], deque[float]] = {}
         self._bursts: dict[tuple[str, str], deque[int]] = {}
+        self._hints: dict[tuple[str, str], float] = {}
 
-    def learned(self, key: tuple[str, str], rate: float | None, burst: int | None) -> None:
+    def learned(
+        self, key: tuple[str, str], rate: float | None, burst: int | None, provisional: float | None = None
+    ) -> None:
         if rate is not None:
             self._rates.setdefault(key, deque(maxlen=self._keep)).append(rate)
+        if provisional is not None:
+            self._provisional.setdefault(key, deque(maxlen=self._keep)).append(provisional)
         if burst is not None:
             self._bursts.setdefault(key, deque(maxlen=self._keep)).append(burst)
+        if rate is not None or provisional is not None:
+            rates = list(self._rates.get(key, ()))
+            if len(rates) < self._min_peers:
+                rates.extend(self._provisional.get(key, ()))
+            if len(rates) >= self._min_peers:
+                self._hints[key] = statistics.median(rates)
+
+    def hint(self, key: tuple[str, str]) -> float | None:
+        """The rate peers of ``key`` measured (``None``: too few have)."""
+        return self._hints.get(key)
 
     def seed(self, key: tuple[str, str]) -> tuple[float, int] | None:
         """``(rate, burst)`` for a new scope of ``key``; ``None``: too few peers have learned."""
-        rates = self._rates.get(key)
-        if rates is None or len(rates) < self._min_peers:
+        rate = self._hints.get(key)
+        if rate is None:
             return None
         bursts = self._bursts.get(key)
         burst = int(statistics.median_low(bursts)) if bursts else 1
-        return statistics.median(rates), burst
+        return rate, burst
 
     def __repr__(self) -> str:
         learned = {f"{region}/{action}": len(rates) for (region, action), rates in self._rates.items()}

@@ -28,6 +28,11 @@ a clock or waits, so the control law is tested as plain function calls. The wait
 - Seeded (``start_from``): in a scan of several accounts, a scope whose peers (the same region
   and action in other accounts) have already learned the API's limit starts on the curve, at
   their rate, on its plateau: no slow start and no ramp from a burst.
+- Following (``follow``): an organisation's scopes start within seconds of each other, before
+  any peer has learned anything, so most ramp from their own burst (``guessing``). The throttle
+  that ends a ramp measures what got through (``provisional``: rough, but the burst's rate can
+  be several times the limit); once peers have measured the limit, a guessing scope moves to
+  their rate, on the curve's plateau, as a seeded one starts.
 - ``PAUSED``: an ``x-acs-retry-after`` hint pauses the whole scope, at most ``MAX_RETRY_AFTER_S``
   (60 s); ``phase_at(now)`` reports it, and the phase beneath resumes when it ends.
 
@@ -215,7 +220,9 @@ class RateController:
         "_config",
         "_cooldown",
         "_cubic",
+        "_followed",
         "_frozen_until",
+        "_guessing",
         "_last_cut",
         "_ramp_period",
         "_ramp_since",
@@ -233,6 +240,7 @@ class RateController:
         "learned",
         "paused_until",
         "phase",
+        "provisional",
         "rate",
         "sent",
         "throttles",
@@ -261,6 +269,8 @@ class RateController:
         self._last_cut = -math.inf
         self._cooldown = config.cooldown_seconds  # after the last cut
         self._seeded = False  # started from peers' rate, and not cut since
+        self._followed = False  # started from (or moved to) peers' rate once: not again
+        self._guessing = False  # ramped from a burst, and not settled since: see ``guessing``
         self._since_cut = 0  # successes since the last cut
         self._frozen_until = -math.inf  # no growth before then
         self.throttles = 0
@@ -272,6 +282,9 @@ class RateController:
         #: got through. ``None``: not learned (yet).
         self.learned: float | None = None
         self.burst: int | None = None
+        #: What got through when the throttle that ended this scope's ramp came: a first,
+        #: rough measure of the limit, for peers that have nothing better (``PeerRates.hint``).
+        self.provisional: float | None = None
         if self.rate is not None:
             self._set_rate(self.rate)
 
@@ -314,14 +327,44 @@ class RateController:
         """
         if self.phase is not Phase.SLOW_START or self.sent:
             return False
-        config = self._config
         self.window = None
+        self._plateau_at(rate, at)
+        return True
+
+    @property
+    def guessing(self) -> bool:
+        """Whether the rate is still this scope's own guess, and its peers' may replace it.
+
+        A ramp from slow start's burst, or the curve after the throttle that ended it (toward
+        the ramp's overshoot): the scope has found its burst, not its limit (``learned``), and
+        has not started from its peers' rate yet (``start_from``, ``follow``).
+        """
+        return self._guessing and self.learned is None
+
+    def follow(self, rate: float, now: float) -> bool:
+        """Leave a guess (``guessing``) for ``rate``, what peer scopes measured: its plateau.
+
+        As ``start_from``, mid-way: the rate is ``rate`` from now on, on the curve, probing up
+        from it. Answers to requests sent before ``now`` were sent at the guess: as after a cut,
+        their throttles cut nothing. False if not guessing.
+        """
+        if not self.guessing:
+            return False
+        self._plateau_at(rate, now)
+        self._last_cut = now
+        self._since_cut = 0
+        self._frozen_until = -math.inf
+        self._cooldown = max(self._config.cooldown_seconds, _COOLDOWN_INTERVALS / (self.rate or rate))
+        return True
+
+    def _plateau_at(self, rate: float, at: float) -> None:
+        config = self._config
         self.phase = Phase.CUBIC
-        self._seeded = True
+        self._seeded = self._followed = True
+        self._guessing = False
         rate = self._set_rate(rate)
         self._cubic = CubicCurve(w_max=rate, at=at, scale=config.scale, beta=config.beta)
         self._cubic.plateau(at)
-        return True
 
     def on_send(self, send_at: float) -> None:
         self._sends.record(send_at)
@@ -410,6 +453,11 @@ class RateController:
         empty, so what got through between two of them is what it refilled; the last second
         alone may be mostly a ramp). After a ramp, the last second holds the burst that ended
         slow start: count from its cut.
+
+        A slow scope on the curve counts from its previous cut only. Its meter's window (four
+        intervals) is close to the server's burst (5 at 1/s): what got through in it, as a probe
+        spent the tokens saved since the cut, read 20-40% above the limit, the curve's plateau
+        was set there, and the next throttle came a few requests later.
         """
         window = self._successes.window
         succeeded = self._successes.count(now) / window
@@ -418,6 +466,9 @@ class RateController:
         if self.phase is Phase.RAMP:
             return since_cut
         if elapsed >= window:
+            slow = self.rate is not None and self.rate < _CUBIC_FULL_SPEED_RATE
+            if slow and self.cuts and self.phase is Phase.CUBIC:
+                return since_cut
             return max(succeeded, since_cut)
         return succeeded
 
@@ -444,6 +495,7 @@ class RateController:
         if self.rate is not None:
             start = min(start, self.rate)  # a throttle never raises the rate
         self.phase = Phase.RAMP
+        self._guessing = not self._followed
         self._begin_ramp(start, now)
         self._set_rate(start)
 
@@ -461,6 +513,8 @@ class RateController:
         to = None
         if self.phase is Phase.RAMP:
             # The end of a ramp: between an overshoot and an undershoot (module docstring).
+            if succeeded > 0:
+                self.provisional = current
             to = config.beta * math.sqrt(sending * current)
             current = sending
         if self.phase is Phase.CUBIC and succeeded > 0:

@@ -10,7 +10,7 @@ import itertools
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 import pytest
@@ -353,6 +353,24 @@ def test_peer_rates_keep_the_last_few() -> None:
     assert peers.seed(key) == (1.0, 1)  # no burst learned: one at once
 
 
+def test_peer_rates_hint_from_provisional_rates_until_enough_have_settled() -> None:
+    peers = PeerRates(min_peers=3)
+    key = ("r", "A")
+    peers.learned(key, None, 5, 1.1)  # ramps' ends: what got through then
+    peers.learned(key, None, None, 0.9)
+    assert (peers.hint(key), peers.seed(key)) == (None, None)
+    # A small-quota account among them is one of the median's values, not its result.
+    peers.learned(key, None, None, 0.2)
+    assert peers.hint(key) == pytest.approx(0.9)
+    assert peers.seed(key) == (peers.hint(key), 5)
+    peers.learned(key, 1.0, None)  # one settled: counted with the provisional ones
+    assert peers.hint(key) == pytest.approx(0.95)
+    peers.learned(key, 1.2, None)
+    peers.learned(key, 1.4, None)  # three settled: the provisional ones no longer count
+    assert peers.hint(key) == pytest.approx(1.2)
+    assert peers.hint(("r", "B")) is None
+
+
 def test_a_scope_seeded_by_its_peers_sends_their_burst_then_paces_at_their_rate() -> None:
     clock = FakeClock(100.0)
     peers = PeerRates(min_peers=1)
@@ -396,6 +414,101 @@ def test_a_seeded_scope_on_its_plateau_probes_up_slowly_and_cuts_on_a_throttle()
     assert limiter.rate is not None
     assert last is not None
     assert limiter.rate < last
+
+
+def first_round(limiter: ClientRateLimiter, clock: FakeClock, *, burst: int = 5) -> None:
+    """Slow start's first round against an empty-ish server: ``burst`` through, the rest throttled."""
+    sends = []
+    while limiter.window_open():
+        sends.append(limiter.reserve()[1])
+    clock.advance(0.05)
+    for sent in sends[:burst]:
+        limiter.on_success(sent)
+    for sent in sends[burst:]:
+        limiter.on_throttle(sent)
+
+
+def test_a_ramping_scope_follows_the_rate_its_peers_measured_at_its_next_answer() -> None:
+    # An organisation's scopes all start at once: none could start from its peers' rate, and
+    # each ramped from its first round's burst (5/s against a limit of 1/s).
+    clock = FakeClock()
+    peers = PeerRates(min_peers=1)
+    limiters = ClientRateLimiters(RateLimit(), clock)
+    limiters.join(peers)
+    limiter = limiters.get("r", "A")
+    first_round(limiter, clock)
+    assert phase_of(limiter) is Phase.RAMP
+    assert limiter.rate == pytest.approx(5.0)
+    delay, sent = limiter.reserve()
+    clock.advance(delay)
+    peers.learned(("r", "A"), None, None, 1.0)  # another account's scope ended its ramp
+    limiter.on_success(sent)
+    assert (phase_of(limiter), limiter.rate, limiter.cuts) == (Phase.CUBIC, 1.0, 1)
+    # Paced at the peers' rate from now on.
+    delays = []
+    for _ in range(3):
+        delay, sent = limiter.reserve()
+        clock.advance(delay)
+        delays.append(round(delay, 6))
+        limiter.on_success(sent)
+    assert all(d >= 1.0 - RateLimit().burst_seconds for d in delays[1:]), delays
+    # A scope whose peers have measured nothing ramps on its own.
+    alone = ClientRateLimiters(RateLimit(), clock)
+    alone.join(PeerRates(min_peers=1))
+    other = alone.get("r", "A")
+    first_round(other, clock)
+    delay, sent = other.reserve()
+    clock.advance(delay)
+    other.on_success(sent)
+    assert phase_of(other) is Phase.RAMP
+
+
+class RecordingPeers(PeerRates):
+    """``PeerRates`` that keeps every provisional rate it was told."""
+
+    __slots__ = ("told",)
+
+    def __init__(self, *, min_peers: int) -> None:
+        super().__init__(min_peers=min_peers)
+        self.told: list[float] = []
+
+    def learned(
+        self, key: tuple[str, str], rate: float | None, burst: int | None, provisional: float | None = None
+    ) -> None:
+        if provisional is not None:
+            self.told.append(provisional)
+        super().learned(key, rate, burst, provisional)
+
+
+def test_a_limiter_tells_its_peers_what_got_through_when_its_ramp_ended_once() -> None:
+    clock = FakeClock()
+    peers = RecordingPeers(min_peers=1)
+    limiters = ClientRateLimiters(RateLimit(), clock)
+    limiters.join(peers)
+    limiter = limiters.get("r", "A")
+    first_round(limiter, clock)
+    # The server lets one request a second through; the first round's latency refilled part
+    # of a token.
+    server_every = 1.0
+    next_ok = clock.monotonic() + 0.3
+    while phase_of(limiter) is Phase.RAMP:
+        delay, sent = limiter.reserve()
+        clock.advance(delay)
+        if clock.monotonic() >= next_ok:
+            next_ok += server_every
+            limiter.on_success(sent)
+        else:
+            limiter.on_throttle(sent)
+    hint = peers.hint(("r", "A"))
+    assert hint is not None
+    assert 0.5 <= hint <= 2.0  # about the server's 1/s, not the ramp's 5/s and more
+    assert peers.seed(("r", "A")) == (hint, 5)
+    for _ in range(20):  # its later cuts do not tell it again
+        delay, sent = limiter.reserve()
+        clock.advance(delay)
+        limiter.on_throttle(sent)
+    assert limiter.cuts > 2
+    assert peers.told == [hint]
 
 
 def test_a_seed_does_not_replace_a_configured_rate() -> None:
@@ -665,7 +778,9 @@ def test_a_slow_scope_settles_at_its_limit_without_throttling_every_other_reques
     assert run.throttled - run.early_throttles <= 0.1 * run.sent, run
     assert run.throttled / run.sent <= 0.25, run
     assert run.ok_after_warmup / seconds >= 0.9 * limit, run
-    assert 0.7 * limit <= run.rate <= 1.5 * limit, run
+    # Near the limit, neither stuck low nor paced far above it; at one instant it may be part
+    # way through a probe (at 1/s, over 50-70 s: 0.84-1.81, throttled once).
+    assert 0.7 * limit <= run.rate <= 2 * limit, run
 
 
 @pytest.mark.parametrize(("limit", "burst"), [(1, 5), (2, 5), (0.7, 3)])
@@ -684,6 +799,119 @@ def test_a_scope_seeded_by_its_peers_starts_at_their_rate_without_throttles(
     assert run.throttled <= 0.1 * run.sent, run
     # The burst at once, then the limit: all that a fresh server bucket allows.
     assert run.ok_after_warmup >= 0.95 * (burst + limit * seconds - 1), run
+
+
+@dataclass
+class OrgRun:
+    """What ``simulate_org`` saw."""
+
+    sent: int = 0
+    throttled: int = 0
+    started: dict[int, float] = field(default_factory=dict)  # scope -> when it started
+    done: dict[int, float] = field(default_factory=dict)  # scope -> when its last request succeeded
+
+    def seconds(self, scope: int) -> float:
+        return self.done[scope] - self.started[scope]
+
+
+def simulate_org(
+    limits: list[float], *, latency: float, seed: int, work: int = 80, workers: int = 8, spread: float = 6.0
+) -> OrgRun:
+    """Discrete-event run of an organisation: scope ``i`` (one account's (region, action)), whose
+    server admits ``limits[i]`` per second after a burst of 5, starts at a random time within
+    ``spread`` seconds, as accounts open, with ``work`` requests for ``workers`` tasks. Every
+    scope learns with one ``PeerRates``. Answers take ``latency`` (from half to one and a half
+    times it): a loaded client's, seconds. A throttled request is retried after the scanner's
+    jittered backoff. Each scope's tasks queue as in ``simulate``.
+    """
+    clock = FakeClock()
+    rng = random.Random(seed)
+    board = PeerRates()
+    seq = itertools.count()
+    events: list[tuple[float, int, str, int, float, int]] = []  # time, seq, kind, scope, sent, tries
+    run = OrgRun()
+    scopes = range(len(limits))
+    limiters: dict[int, ClientRateLimiter] = {}
+    servers = [ServerBucket(limit, burst=5) for limit in limits]
+    queues: list[list[int]] = [[] for _ in scopes]  # tries of the tasks waiting for a slot
+    head_busy = [False for _ in scopes]
+    unsent = [work for _ in scopes]
+    succeeded = [0 for _ in scopes]
+
+    def push(at: float, kind: str, scope: int, sent: float = 0.0, tries: int = 0) -> None:
+        heapq.heappush(events, (at, next(seq), kind, scope, sent, tries))
+
+    def grant(scope: int) -> None:
+        limiter = limiters[scope]
+        if head_busy[scope] or not queues[scope] or not limiter.window_open():
+            return
+        tries = queues[scope].pop(0)
+        _delay, send_at = limiter.reserve()
+        head_busy[scope] = True
+        push(send_at, "send", scope, send_at, tries)
+
+    def next_task(scope: int) -> None:
+        if unsent[scope]:
+            unsent[scope] -= 1
+            queues[scope].append(0)
+
+    for scope in scopes:
+        push(rng.random() * spread, "start", scope)
+    while events:
+        now, _, kind, scope, sent_at, tries = heapq.heappop(events)
+        clock.now = now
+        if kind == "start":
+            run.started[scope] = now
+            limiters[scope] = ClientRateLimiter(RateLimit(), clock, peers=(board, ("r", "A")))
+            for _ in range(workers):
+                next_task(scope)
+        elif kind == "ready":
+            queues[scope].append(tries)
+        elif kind == "send":
+            head_busy[scope] = False
+            run.sent += 1
+            outcome = "ok" if servers[scope].admit(now) else "throttled"
+            push(now + latency * (0.5 + rng.random()), outcome, scope, sent_at, tries)
+        elif kind == "ok":
+            limiters[scope].on_success(sent_at)
+            succeeded[scope] += 1
+            if succeeded[scope] == work:
+                run.done[scope] = now
+            next_task(scope)
+        else:
+            run.throttled += 1
+            limiters[scope].on_throttle(sent_at)
+            backoff = rng.random() * min(20.0, 0.1 * 2**tries)
+            push(now + backoff, "ready", scope, 0.0, tries + 1)
+        grant(scope)
+    return run
+
+
+@pytest.mark.parametrize(("latency", "throttled"), [(1.0, 0.15), (3.0, 0.19)])
+def test_an_organisations_scopes_started_at_once_follow_the_first_that_measured_the_limit(
+    latency: float, throttled: float
+) -> None:
+    # The org benchmark's shape, a loaded client: 30 scopes of 1/s start within 6 s, answers
+    # take seconds, so none can start from a settled peer's rate. Each ramped from its first
+    # round's burst (5/s), and the curve after the throttle that ended the ramp rose back toward
+    # it, for an answer's time before a throttle could cut again: over a fifth of requests
+    # were throttled (0.21 at 1 s, 0.24 at 3 s). Following what the first ramps measured
+    # (provisional), they pay for their first round and the curve's probes (0.11, 0.14).
+    run = simulate_org([1.0] * 30, latency=latency, seed=1)
+    assert run.throttled / run.sent <= throttled, run.throttled / run.sent
+    assert all(run.seconds(scope) <= 80 / 0.9 + 2 * latency for scope in run.done), run.done
+    assert len(run.done) == 30
+
+
+def test_an_account_of_another_quota_finds_its_own_after_following_its_peers() -> None:
+    # Peers usually share a quota, not always. A smaller one is cut on its own throttles; a
+    # larger one probes up from the peers' rate on the curve. Neither holds the others back.
+    limits = [1.0] * 24 + [0.5] * 3 + [3.0] * 3
+    run = simulate_org(limits, latency=1.0, seed=1)
+    assert run.throttled / run.sent <= 0.15, run.throttled / run.sent  # 0.21 not following
+    for scope, limit in enumerate(limits):
+        ideal = 80 / limit
+        assert run.seconds(scope) <= 1.2 * ideal + 20, (limit, run.seconds(scope))
 
 
 @pytest.mark.asyncio

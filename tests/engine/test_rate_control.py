@@ -242,6 +242,109 @@ def test_only_a_scope_that_has_sent_nothing_is_started_from_its_peers_rate() -> 
     assert (fixed.phase, fixed.rate) == (Phase.FIXED, 5)
 
 
+def guessing(control: RateController) -> bool:
+    """``control.guessing`` now (see ``phase_of``)."""
+    return control.guessing
+
+
+def ramping(now: float = 0.0) -> RateController:
+    """A scope whose first round (8 into a burst of 5) was throttled at ``now``: it ramps from 5/s."""
+    control = RateController(RateLimit(ramp_doubling_seconds=0.5))
+    sends = send_round(control, now)
+    for sent in sends[:5]:
+        control.on_success(sent, now)
+    for sent in sends[5:]:
+        control.on_throttle(sent, now)
+    assert control.phase is Phase.RAMP
+    assert control.rate == pytest.approx(5.0)
+    return control
+
+
+def test_a_guessing_scope_follows_its_peers_rate_once() -> None:
+    control = ramping()
+    assert guessing(control)  # a ramp from a burst: its own guess
+    assert control.follow(1.0, 0.2)
+    assert (control.phase, control.rate, control.w_max, control.cuts) == (Phase.CUBIC, 1.0, 1.0, 1)
+    assert not guessing(control)
+    assert not control.follow(3.0, 0.3)  # once: its own throttles cut it from now on
+    assert control.rate == 1.0
+    # Throttles of requests sent during the guess, answered after it, cut nothing.
+    control.on_send(0.15)
+    assert control.on_throttle(0.15, 0.4) == 1.0
+    assert control.cuts == 1
+    # On the plateau, it probes up; a throttle of a request sent at its rate is a cut.
+    for i in range(5):
+        control.on_send(0.2 + i)
+        control.on_success(0.2 + i, 0.21 + i)
+    control.on_send(5.2)
+    assert control.on_throttle(5.2, 5.21) == pytest.approx(0.7, rel=0.1)
+    assert control.cuts == 2
+    assert control.learned == pytest.approx(1.0, rel=0.1)
+
+
+def test_only_a_guess_gives_way_to_the_peers_rate() -> None:
+    fresh = RateController(RateLimit())  # slow start: it has nothing to give up (start_from)
+    assert not fresh.guessing
+    assert not fresh.follow(1.0, 0.0)
+    fixed = RateController(RateLimit(requests_per_second=5))
+    assert not fixed.follow(1.0, 0.0)
+    assert fixed.rate == 5
+    seeded = RateController(RateLimit())
+    assert seeded.start_from(2.0, 0.0)
+    assert not seeded.guessing
+    # Slow start ended unthrottled, then a throttle: a cut of what got through in a second of
+    # sending, its own measure, not a ramp from a burst.
+    settled = RateController(RateLimit())
+    for i in range(60):
+        settled.on_send(i * 0.01)
+        if i < 30:
+            settled.on_success(i * 0.01, i * 0.01)
+    settled.on_throttle(0.59, 0.6)
+    assert settled.phase is Phase.CUBIC
+    assert not settled.guessing
+    assert not settled.follow(1.0, 0.7)
+
+
+def test_the_throttle_that_ends_a_ramp_measures_a_provisional_rate() -> None:
+    control = ramping()
+    for i in range(1, 9):  # 5/s and up; the server lets 1/s through, 2 of the 8 in 1.6 s
+        sent = i * 0.2
+        control.on_send(sent)
+        if i % 4 == 0:
+            control.on_success(sent, sent + 0.01)
+    control.on_send(1.8)
+    control.on_throttle(1.8, 1.81)
+    assert control.phase is Phase.CUBIC
+    assert control.learned is None  # the ramp overshot: not a settled measure...
+    assert control.provisional == pytest.approx(2 / 1.81)  # ...but what got through since it began
+    assert control.guessing
+
+
+def test_a_slow_scope_cuts_to_what_got_through_since_its_last_cut_not_a_spent_burst() -> None:
+    # 1/s with a server burst of 5: after a cut, the tokens saved at the lower rate are spent by
+    # the next probe, in a few seconds, which is the meter's whole window at this rate.
+    control = RateController(RateLimit())
+    assert control.start_from(1.0, 0.0)
+    for i in range(10):
+        control.on_send(float(i))
+        control.on_success(float(i), i + 0.01)
+    control.on_send(10.0)
+    control.on_throttle(10.0, 10.01)
+    sends = [10.5 + i for i in range(16)] + [26.0 + i / 2 for i in range(8)]  # 1/s, then 2/s
+    for sent in sends:
+        control.on_send(sent)
+        control.on_success(sent, sent + 0.01)
+    rate = control.rate
+    control.on_send(30.2)
+    control.on_throttle(30.2, 30.21)
+    # 24 through in the 20.2 s since the last cut: 1.19/s. The last 4 s alone read 2/s.
+    assert rate is not None
+    assert rate > 24 / 20.2
+    assert control.w_max == pytest.approx(24 / 20.2)
+    assert control.learned == pytest.approx(24 / 20.2)
+    assert control.cuts == 2
+
+
 def test_a_slow_scope_counts_its_rate_over_a_few_requests_not_one_second() -> None:
     # At 1/s, a 1 s window holds one send: young by its span, it read as 20/s, the cap of twice
     # the measured rate let CUBIC run away, and each throttle looked like a burst.
