@@ -2,16 +2,18 @@
 and with 2 workers, in the same run, against the same simulator (issue 15).
 
 The organisation simulator runs in its own process: 16 member accounts x 2 regions (32 units of
-(account, region), 240,000 instances, 10 services per region and account: about 7,500 records a
+(account, region), 720,000 instances, 10 services per region and account: about 22,500 records a
 unit), with a quota of ``LIMIT_QPS`` requests/s per (account, region, action), the dimension of
 EAS's quotas, that the scanner is not told. Summed over the 32 scopes that is 16,000 requests/s,
 some forty times what one process can use (``summed_limit_qps`` against the local run's
 ``achieved_qps``); and one scope's quota is more than one core can use in one scope, so a Ray
 worker, even one unit at a time, is held by its CPU and not by a quota (``throttled`` 0; its
 ``units_per_worker`` slots buy nothing here, see the README's model).
-Units are this big because a Ray worker pays a fixed wall time per unit (its first round trips and
-its commit, ``unit_costs.fixed_ms``) while the local engine overlaps its 32 accounts in flight:
-see the README's "Scaling out: a model".
+The scan is this big (about 10 s for the local engine) because a Ray scan pays about a second
+once, whatever its size (its workers' processes, Ray's and the scanner's imports, the first round
+trips; a unit's own share is ``unit_costs.fixed_ms``), and an organisation scan lasts minutes: at
+240,000 records that second was a quarter of the run (quiet machine, same code: ``ray_2_vs_local``
+1.18 at 240,000 records, 1.34 at 480,000). See the README's "Scaling out: a model".
 
 - ``local``: ``eas-scan scan --org --output-dir DIR`` (the local engine as users run it: 32
   accounts in flight), in a client process (``benchmarks.clients.cli_client``).
@@ -96,7 +98,7 @@ def compile_bytecode() -> bool:
 def _shape(quick: bool) -> dict[str, int]:
     if quick:
         return {"accounts": 8, "services": 6, "instances": 8_000}
-    return {"accounts": 16, "services": 10, "instances": 240_000}
+    return {"accounts": 16, "services": 10, "instances": 720_000}
 
 
 def directory_digests(root: Path) -> tuple[bool, dict[str, dict[str, Any]]]:
