@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime
 import logging
 import socket
 import ssl
@@ -23,10 +22,6 @@ import aiohttp.connector
 import orjson
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from scanner.client.credentials import StaticCredentials
@@ -36,6 +31,7 @@ from scanner.client.transport import AiohttpTransport
 from scanner.errors import ConfigError, NetworkError
 from scanner.scanner import Scanner
 from scanner.simulator import Simulator
+from tests.certs import self_signed
 from tests.loopback import serve_app
 
 USER, PASSWORD = "scanner", "pr0xy-s3cret-pass"
@@ -433,40 +429,13 @@ async def test_a_proxy_that_refuses_the_tunnel_says_so(monkeypatch: pytest.Monke
     assert "NO_PROXY" in message
 
 
-def certificate_for(name: str, folder: Path) -> tuple[Path, Path]:
-    """(certificate, key) PEM files of a self-signed certificate for ``name``, valid for a day."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "eas.pem", folder / "eas.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.mark.asyncio
 async def test_https_goes_through_a_connect_tunnel_with_credentials(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     clear_proxies(monkeypatch)
     caplog.set_level(logging.DEBUG, logger="scanner.client.transport")
-    cert, key = certificate_for("eas.test", tmp_path)
+    cert, key = self_signed(tmp_path, "eas.test", stem="eas")
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
     # aiohttp builds its verifying context at import, before any SSL_CERT_FILE a test could set:
