@@ -233,17 +233,11 @@ class EasClient:
     def _decode(self, redact: Redactor, decode: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
             return decode(*args, **kwargs)
-        except _NotJsonError as exc:
+        except _NotJson as exc:
             # What came instead (a WAF's challenge, a captive portal, a proxy's login page), as
             # an error answer's body is shown: an excerpt, tags collapsed, redacted.
-            error = DecodeError(
-                f"unexpected response: {non_json_message(exc.raw, redact)} ({exc.reason})",
-                region=exc.region,
-                action=exc.action,
-                service=exc.service,
-                status=exc.status,
-                request_id=exc.request_id,
-            )
+            problem = f"{non_json_message(exc.raw, redact)} ({exc.reason})"
+            error = _decode_error(problem, exc.raw, None, exc.region, exc.action, exc.service)
             _redact_error(error, redact)
             raise error from None
         except DecodeError as exc:
@@ -579,16 +573,20 @@ def _without_bom(body: bytes) -> bytes:
 _SUCCESS_CODES: Final = frozenset({"0", "200", "ok", "success"})
 
 
-class _ErrorIn2xx(Exception):
+class _RawAnswer(Exception):
+    """A 2xx answer that only ``EasClient._decode``, which holds the redactor, can describe."""
+
+    def __init__(self, raw: Response, region: str, action: str, service: str | None) -> None:
+        super().__init__()
+        self.raw, self.region, self.action, self.service = raw, region, action, service
+
+
+class _ErrorIn2xx(_RawAnswer):
     """A 2xx answer that is an API error body (``Code``, ``Message``) instead of the data asked for.
 
     Some gateways answer 200 whatever happened and say the error in the body; the SDK would read
     it as an empty page. ``EasClient._decode`` turns it into the error its code names.
     """
-
-    def __init__(self, raw: Response, region: str, action: str, service: str | None) -> None:
-        super().__init__()
-        self.raw, self.region, self.action, self.service = raw, region, action, service
 
 
 def _check_error_in_2xx(
@@ -600,28 +598,20 @@ def _check_error_in_2xx(
         raise _ErrorIn2xx(raw, region, action, service)
 
 
-class _NotJsonError(DecodeError):
-    """A 2xx body that is not JSON; ``EasClient._decode`` adds an excerpt of what it was."""
+class _NotJson(_RawAnswer):
+    """A 2xx body that is not JSON (``reason``: the parser's); ``EasClient._decode`` makes it a
+    ``DecodeError`` showing an excerpt of what it was."""
 
-    def __init__(self, raw: Response, reason: str, error: DecodeError) -> None:
-        super().__init__(
-            error.message,
-            region=error.region,
-            action=error.action,
-            service=error.service,
-            status=error.status,
-            request_id=error.request_id,
-        )
-        self.raw, self.reason = raw, reason
+    def __init__(self, raw: Response, region: str, action: str, service: str | None, reason: str) -> None:
+        super().__init__(raw, region, action, service)
+        self.reason = reason
 
 
 def _decode_object(raw: Response, region: str, action: str, service: str | None) -> dict[str, Any]:
     try:
         data = orjson.loads(_without_bom(raw.body))
     except orjson.JSONDecodeError as exc:
-        reason = f"{exc}; {len(raw.body)} bytes"
-        error = _decode_error(f"the body is not valid JSON ({reason})", raw, None, region, action, service)
-        raise _NotJsonError(raw, reason, error) from None
+        raise _NotJson(raw, region, action, service, f"{exc}; {len(raw.body)} bytes") from None
     if type(data) is not dict:
         raise _decode_error("the body is not a JSON object", raw, None, region, action, service)
     return data
