@@ -62,6 +62,20 @@ def counters(region: str, pages: int, total_pages: int) -> ScanStatistics:
     )
 
 
+def listed(unit: WorkUnit, attempt: int, index: int, pages: int) -> UnitReport:
+    """The report of a fake worker ``index`` that listed all ``pages`` pages of ``unit``."""
+    final = counters(unit.region, pages, pages)
+    return UnitReport(
+        unit=unit,
+        status="complete",
+        records=final.records,
+        requests=final.requests,
+        worker=WorkerInfo(index, 100 + index, "here"),
+        attempt=attempt,
+        statistics=final,
+    )
+
+
 class PagingWorker:
     """Lists ``pages`` pages a unit, one every ``page_s``; reports its counters when asked."""
 
@@ -88,17 +102,8 @@ class PagingWorker:
                 self.die_on = None
                 self._live = None
                 raise WorkerLost("process died")
-        final = counters(unit.region, self.pages, self.pages)
         self._live = None
-        return UnitReport(
-            unit=unit,
-            status="complete",
-            records=final.records,
-            requests=final.requests,
-            worker=WorkerInfo(self.index, 100 + self.index, "here"),
-            attempt=attempt,
-            statistics=final,
-        )
+        return listed(unit, attempt, self.index, self.pages)
 
     async def progress(self) -> UnitLive | None:
         self.asked += 1
@@ -201,16 +206,7 @@ class SlotPagingWorker:
             self.pages_listed += 1
             self.lives[unit, attempt] = UnitLive(unit, attempt, counters(unit.region, page, self.pages))
         del self.lives[unit, attempt]
-        final = counters(unit.region, self.pages, self.pages)
-        return UnitReport(
-            unit=unit,
-            status="complete",
-            records=final.records,
-            requests=final.requests,
-            worker=WorkerInfo(self.index, 100 + self.index, "here"),
-            attempt=attempt,
-            statistics=final,
-        )
+        return listed(unit, attempt, self.index, self.pages)
 
     async def progress(self) -> tuple[UnitLive, ...]:
         self.asked += 1

@@ -124,6 +124,14 @@ def assert_sound(directory: ScanDirectory) -> None:
         directory._fs.unlock(lock)
 
 
+def rescanned_entry(directory: ScanDirectory) -> PartEntry:
+    """The unit's entry, which must be the rescan's: complete, with every record."""
+    entry = directory.entry(UNIT)
+    assert entry is not None
+    assert (entry.status, entry.records) == ("complete", len(RECORDS))
+    return entry
+
+
 def records_of(directory: ScanDirectory, entry: PartEntry) -> list[dict[str, Any]]:
     assert entry.file is not None
     return list(iter_records(directory.path / entry.file, entry.format))
@@ -151,9 +159,7 @@ async def test_a_commit_cancelled_by_asyncio_ends_whole(tmp_path: Path, gate: Ga
     with pytest.raises(asyncio.CancelledError):
         await task  # the cancellation still reaches the caller, once the commit has ended
 
-    entry = directory.entry(UNIT)
-    assert entry is not None
-    assert (entry.status, entry.records) == ("complete", len(RECORDS))
+    entry = rescanned_entry(directory)
     assert records_of(directory, entry) == RECORDS
     assert routers[0].entries == [entry]  # the router knows the unit was committed
     assert_sound(directory)
@@ -179,9 +185,7 @@ async def test_an_asyncio_timeout_during_a_commit_waits_for_it(tmp_path: Path, g
     await cancel_while_held(task, gate, lambda: deadlines[0].reschedule(now()))  # the deadline is now
     with pytest.raises(TimeoutError):  # asyncio.timeout still turns its cancellation into TimeoutError
         await task
-    entry = directory.entry(UNIT)
-    assert entry is not None
-    assert (entry.status, entry.records) == ("complete", len(RECORDS))
+    rescanned_entry(directory)
     assert_sound(directory)
 
 
@@ -204,9 +208,7 @@ async def test_a_second_cancellation_during_the_wait_changes_nothing(tmp_path: P
     await cancel_while_held(task, gate, cancel_twice)
     with pytest.raises(asyncio.CancelledError):
         await task
-    entry = directory.entry(UNIT)
-    assert entry is not None
-    assert (entry.status, entry.records) == ("complete", len(RECORDS))
+    rescanned_entry(directory)
     assert_sound(directory)
 
 
